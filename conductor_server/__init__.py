@@ -1,0 +1,1 @@
+"""The Conductor coordinator: gRPC server, Postgres store, dispatcher and scheduler."""

@@ -1,0 +1,169 @@
+"""Wires the coordinator: database, store, dispatcher, gRPC server, health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from conductor.v1 import client_pb2, client_pb2_grpc, worker_pb2, worker_pb2_grpc
+
+from .clock import Clock, SystemClock
+from .database import EmbeddedPostgres
+from .dispatch import Dispatcher
+from .rpc import ClientService, ErrorInterceptor, WorkerService
+from .settings import Settings
+from .store import Store
+from .waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    client_pb2.DESCRIPTOR.services_by_name["ConductorService"].full_name,
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+)
+
+
+class Coordinator:
+    """One coordinator process's worth of machinery, started and stopped as a unit."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.embedded: EmbeddedPostgres | None = None
+        self.store: Store | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._listener: asyncio.Task[None] | None = None
+        self._workers: WorkerService | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def start(self) -> None:
+        url = self.settings.database_url
+        if url is None:
+            self.embedded = EmbeddedPostgres(self.settings.data_dir)
+            url = await asyncio.to_thread(self.embedded.start)
+        self.store = Store(url, self.settings.pool_size)
+        await self.store.open()
+        applied = await self.store.migrate()
+        if applied:
+            log.info("applied migrations %s", applied)
+        waiters = Waiters()
+        self.dispatcher = Dispatcher(self.store, self.clock, self.settings, waiters)
+        self.dispatcher.start()
+        self._listener = asyncio.create_task(self._listen(), name="listen")
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        )
+        client_pb2_grpc.add_ConductorServiceServicer_to_server(
+            ClientService(self.store, self.dispatcher, self.clock, self.settings), self.server
+        )
+        self._workers = WorkerService(self.dispatcher, self.settings)
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server
+        )
+        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        await self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("coordinator listening on %s", self.address)
+
+    async def _listen(self) -> None:
+        assert self.store is not None and self.dispatcher is not None
+        while True:
+            try:
+                async for channel, payload in self.store.listen(
+                    "conductor_ready", "conductor_finished"
+                ):
+                    if channel == "conductor_ready":
+                        self.dispatcher.wake(payload)
+                    else:
+                        self.dispatcher.waiters.finished(int(i) for i in payload.split(","))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("LISTEN connection lost; reconnecting")
+                self.dispatcher.wake_all()
+                await asyncio.sleep(1)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful stop: NOT_SERVING, close worker streams, drain calls, close the database."""
+        await self.health.enter_graceful_shutdown()
+        if self.dispatcher is not None:
+            for session in list(self.dispatcher.sessions.values()):
+                session.close()
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.store is not None:
+            await self.store.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Coordinator]:
+    coordinator = Coordinator(settings, clock)
+    try:
+        await coordinator.start()
+        yield coordinator
+    finally:
+        await coordinator.stop()
+
+
+async def serve(settings: Settings, on_ready: threading.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings) as coordinator:
+        print(f"conductor coordinator listening on {coordinator.address}", flush=True)
+        if on_ready is not None:
+            on_ready.set()
+        await stop.wait()
+        log.info("stopping")
+
+
+class CoordinatorThread:
+    """A coordinator on its own event loop in a background thread (tests, `conductor dev`)."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.coordinator = Coordinator(settings, clock)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> str:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.coordinator.start(), self._loop).result(120)
+        return self.coordinator.address
+
+    def run(self, coro):  # type: ignore[no-untyped-def]
+        """Run a coroutine on the coordinator's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
+
+    def stop(self, grace: float = 2.0) -> None:
+        try:
+            self.run(self.coordinator.stop(grace))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)

@@ -1,0 +1,296 @@
+"""Leases: matching ready work to worker capacity, group-committed worker writes, expiry.
+
+Dispatch is push-based. Whatever can make work ready (an invoke, a completion that frees a
+slot, a retry or release whose time comes, a NOTIFY from another coordinator) marks the task
+dirty and wakes one loop, which leases a batch per worker with free capacity in one statement
+and pushes it down that worker's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from .batcher import Batcher
+from .clock import Clock
+from .models import (
+    ErrorInfo,
+    Lease,
+    LeaseRef,
+    OutcomeApplied,
+    OutcomeKind,
+    OutcomeWrite,
+    StepWrite,
+    StepWriteResult,
+    TaskDef,
+)
+from .sessions import CancelRequest, OutcomeAck, Session, StepAck
+from .settings import Settings
+from .store import Store
+from .waiters import Waiters
+from .windows import next_opening
+
+log = logging.getLogger(__name__)
+
+SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatever happened
+
+
+class Dispatcher:
+    """Owns worker sessions, leasing, worker writes and the lease reaper."""
+
+    def __init__(self, store: Store, clock: Clock, settings: Settings, waiters: Waiters) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.waiters = waiters
+        self.sessions: dict[int, Session] = {}
+        self.tasks: dict[str, TaskDef] = {}
+        self._dirty: set[str] = set()
+        self._due: dict[str, datetime] = {}
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._steps: Batcher[StepWrite, StepWriteResult] = Batcher("steps", self._flush_steps)
+        self._outcomes: Batcher[OutcomeWrite, OutcomeApplied | None] = Batcher(
+            "outcomes", self._flush_outcomes
+        )
+        clock.subscribe(self._clock_jumped)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._steps.start()
+        self._outcomes.start()
+        self._loops = [
+            asyncio.create_task(self._lease_loop(), name="lease-loop"),
+            asyncio.create_task(self._reaper_loop(), name="reaper"),
+        ]
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._steps.stop()
+        await self._outcomes.stop()
+
+    def _clock_jumped(self) -> None:
+        loop = self._loop_or_none()
+        if loop is not None:
+            loop.call_soon_threadsafe(self.wake_all)
+
+    def _loop_or_none(self) -> asyncio.AbstractEventLoop | None:
+        return self._loops[0].get_loop() if self._loops else None
+
+    # -- waking -------------------------------------------------------------------------
+
+    def wake(self, task: str, at: datetime | None = None) -> None:
+        """Work of `task` may be ready now (or at `at`)."""
+        if at is not None and at > self.clock.now():
+            if task not in self._due or at < self._due[task]:
+                self._due[task] = at
+                self._wake.set()
+            return
+        self._dirty.add(task)
+        self._wake.set()
+
+    def wake_all(self) -> None:
+        self._dirty.update(self.tasks)
+        self._wake.set()
+
+    # -- task definitions ---------------------------------------------------------------
+
+    async def task_def(self, name: str) -> TaskDef | None:
+        """A task's definition, from this coordinator's cache or the database."""
+        found = self.tasks.get(name)
+        if found is None:
+            found = await self.store.get_task(name)
+            if found is not None:
+                self.tasks[name] = found
+        return found
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def connect(self, session: Session, held: Sequence[LeaseRef]) -> list[LeaseRef]:
+        """Register a worker stream; returns the held leases that are no longer valid."""
+        now = self.clock.now()
+        await self.store.upsert_tasks(session.tasks.values(), now)
+        self.tasks.update(session.tasks)
+        expires = now + timedelta(seconds=self.settings.lease_timeout)
+        valid = await self.store.renew_leases(held, expires)
+        for execution_id, task in valid.items():
+            session.hold(execution_id, task)
+        self.sessions[session.id] = session
+        for name in session.tasks:
+            next_at = await self.store.next_run_at(name)
+            self.wake(name, next_at)
+        return [ref for ref in held if ref.execution_id not in valid]
+
+    def disconnect(self, session: Session) -> None:
+        """The stream ended; its leases stay valid until they expire or the worker returns."""
+        self.sessions.pop(session.id, None)
+
+    def stop_leasing(self, session: Session) -> None:
+        session.leasing = False
+
+    async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
+        expires = self.clock.now() + timedelta(seconds=self.settings.lease_timeout)
+        valid = await self.store.renew_leases(refs, expires)
+        for ref in refs:
+            if ref.execution_id not in valid:
+                self._forget(session, ref.execution_id)
+
+    # -- worker writes ------------------------------------------------------------------
+
+    async def save_steps(self, session: Session, writes: list[StepWrite]) -> None:
+        results = await asyncio.gather(*self._steps.submit_many(writes))
+        session.send(
+            [StepAck(w.lease.execution_id, w.name, r) for w, r in zip(writes, results, strict=True)]
+        )
+        for w, r in zip(writes, results, strict=True):
+            if not r.ok:
+                self._forget(session, w.lease.execution_id)
+
+    async def apply_outcomes(self, session: Session, writes: list[OutcomeWrite]) -> None:
+        results = await asyncio.gather(*self._outcomes.submit_many(writes))
+        session.send(
+            [OutcomeAck(w.lease, r is not None) for w, r in zip(writes, results, strict=True)]
+        )
+        for w in writes:
+            self._forget(session, w.lease.execution_id)
+
+    def _forget(self, session: Session, execution_id: int) -> None:
+        task = session.drop(execution_id)
+        if task is not None:
+            self.wake(task)
+
+    async def _flush_steps(self, writes: list[StepWrite]) -> list[StepWriteResult]:
+        return await self.store.save_steps(writes, self.clock.now())
+
+    async def _flush_outcomes(self, writes: list[OutcomeWrite]) -> list[OutcomeApplied | None]:
+        results = await self.store.apply_outcomes(writes, self.clock.now())
+        self._after_outcomes(r for r in results if r is not None)
+        return results
+
+    def _after_outcomes(self, applied: Iterable[OutcomeApplied]) -> None:
+        finished = []
+        for outcome in applied:
+            if outcome.state.finished:
+                finished.append(outcome.execution_id)
+            elif outcome.task:
+                self.wake(outcome.task, outcome.run_at)
+        self.waiters.finished(finished)
+
+    # -- leasing ------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await self._sleep_until_due()
+            self._wake.clear()
+            now = self.clock.now()
+            for task, at in list(self._due.items()):
+                if at <= now:
+                    del self._due[task]
+                    self._dirty.add(task)
+            for task in list(self._dirty):
+                try:
+                    if not await self._lease_task(task, now):
+                        self._dirty.discard(task)
+                except Exception:
+                    log.exception("leasing %s failed; retrying shortly", task)
+                    self.wake(task, now + timedelta(seconds=1))
+                    self._dirty.discard(task)
+
+    async def _sleep_until_due(self) -> None:
+        if self._dirty:
+            return
+        now = self.clock.now()
+        until = min([*self._due.values(), now + SAFETY_SWEEP])
+        timeout = max(0.0, (until - now).total_seconds())
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            if until == now + SAFETY_SWEEP:
+                self.wake_all()
+
+    async def _lease_task(self, task: str, now: datetime) -> bool:
+        """Lease ready work of `task` to workers with room; True if more may be ready."""
+        definition = self.tasks.get(task)
+        takers = [s for s in self.sessions.values() if s.free(task) > 0]
+        if definition is None or not takers:
+            return False
+        opening = next_opening(definition, now)
+        if opening is not None:  # outside its window: come back when it opens
+            self.wake(task, opening)
+            return False
+        room = await self._concurrency_room(definition)
+        more = True
+        for session in takers:
+            want = min(session.free(task), self.settings.lease_batch_size, room)
+            if want <= 0:
+                return False
+            leases = await self._lease(session, task, want, now)
+            room -= len(leases)
+            if len(leases) < want:
+                more = False
+                break
+        return more
+
+    async def _concurrency_room(self, definition: TaskDef) -> int:
+        if definition.concurrency <= 0:
+            return self.settings.lease_batch_size * max(1, len(self.sessions))
+        return definition.concurrency - await self.store.running_count(definition.name)
+
+    async def _lease(self, session: Session, task: str, want: int, now: datetime) -> list[Lease]:
+        expires = now + timedelta(seconds=self.settings.lease_timeout)
+        leases = await self.store.lease(task, want, session.worker_id, now, expires)
+        if not leases:
+            return leases
+        if session.id not in self.sessions:  # the stream closed meanwhile: give them back
+            await self._release_unsent(leases)
+            return []
+        for lease in leases:
+            session.hold(lease.execution_id, task)
+        session.send(leases)
+        return leases
+
+    async def _release_unsent(self, leases: list[Lease]) -> None:
+        writes = [
+            OutcomeWrite(LeaseRef(lease.execution_id, lease.token), OutcomeKind.RELEASED)
+            for lease in leases
+        ]
+        await asyncio.gather(*self._outcomes.submit_many(writes))
+
+    # -- expiry -------------------------------------------------------------------------
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reaper_interval)
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("lease reaper failed; retrying")
+
+    async def reap(self) -> int:
+        """Fail attempts whose lease expired (error: worker lost); returns how many."""
+        expired = await self.store.expired_leases(self.clock.now())
+        if not expired:
+            return 0
+        lost = ErrorInfo("WorkerLost", "worker lost: lease expired without a heartbeat")
+        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=lost, lost=True) for ref in expired]
+        results = await asyncio.gather(*self._outcomes.submit_many(writes))
+        for session in self.sessions.values():
+            for ref in expired:
+                session.drop(ref.execution_id)
+        reaped = [r for r in results if r is not None]
+        if reaped:
+            log.warning("reaped %d expired leases", len(reaped))
+        return len(reaped)
+
+    def cancel_running(self, execution_id: int) -> None:
+        """Tell whichever connected worker runs the execution to stop it."""
+        for session in self.sessions.values():
+            if execution_id in session.inflight:
+                session.send(CancelRequest([execution_id]))

@@ -1,0 +1,185 @@
+"""Domain objects of the coordinator. Imports neither protobuf nor psycopg."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class State(enum.StrEnum):
+    """Lifecycle state of an execution (the database enum's values)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+
+class ConductorError(Exception):
+    """Base of the errors the API maps to gRPC status codes."""
+
+
+class NotFound(ConductorError):
+    """An unknown task or execution (NOT_FOUND)."""
+
+
+class InvalidArgument(ConductorError):
+    """Bad input; the message names the field (INVALID_ARGUMENT)."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+
+
+class FailedPrecondition(ConductorError):
+    """The execution's state does not allow the call (FAILED_PRECONDITION)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter between attempts."""
+
+    initial_backoff: float = 1.0
+    max_backoff: float = 300.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    non_retryable_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """A task type as registered by a worker."""
+
+    name: str
+    max_attempts: int = 3
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    window_start: str | None = None
+    window_end: str | None = None
+    timezone: str = "UTC"
+    concurrency: int = 0
+
+
+@dataclass(frozen=True)
+class NewExecutions:
+    """Validated input of Invoke / InvokeBatch."""
+
+    task: str
+    payloads: list[str]
+    run_at: datetime
+    priority: int = 0
+    queue: str = "default"
+    max_attempts: int = 3
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What went wrong in an attempt."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A stored execution."""
+
+    id: int
+    task: str
+    queue: str
+    state: State
+    payload_json: str
+    result_json: str | None
+    error: ErrorInfo | None
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    max_attempts: int
+    dedupe_key: str | None
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """A recorded step result."""
+
+    name: str
+    result_json: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to run one attempt of one execution."""
+
+    execution_id: int
+    task: str
+    token: str
+    attempt: int
+    max_attempts: int
+    payload_json: str
+    steps: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    """An (execution, token) pair a worker names in a write."""
+
+    execution_id: int
+    token: str
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """A step result a worker asks to record."""
+
+    lease: LeaseRef
+    name: str
+    result_json: str
+
+
+@dataclass(frozen=True)
+class StepWriteResult:
+    """The outcome of a StepWrite: ok with the recorded result, or stale."""
+
+    ok: bool
+    result_json: str = ""
+
+
+class OutcomeKind(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class OutcomeWrite:
+    """The end of one leased run."""
+
+    lease: LeaseRef
+    kind: OutcomeKind
+    result_json: str = "null"
+    error: ErrorInfo | None = None
+    retryable: bool = True
+    run_at: datetime | None = None
+    lost: bool = False
+
+
+@dataclass(frozen=True)
+class OutcomeApplied:
+    """What an applied outcome did to its execution."""
+
+    execution_id: int
+    task: str
+    state: State
+    run_at: datetime | None

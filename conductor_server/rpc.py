@@ -1,0 +1,500 @@
+"""gRPC servicers: protobuf <-> domain objects, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
+
+from . import validation
+from .clock import Clock
+from .dispatch import Dispatcher
+from .models import (
+    ConductorError,
+    ErrorInfo,
+    Execution,
+    FailedPrecondition,
+    InvalidArgument,
+    Lease,
+    LeaseRef,
+    NotFound,
+    OutcomeKind,
+    OutcomeWrite,
+    RetryPolicy,
+    State,
+    StepWrite,
+    StepWriteResult,
+    TaskDef,
+)
+from .sessions import CancelRequest, OutcomeAck, Outgoing, Session, StepAck
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+_STATE_TO_PB = {
+    State.PENDING: common_pb2.EXECUTION_STATE_PENDING,
+    State.RUNNING: common_pb2.EXECUTION_STATE_RUNNING,
+    State.SUCCEEDED: common_pb2.EXECUTION_STATE_SUCCEEDED,
+    State.FAILED: common_pb2.EXECUTION_STATE_FAILED,
+    State.CANCELLED: common_pb2.EXECUTION_STATE_CANCELLED,
+}
+_PB_TO_STATE = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def execution_to_pb(e: Execution) -> common_pb2.Execution:
+    return common_pb2.Execution(
+        id=str(e.id),
+        task=e.task,
+        state=_STATE_TO_PB[e.state],
+        attempt=e.attempt,
+        max_attempts=e.max_attempts,
+        payload_json=e.payload_json,
+        result_json=e.result_json or "",
+        error=common_pb2.ErrorInfo(
+            type=e.error.type, message=e.error.message, traceback=e.error.traceback
+        )
+        if e.error
+        else None,
+        priority=e.priority,
+        queue=e.queue,
+        created_at=_ts(e.created_at),
+        run_at=_ts(e.run_at),
+        started_at=_ts(e.started_at),
+        finished_at=_ts(e.finished_at),
+        dedupe_key=e.dedupe_key or "",
+        cancel_requested=e.cancel_requested,
+    )
+
+
+class ClientService(client_pb2_grpc.ConductorServiceServicer):
+    """The public API."""
+
+    def __init__(
+        self, store: Store, dispatcher: Dispatcher, clock: Clock, settings: Settings
+    ) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.settings = settings
+
+    async def _invoke(
+        self, task: str, payloads: list[str], options: client_pb2.InvokeOptions, batch: bool
+    ) -> tuple[list[int], bool]:
+        definition = await self.dispatcher.task_def(task) if task else None
+        new = validation.new_executions(
+            definition,
+            task,
+            payloads,
+            now=self.clock.now(),
+            run_at=options.run_at.ToDatetime(UTC) if options.HasField("run_at") else None,
+            delay_seconds=options.delay_seconds,
+            priority=options.priority,
+            queue=options.queue,
+            dedupe_key=options.dedupe_key,
+            max_attempts=options.max_attempts,
+            payload_limit=self.settings.max_payload_bytes,
+            batch=batch,
+        )
+        ids, created = await self.store.insert_executions(new, self.clock.now())
+        if created:
+            self.dispatcher.wake(new.task, new.run_at)
+        return ids, created
+
+    async def Invoke(  # noqa: N802
+        self, request: client_pb2.InvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.InvokeResponse:
+        ids, created = await self._invoke(
+            request.task, [request.payload_json], request.options, batch=False
+        )
+        return client_pb2.InvokeResponse(execution_id=str(ids[0]), created=created)
+
+    async def InvokeBatch(  # noqa: N802
+        self, request: client_pb2.InvokeBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.InvokeBatchResponse:
+        ids, _ = await self._invoke(
+            request.task, list(request.payloads_json), request.options, batch=True
+        )
+        return client_pb2.InvokeBatchResponse(execution_ids=[str(i) for i in ids])
+
+    async def _get(self, execution_id: int) -> Execution:
+        found = await self.store.get_execution(execution_id)
+        if found is None:
+            raise NotFound(f"execution_id: no execution {execution_id}")
+        return found
+
+    async def GetExecution(  # noqa: N802
+        self, request: client_pb2.GetExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> common_pb2.Execution:
+        execution = await self._get(validation.parse_execution_id(request.execution_id))
+        return execution_to_pb(execution)
+
+    async def WaitExecution(  # noqa: N802
+        self, request: client_pb2.WaitExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> common_pb2.Execution:
+        execution_id = validation.parse_execution_id(request.execution_id)
+        timeout = validation.wait_timeout(request.timeout_seconds)
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(0.0, remaining - 0.05))
+        waiter = self.dispatcher.waiters.register(execution_id)
+        try:
+            execution = await self._get(execution_id)
+            if not execution.state.finished and timeout > 0:
+                try:
+                    await asyncio.wait_for(waiter, timeout)
+                except TimeoutError:
+                    pass
+                execution = await self._get(execution_id)
+        finally:
+            self.dispatcher.waiters.unregister(execution_id, waiter)
+        return execution_to_pb(execution)
+
+    async def CancelExecution(  # noqa: N802
+        self,
+        request: client_pb2.CancelExecutionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> common_pb2.Execution:
+        execution_id = validation.parse_execution_id(request.execution_id)
+        outcome = await self.store.cancel(execution_id, self.clock.now())
+        if outcome is None:
+            execution = await self._get(execution_id)
+            raise FailedPrecondition(
+                f"execution_id: execution {execution_id} is already {execution.state.value}"
+            )
+        if outcome[0] is State.CANCELLED:
+            self.dispatcher.waiters.finished([execution_id])
+        else:
+            self.dispatcher.cancel_running(execution_id)
+        return execution_to_pb(await self._get(execution_id))
+
+    async def ListExecutions(  # noqa: N802
+        self,
+        request: client_pb2.ListExecutionsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> client_pb2.ListExecutionsResponse:
+        size = validation.page_size(request.page_size)
+        before = (
+            validation.parse_execution_id(request.page_token, "page_token")
+            if request.page_token
+            else None
+        )
+        states = []
+        for value in request.states:
+            if value not in _PB_TO_STATE:
+                raise InvalidArgument("states", f"unknown state {value}")
+            states.append(_PB_TO_STATE[value])
+        rows = await self.store.list_executions(
+            task=request.task or None,
+            states=states,
+            queue=request.queue or None,
+            before_id=before,
+            limit=size + 1,
+        )
+        page, more = rows[:size], len(rows) > size
+        return client_pb2.ListExecutionsResponse(
+            executions=[execution_to_pb(e) for e in page],
+            next_page_token=str(page[-1].id) if more else "",
+        )
+
+
+# -- the worker stream -------------------------------------------------------------------
+
+
+def _lease_ref(execution_id: str, token: str) -> LeaseRef | None:
+    """A well-formed (id, token) pair, or None (which can only be stale)."""
+    try:
+        return LeaseRef(validation.parse_execution_id(execution_id), str(uuid.UUID(token)))
+    except (InvalidArgument, ValueError):
+        return None
+
+
+def task_from_pb(t: worker_pb2.TaskDefinition, index: int) -> TaskDef:
+    retry = t.retry
+    definition = TaskDef(
+        name=t.name,
+        max_attempts=t.max_attempts,
+        retry=RetryPolicy(
+            initial_backoff=retry.initial_backoff_seconds,
+            max_backoff=retry.max_backoff_seconds,
+            multiplier=retry.multiplier,
+            jitter=retry.jitter,
+            non_retryable_errors=tuple(retry.non_retryable_errors),
+        ),
+        window_start=t.window.start if t.HasField("window") else None,
+        window_end=t.window.end if t.HasField("window") else None,
+        timezone=t.timezone or "UTC",
+        concurrency=t.concurrency,
+    )
+    return validation.check_task_def(definition, t.capacity, f"register.tasks[{index}]")
+
+
+def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
+    return worker_pb2.Lease(
+        execution_id=str(lease.execution_id),
+        task=lease.task,
+        lease_token=lease.token,
+        attempt=lease.attempt,
+        max_attempts=lease.max_attempts,
+        payload_json=lease.payload_json,
+        steps=lease.steps,
+    )
+
+
+def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
+    if isinstance(message, CancelRequest):
+        return worker_pb2.CoordinatorMessage(
+            cancel_requests=worker_pb2.CancelRequests(
+                execution_ids=[str(i) for i in message.execution_ids]
+            )
+        )
+    assert message, "empty batches are never queued"
+    first = message[0]
+    if isinstance(first, Lease):
+        return worker_pb2.CoordinatorMessage(
+            leases=worker_pb2.Leases(items=[lease_to_pb(m) for m in message])  # type: ignore[arg-type]
+        )
+    if isinstance(first, StepAck):
+        return worker_pb2.CoordinatorMessage(
+            step_acks=worker_pb2.StepAcks(items=[_step_ack(m) for m in message])  # type: ignore[arg-type]
+        )
+    return worker_pb2.CoordinatorMessage(
+        outcome_acks=worker_pb2.OutcomeAcks(items=[_outcome_ack(m) for m in message])  # type: ignore[arg-type]
+    )
+
+
+def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
+    return worker_pb2.WRITE_STATUS_OK if ok else worker_pb2.WRITE_STATUS_STALE_LEASE
+
+
+def _step_ack(ack: StepAck) -> worker_pb2.StepAck:
+    return worker_pb2.StepAck(
+        execution_id=str(ack.execution_id),
+        name=ack.name,
+        status=_status(ack.result.ok),
+        result_json=ack.result.result_json,
+    )
+
+
+def _outcome_ack(ack: OutcomeAck) -> worker_pb2.OutcomeAck:
+    return worker_pb2.OutcomeAck(
+        execution_id=str(ack.lease.execution_id),
+        lease_token=ack.lease.token,
+        status=_status(ack.ok),
+    )
+
+
+def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef) -> OutcomeWrite:
+    kind = o.WhichOneof("result")
+    if kind == "completed":
+        result = validation.check_payload(o.completed.result_json, "result_json", 2**31)
+        return OutcomeWrite(ref, OutcomeKind.COMPLETED, result_json=result)
+    if kind == "failed":
+        error = ErrorInfo(o.failed.error.type, o.failed.error.message, o.failed.error.traceback)
+        return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=o.failed.retryable)
+    run_at = o.released.run_at.ToDatetime(UTC) if o.released.HasField("run_at") else None
+    return OutcomeWrite(ref, OutcomeKind.RELEASED, run_at=run_at)
+
+
+class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
+    """The worker stream: registration, then writes in and leases and acks out."""
+
+    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self.streams: set[Session] = set()
+
+    async def Connect(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[worker_pb2.WorkerMessage],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[worker_pb2.CoordinatorMessage]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("kind") != "register":
+            raise InvalidArgument("register", "the first message of a stream must be Register")
+        session, lost = await self._register(first.register)
+        reader = asyncio.create_task(self._read(request_iterator, session))
+        try:
+            yield worker_pb2.CoordinatorMessage(
+                registered=worker_pb2.Registered(
+                    heartbeat_interval_seconds=self.settings.heartbeat_interval,
+                    lease_timeout_seconds=self.settings.lease_timeout,
+                    lost_leases=[
+                        worker_pb2.LeaseRef(execution_id=str(r.execution_id), lease_token=r.token)
+                        for r in lost
+                    ],
+                )
+            )
+            while (message := await session.outbox.get()) is not None:
+                yield outgoing_to_pb(message)
+        finally:
+            self.dispatcher.disconnect(session)
+            self.streams.discard(session)
+            reader.cancel()
+
+    async def _register(self, register: worker_pb2.Register) -> tuple[Session, list[LeaseRef]]:
+        if not register.worker_id:
+            raise InvalidArgument("register.worker_id", "required")
+        if not register.tasks:
+            raise InvalidArgument("register.tasks", "a worker must register at least one task")
+        tasks = {t.name: task_from_pb(t, i) for i, t in enumerate(register.tasks)}
+        session = Session(
+            worker_id=register.worker_id,
+            tasks=tasks,
+            capacity={t.name: t.capacity for t in register.tasks},
+        )
+        held = [
+            ref
+            for h in register.held_leases
+            if (ref := _lease_ref(h.execution_id, h.lease_token)) is not None
+        ]
+        lost = await self.dispatcher.connect(session, held)
+        self.streams.add(session)
+        log.info("worker %s connected with tasks %s", register.worker_id, sorted(tasks))
+        return session, lost
+
+    async def _read(
+        self, requests: AsyncIterator[worker_pb2.WorkerMessage], session: Session
+    ) -> None:
+        handlers: dict[str, Callable[[Any, Session], Awaitable[None]]] = {
+            "heartbeat": self._on_heartbeat,
+            "step_saves": self._on_step_saves,
+            "outcomes": self._on_outcomes,
+            "stop_leasing": self._on_stop_leasing,
+        }
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            async for message in requests:
+                kind = message.WhichOneof("kind")
+                handler = handlers.get(kind or "")
+                if handler is None:
+                    log.warning("worker %s sent unexpected %s", session.worker_id, kind)
+                    continue
+                task = asyncio.create_task(
+                    self._handle(handler, getattr(message, kind or ""), session)
+                )
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception:
+            log.exception("worker %s stream failed", session.worker_id)
+        finally:
+            session.close()
+
+    async def _handle(
+        self,
+        handler: Callable[[Any, Session], Awaitable[None]],
+        message: Any,
+        session: Session,
+    ) -> None:
+        try:
+            await handler(message, session)
+        except Exception:
+            log.exception("worker %s: handling a message failed", session.worker_id)
+
+    async def _on_heartbeat(self, message: worker_pb2.Heartbeat, session: Session) -> None:
+        refs = [r for m in message.leases if (r := _lease_ref(m.execution_id, m.lease_token))]
+        await self.dispatcher.heartbeat(session, refs)
+
+    async def _on_step_saves(self, message: worker_pb2.StepSaves, session: Session) -> None:
+        writes, stale = [], []
+        for item in message.items:
+            ref = _lease_ref(item.execution_id, item.lease_token)
+            if ref is None:
+                stale.append(item)
+                continue
+            result = validation.check_payload(item.result_json, "result_json", 2**31)
+            writes.append(StepWrite(ref, item.name, result))
+        if stale:
+            session.send([StepAck(0, s.name, _STALE_STEP) for s in stale])
+        if writes:
+            await self.dispatcher.save_steps(session, writes)
+
+    async def _on_outcomes(self, message: worker_pb2.Outcomes, session: Session) -> None:
+        writes = [
+            outcome_from_pb(item, ref)
+            for item in message.items
+            if (ref := _lease_ref(item.execution_id, item.lease_token)) is not None
+        ]
+        if writes:
+            await self.dispatcher.apply_outcomes(session, writes)
+
+    async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
+        self.dispatcher.stop_leasing(session)
+
+
+_STALE_STEP = StepWriteResult(False)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain errors to gRPC status codes, in one place."""
+
+    CODES: dict[type[ConductorError], grpc.StatusCode] = {
+        NotFound: grpc.StatusCode.NOT_FOUND,
+        InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _code(self, exc: ConductorError) -> grpc.StatusCode:
+        for kind, code in self.CODES.items():
+            if isinstance(exc, kind):
+                return code
+        return grpc.StatusCode.INTERNAL
+
+    def _wrap_unary(self, inner: Any) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await inner(request, context)
+            except ConductorError as exc:
+                await context.abort(self._code(exc), str(exc))
+
+        return wrapped
+
+    def _wrap_stream(self, inner: Any) -> Any:
+        async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                async for response in inner(requests, context):
+                    yield response
+            except ConductorError as exc:
+                await context.abort(self._code(exc), str(exc))
+
+        return wrapped

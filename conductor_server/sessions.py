@@ -1,0 +1,79 @@
+"""A connected worker as the dispatcher sees it: its tasks, capacity, leases and outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .models import Lease, LeaseRef, StepWriteResult, TaskDef
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class StepAck:
+    """Sent to the worker once a step save is durable (or rejected as stale)."""
+
+    execution_id: int
+    name: str
+    result: StepWriteResult
+
+
+@dataclass(frozen=True)
+class OutcomeAck:
+    """Sent to the worker once an outcome is durable (or rejected as stale)."""
+
+    lease: LeaseRef
+    ok: bool
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """Tell the worker to stop executions at their next step or checkpoint."""
+
+    execution_ids: list[int]
+
+
+#: What the coordinator sends down a worker stream, before protobuf conversion.
+Outgoing = list[Lease] | list[StepAck] | list[OutcomeAck] | CancelRequest | None
+
+
+@dataclass(eq=False)
+class Session:
+    """One open worker stream."""
+
+    worker_id: str
+    tasks: dict[str, TaskDef]
+    capacity: dict[str, int]
+    inflight: dict[int, str] = field(default_factory=dict)  # execution id -> task
+    used: Counter[str] = field(default_factory=Counter)  # task -> leases held
+    leasing: bool = True
+    outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def free(self, task: str) -> int:
+        """Leases of `task` this worker accepts now."""
+        if not self.leasing or task not in self.capacity:
+            return 0
+        return max(0, self.capacity[task] - self.used[task])
+
+    def hold(self, execution_id: int, task: str) -> None:
+        if execution_id not in self.inflight:
+            self.inflight[execution_id] = task
+            self.used[task] += 1
+
+    def drop(self, execution_id: int) -> str | None:
+        """Forget a lease; returns its task if it was held."""
+        task = self.inflight.pop(execution_id, None)
+        if task is not None:
+            self.used[task] -= 1
+        return task
+
+    def send(self, message: Outgoing) -> None:
+        self.outbox.put_nowait(message)
+
+    def close(self) -> None:
+        """End the stream: the rpc layer stops after draining the outbox."""
+        self.outbox.put_nowait(None)

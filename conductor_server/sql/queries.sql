@@ -1,0 +1,232 @@
+-- Every SQL statement the coordinator runs, by name. Loaded by conductor_server/sql/__init__.py;
+-- called only from conductor_server/store.py. Parameters use psycopg's %(name)s style.
+-- Times always come from the coordinator's clock (%(now)s), never from now(), so that tests
+-- can move time.
+
+-- name: create_migrations_table
+-- The ledger of applied migrations.
+CREATE TABLE IF NOT EXISTS conductor_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: lock_migrations
+-- Serialise coordinators that start at the same time (held until the transaction ends).
+SELECT pg_advisory_xact_lock(hashtext('conductor_migrations'));
+
+-- name: applied_migrations
+-- Versions already applied.
+SELECT version FROM conductor_migrations ORDER BY version;
+
+-- name: record_migration
+-- Mark one migration applied.
+INSERT INTO conductor_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: upsert_task
+-- Create or replace a task definition (the newest registration wins).
+INSERT INTO conductor_tasks (name, max_attempts, initial_backoff, max_backoff,
+    backoff_multiplier, backoff_jitter, non_retryable_errors, window_start, window_end,
+    timezone, concurrency, registered_at)
+VALUES (%(name)s, %(max_attempts)s, %(initial_backoff)s, %(max_backoff)s,
+    %(backoff_multiplier)s, %(backoff_jitter)s, %(non_retryable_errors)s, %(window_start)s,
+    %(window_end)s, %(timezone)s, %(concurrency)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET
+    max_attempts = EXCLUDED.max_attempts, initial_backoff = EXCLUDED.initial_backoff,
+    max_backoff = EXCLUDED.max_backoff, backoff_multiplier = EXCLUDED.backoff_multiplier,
+    backoff_jitter = EXCLUDED.backoff_jitter,
+    non_retryable_errors = EXCLUDED.non_retryable_errors,
+    window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
+    timezone = EXCLUDED.timezone, concurrency = EXCLUDED.concurrency,
+    registered_at = EXCLUDED.registered_at;
+
+-- name: get_task
+-- One task definition.
+SELECT name, max_attempts, initial_backoff, max_backoff, backoff_multiplier, backoff_jitter,
+    non_retryable_errors, window_start, window_end, timezone, concurrency
+FROM conductor_tasks WHERE name = %(name)s;
+
+-- name: insert_executions
+-- Many executions of one task, ids ascending in payload order.
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts)
+SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
+    %(max_attempts)s
+FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
+ORDER BY u.n
+RETURNING id;
+
+-- name: insert_deduped_execution
+-- One execution with a dedupe key; no row when an unfinished one holds the key.
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts, dedupe_key)
+VALUES (%(task)s, %(queue)s, %(payload)s::jsonb, %(priority)s, %(run_at)s, %(now)s,
+    %(max_attempts)s, %(dedupe_key)s)
+ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
+RETURNING id;
+
+-- name: find_deduped_execution
+-- The unfinished execution holding a dedupe key.
+SELECT id FROM conductor_executions
+WHERE task = %(task)s AND dedupe_key = %(dedupe_key)s AND state IN ('pending', 'running');
+
+-- name: notify_ready
+-- Wake the dispatchers of every coordinator: work for this task may be ready.
+SELECT pg_notify('conductor_ready', %(task)s);
+
+-- name: notify
+-- Send a notification (payload: comma-separated ids) to other coordinators.
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: lease
+-- Lease up to %(limit)s ready executions of one task to one worker, with their saved steps.
+WITH picked AS (
+    SELECT id FROM conductor_executions
+    WHERE state = 'pending' AND task = %(task)s AND run_at <= %(now)s
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE conductor_executions e
+SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
+    lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s,
+    started_at = coalesce(e.started_at, %(now)s)
+FROM picked
+WHERE e.id = picked.id
+RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
+    (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
+     WHERE s.execution_id = e.id)::text AS steps;
+
+-- name: next_run_at
+-- When the next pending execution of a task becomes ready (null when none is pending).
+SELECT min(run_at) FROM conductor_executions WHERE state = 'pending' AND task = %(task)s;
+
+-- name: running_count
+-- Executions of a task running now, for its concurrency cap.
+SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s;
+
+-- name: renew_leases
+-- Extend the leases a worker still holds; returns the ids that are still its own.
+UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+RETURNING e.id, e.task;
+
+-- name: lock_leases
+-- Lock the executions named by a batch of writes and return their current tokens and state.
+SELECT id, lease_token, state FROM conductor_executions
+WHERE id = ANY(%(ids)s::bigint[])
+ORDER BY id
+FOR SHARE;
+
+-- name: insert_steps
+-- Record step results (first write of a name wins).
+INSERT INTO conductor_steps (execution_id, name, result, created_at)
+SELECT u.execution_id, u.name, u.result::jsonb, %(now)s
+FROM unnest(%(ids)s::bigint[], %(names)s::text[], %(results)s::text[])
+    AS u(execution_id, name, result)
+ON CONFLICT (execution_id, name) DO NOTHING;
+
+-- name: get_steps
+-- Recorded step results for some (execution, name) pairs.
+SELECT s.execution_id, s.name, s.result::text
+FROM conductor_steps s
+JOIN unnest(%(ids)s::bigint[], %(names)s::text[]) AS u(execution_id, name)
+    ON s.execution_id = u.execution_id AND s.name = u.name;
+
+-- name: complete
+-- Finish running executions with a result; returns the ids that were still leased by the token.
+UPDATE conductor_executions e
+SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
+        ::conductor_execution_state,
+    result = u.result::jsonb, error = NULL, finished_at = %(now)s, lease_expires_at = NULL
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS u(id, token, result)
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+RETURNING e.id, e.task, e.state::text;
+
+-- name: fail
+-- Fail attempts: retry with backoff, or fail for good when attempts are used up, the error
+-- is not retryable or cancellation was requested. Expired leases (%(lost)s) are only taken
+-- when still expired, and their token is cleared so the old worker's writes are stale.
+WITH u AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
+        %(retryable)s::boolean[], %(lost)s::boolean[]) AS u(id, token, error, retryable, lost)
+), target AS (
+    SELECT e.id, u.error, u.lost,
+        CASE WHEN e.cancel_requested THEN 'cancelled'
+             WHEN NOT u.retryable OR e.attempt >= e.max_attempts
+                  OR (u.error::jsonb ->> 'type') = ANY(t.non_retryable_errors) THEN 'failed'
+             ELSE 'pending' END::conductor_execution_state AS next_state,
+        %(now)s::timestamptz + make_interval(secs =>
+            least(t.initial_backoff * power(t.backoff_multiplier, e.attempt - 1), t.max_backoff)
+            * (1 - t.backoff_jitter * random())) AS retry_at
+    FROM u
+    JOIN conductor_executions e ON e.id = u.id AND e.lease_token = u.token
+        AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(now)s)
+    JOIN conductor_tasks t ON t.name = e.task
+    FOR UPDATE OF e
+)
+UPDATE conductor_executions e
+SET state = target.next_state, error = target.error::jsonb, lease_expires_at = NULL,
+    lease_token = CASE WHEN target.lost THEN NULL ELSE e.lease_token END,
+    run_at = CASE WHEN target.next_state = 'pending' THEN target.retry_at ELSE e.run_at END,
+    finished_at = CASE WHEN target.next_state = 'pending' THEN NULL ELSE %(now)s END
+FROM target
+WHERE e.id = target.id
+RETURNING e.id, e.task, e.state::text, e.run_at;
+
+-- name: release
+-- Give executions back without counting an attempt; cancelled ones end as cancelled.
+UPDATE conductor_executions e
+SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'pending' END
+        ::conductor_execution_state,
+    attempt = e.attempt - 1, lease_expires_at = NULL,
+    run_at = greatest(coalesce(u.run_at, %(now)s), %(now)s),
+    finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[])
+    AS u(id, token, run_at)
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+RETURNING e.id, e.task, e.state::text, e.run_at;
+
+-- name: expired_leases
+-- Leases whose worker stopped heartbeating.
+SELECT id, lease_token FROM conductor_executions
+WHERE state = 'running' AND lease_expires_at < %(now)s
+ORDER BY lease_expires_at
+LIMIT %(limit)s;
+
+-- name: cancel
+-- Cancel a pending execution at once; flag a running one.
+UPDATE conductor_executions
+SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END
+        ::conductor_execution_state,
+    cancel_requested = (state = 'running'),
+    finished_at = CASE WHEN state = 'pending' THEN %(now)s ELSE finished_at END
+WHERE id = %(id)s AND state IN ('pending', 'running')
+RETURNING state::text, worker_id;
+
+-- name: get_execution
+-- One execution.
+SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
+    run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
+    cancel_requested
+FROM conductor_executions WHERE id = %(id)s;
+
+-- name: list_executions
+-- A page of executions, newest first, filtered.
+SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
+    run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
+    cancel_requested
+FROM conductor_executions
+WHERE (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(states)s::text[] IS NULL OR state::text = ANY(%(states)s::text[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: list_steps
+-- The recorded steps of one execution, in the order they were saved.
+SELECT name, result::text, created_at FROM conductor_steps
+WHERE execution_id = %(id)s ORDER BY created_at, name;

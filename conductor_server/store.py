@@ -1,0 +1,422 @@
+"""The only user of sql/: one async method per named query, domain objects in and out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Any, LiteralString
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from .models import (
+    ErrorInfo,
+    Execution,
+    Lease,
+    LeaseRef,
+    NewExecutions,
+    OutcomeApplied,
+    OutcomeKind,
+    OutcomeWrite,
+    RetryPolicy,
+    State,
+    Step,
+    StepWrite,
+    StepWriteResult,
+    TaskDef,
+)
+from .sql import QUERIES, migrations
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHUNK = 7000  # pg_notify payloads must stay under 8000 bytes
+
+
+def _q(name: str) -> LiteralString:
+    return QUERIES[name]
+
+
+class Store:
+    """PostgreSQL access for the coordinator."""
+
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        self.url = url
+        self.pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
+            url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True}
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- schema -------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations under an advisory lock; returns the versions applied."""
+        applied_now = []
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(_q("lock_migrations"))
+            await conn.execute(_q("create_migrations_table"))
+            cur = await conn.execute(_q("applied_migrations"))
+            done = {row[0] for row in await cur.fetchall()}
+            for migration in migrations():
+                if migration.version in done:
+                    continue
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    _q("record_migration"),
+                    {"version": migration.version, "name": migration.name},
+                )
+                applied_now.append(migration.version)
+        return applied_now
+
+    # -- tasks --------------------------------------------------------------------------
+
+    async def upsert_tasks(self, tasks: Iterable[TaskDef], now: datetime) -> None:
+        params = [
+            {
+                "name": t.name,
+                "max_attempts": t.max_attempts,
+                "initial_backoff": t.retry.initial_backoff,
+                "max_backoff": t.retry.max_backoff,
+                "backoff_multiplier": t.retry.multiplier,
+                "backoff_jitter": t.retry.jitter,
+                "non_retryable_errors": list(t.retry.non_retryable_errors),
+                "window_start": t.window_start,
+                "window_end": t.window_end,
+                "timezone": t.timezone,
+                "concurrency": t.concurrency,
+                "now": now,
+            }
+            for t in sorted(tasks, key=lambda t: t.name)
+        ]
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(_q("upsert_task"), params)
+
+    async def get_task(self, name: str) -> TaskDef | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("get_task"), {"name": name})
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return TaskDef(
+            name=row[0],
+            max_attempts=row[1],
+            retry=RetryPolicy(row[2], row[3], row[4], row[5], tuple(row[6])),
+            window_start=row[7],
+            window_end=row[8],
+            timezone=row[9],
+            concurrency=row[10],
+        )
+
+    # -- invoking -----------------------------------------------------------------------
+
+    async def insert_executions(self, new: NewExecutions, now: datetime) -> tuple[list[int], bool]:
+        """Insert executions; returns their ids and whether they were created (dedupe)."""
+        base = {
+            "task": new.task,
+            "queue": new.queue,
+            "priority": new.priority,
+            "run_at": new.run_at,
+            "now": now,
+            "max_attempts": new.max_attempts,
+        }
+        async with self.pool.connection() as conn, conn.transaction():
+            if new.dedupe_key is not None:
+                ids, created = await self._insert_deduped(conn, new, base)
+            else:
+                cur = await conn.execute(
+                    _q("insert_executions"), {**base, "payloads": new.payloads}
+                )
+                ids, created = sorted(row[0] for row in await cur.fetchall()), True
+            if created:
+                await conn.execute(_q("notify_ready"), {"task": new.task})
+        return ids, created
+
+    async def _insert_deduped(
+        self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any]
+    ) -> tuple[list[int], bool]:
+        params = {**base, "payload": new.payloads[0], "dedupe_key": new.dedupe_key}
+        while True:
+            cur = await conn.execute(_q("insert_deduped_execution"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                return [row[0]], True
+            cur = await conn.execute(_q("find_deduped_execution"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                return [row[0]], False
+            # the holder finished between the two statements: try again
+
+    # -- leasing ------------------------------------------------------------------------
+
+    async def lease(
+        self, task: str, limit: int, worker_id: str, now: datetime, expires_at: datetime
+    ) -> list[Lease]:
+        params = {
+            "task": task,
+            "limit": limit,
+            "worker_id": worker_id,
+            "now": now,
+            "expires_at": expires_at,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("lease"), params)
+            rows = await cur.fetchall()
+        return [
+            Lease(
+                execution_id=row[0],
+                task=task,
+                token=str(row[1]),
+                attempt=row[2],
+                max_attempts=row[3],
+                payload_json=row[4],
+                steps=json.loads(row[5]) if row[5] else {},
+            )
+            for row in sorted(rows, key=lambda r: r[0])
+        ]
+
+    async def next_run_at(self, task: str) -> datetime | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("next_run_at"), {"task": task})
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def running_count(self, task: str) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("running_count"), {"task": task})
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def renew_leases(
+        self, refs: Sequence[LeaseRef], expires_at: datetime
+    ) -> dict[int, str]:
+        """Extend leases; returns {id: task} of those whose token is still current."""
+        if not refs:
+            return {}
+        params = {
+            "ids": [r.execution_id for r in refs],
+            "tokens": [r.token for r in refs],
+            "expires_at": expires_at,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("renew_leases"), params)
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def expired_leases(self, now: datetime, limit: int = 1000) -> list[LeaseRef]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("expired_leases"), {"now": now, "limit": limit})
+            return [LeaseRef(row[0], str(row[1])) for row in await cur.fetchall()]
+
+    # -- writes from workers (group-committed by the dispatcher) ---------------------------
+
+    async def save_steps(self, writes: Sequence[StepWrite], now: datetime) -> list[StepWriteResult]:
+        """Record step results of current leases; stale writes change nothing."""
+        async with self.pool.connection() as conn, conn.transaction():
+            current = await self._lock_leases(conn, {w.lease.execution_id for w in writes})
+            valid = [
+                w
+                for w in writes
+                if current.get(w.lease.execution_id) == (w.lease.token, State.RUNNING)
+            ]
+            recorded: dict[tuple[int, str], str] = {}
+            if valid:
+                pairs = {
+                    "ids": [w.lease.execution_id for w in valid],
+                    "names": [w.name for w in valid],
+                }
+                await conn.execute(
+                    _q("insert_steps"),
+                    {**pairs, "results": [w.result_json for w in valid], "now": now},
+                )
+                cur = await conn.execute(_q("get_steps"), pairs)
+                recorded = {(r[0], r[1]): r[2] for r in await cur.fetchall()}
+        valid_set = {id(w) for w in valid}
+        return [
+            StepWriteResult(True, recorded[(w.lease.execution_id, w.name)])
+            if id(w) in valid_set
+            else StepWriteResult(False)
+            for w in writes
+        ]
+
+    async def apply_outcomes(
+        self, writes: Sequence[OutcomeWrite], now: datetime
+    ) -> list[OutcomeApplied | None]:
+        """Apply completions, failures and releases in one transaction.
+
+        Returns, per write, what it did, or None when its lease was stale. A write that was
+        already applied (resent after a reconnect) is reported as applied again.
+        """
+        by_kind: dict[OutcomeKind, list[OutcomeWrite]] = {kind: [] for kind in OutcomeKind}
+        for w in writes:
+            by_kind[w.kind].append(w)
+        applied: dict[int, OutcomeApplied] = {}
+        async with self.pool.connection() as conn, conn.transaction():
+            for kind, items in by_kind.items():
+                if items:
+                    for row in await self._apply_kind(conn, kind, items, now):
+                        applied[row[0]] = OutcomeApplied(
+                            row[0], row[1], State(row[2]), row[3] if len(row) > 3 else None
+                        )
+            missing = {w.lease.execution_id for w in writes if w.lease.execution_id not in applied}
+            current = await self._lock_leases(conn, missing) if missing else {}
+            finished = [str(a.execution_id) for a in applied.values() if a.state.finished]
+            await self._notify(conn, "conductor_finished", finished)
+        results: list[OutcomeApplied | None] = []
+        for w in writes:
+            eid = w.lease.execution_id
+            if eid in applied:
+                results.append(applied[eid])
+            elif not w.lost and _already_applied(w.lease, current.get(eid)):
+                # a write resent after a reconnect: the token still marks it as this run's
+                results.append(OutcomeApplied(eid, "", current[eid][1], None))
+            else:
+                results.append(None)
+        return results
+
+    async def _apply_kind(
+        self,
+        conn: AsyncConnection[TupleRow],
+        kind: OutcomeKind,
+        items: list[OutcomeWrite],
+        now: datetime,
+    ) -> list[TupleRow]:
+        ids = [w.lease.execution_id for w in items]
+        tokens = [w.lease.token for w in items]
+        if kind is OutcomeKind.COMPLETED:
+            params: dict[str, Any] = {"results": [w.result_json for w in items]}
+        elif kind is OutcomeKind.FAILED:
+            params = {
+                "errors": [json.dumps(_error_dict(w.error)) for w in items],
+                "retryable": [w.retryable for w in items],
+                "lost": [w.lost for w in items],
+            }
+        else:
+            params = {"run_ats": [w.run_at for w in items]}
+        cur = await conn.execute(
+            _q(_OUTCOME_QUERY[kind]), {"ids": ids, "tokens": tokens, "now": now, **params}
+        )
+        return await cur.fetchall()
+
+    async def _lock_leases(
+        self, conn: AsyncConnection[TupleRow], ids: Iterable[int]
+    ) -> dict[int, tuple[str | None, State]]:
+        cur = await conn.execute(_q("lock_leases"), {"ids": sorted(ids)})
+        return {
+            row[0]: (str(row[1]) if row[1] else None, State(row[2]))
+            for row in await cur.fetchall()
+        }
+
+    async def _notify(
+        self, conn: AsyncConnection[TupleRow], channel: LiteralString, ids: list[str]
+    ) -> None:
+        chunk: list[str] = []
+        size = 0
+        for eid in [*ids, None]:
+            if eid is None or size + len(eid) + 1 > NOTIFY_CHUNK:
+                if chunk:
+                    await conn.execute(
+                        _q("notify"), {"channel": channel, "payload": ",".join(chunk)}
+                    )
+                chunk, size = [], 0
+            if eid is not None:
+                chunk.append(eid)
+                size += len(eid) + 1
+
+    # -- client reads and cancellation ----------------------------------------------------
+
+    async def cancel(self, execution_id: int, now: datetime) -> tuple[State, str | None] | None:
+        """Cancel; returns (state after, worker id) or None when not pending/running."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_q("cancel"), {"id": execution_id, "now": now})
+            row = await cur.fetchone()
+            if row is not None and row[0] == State.CANCELLED:
+                await self._notify(conn, "conductor_finished", [str(execution_id)])
+        return (State(row[0]), row[1]) if row else None
+
+    async def get_execution(self, execution_id: int) -> Execution | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("get_execution"), {"id": execution_id})
+            row = await cur.fetchone()
+        return _execution(row) if row else None
+
+    async def list_executions(
+        self,
+        *,
+        task: str | None,
+        states: Sequence[State] | None,
+        queue: str | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[Execution]:
+        params = {
+            "task": task,
+            "states": [s.value for s in states] if states else None,
+            "queue": queue,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("list_executions"), params)
+            return [_execution(row) for row in await cur.fetchall()]
+
+    async def list_steps(self, execution_id: int) -> list[Step]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("list_steps"), {"id": execution_id})
+            return [Step(row[0], row[1], row[2]) for row in await cur.fetchall()]
+
+    # -- notifications ------------------------------------------------------------------
+
+    async def listen(self, *channels: str) -> AsyncIterator[tuple[str, str]]:
+        """Yield (channel, payload) for NOTIFYs on the channels, on a dedicated connection."""
+        async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
+            for channel in channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            async for notify in conn.notifies():
+                yield notify.channel, notify.payload
+
+
+_OUTCOME_QUERY = {
+    OutcomeKind.COMPLETED: "complete",
+    OutcomeKind.FAILED: "fail",
+    OutcomeKind.RELEASED: "release",
+}
+
+
+def _already_applied(lease: LeaseRef, current: tuple[str | None, State] | None) -> bool:
+    return current is not None and current[0] == lease.token and current[1] != State.RUNNING
+
+
+def _error_dict(error: ErrorInfo | None) -> dict[str, str]:
+    if error is None:
+        return {"type": "Error", "message": "", "traceback": ""}
+    return {"type": error.type, "message": error.message, "traceback": error.traceback}
+
+
+def _execution(row: TupleRow) -> Execution:
+    error = json.loads(row[6]) if row[6] else None
+    return Execution(
+        id=row[0],
+        task=row[1],
+        queue=row[2],
+        state=State(row[3]),
+        payload_json=row[4],
+        result_json=row[5],
+        error=ErrorInfo(error["type"], error["message"], error.get("traceback", ""))
+        if error
+        else None,
+        priority=row[7],
+        run_at=row[8],
+        created_at=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        attempt=row[12],
+        max_attempts=row[13],
+        dedupe_key=row[14],
+        cancel_requested=row[15],
+    )

@@ -1,0 +1,129 @@
+"""The pool process: runs handlers one at a time, talks only to its parent over a pipe.
+
+No gRPC and no database here: step saves go to the parent, which records them and answers.
+Messages (pickled tuples) from the parent:
+    ("run", RunSpec)                      run this next (queued in order)
+    ("step_ack", execution_id, name, recorded_json | None)   None: the lease is lost
+    ("interrupt", execution_id, reason, run_at | None)        release at the next checkpoint
+    ("shutdown",)                         the worker is stopping: release at the next checkpoint
+    ("stop",)                             exit when idle
+and to the parent:
+    ("ready", pid)
+    ("step", execution_id, token, name, result_json)
+    ("done", execution_id, result_json)
+    ("error", execution_id, type, message, traceback, retryable)
+    ("released", execution_id, reason, run_at | None)
+    ("abandoned", execution_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .context import AsyncContext, Context, Event, RunSpec, encode_result
+from .errors import Interrupted, LeaseLost, NonRetryableError
+from .task import Task, _load_task
+
+PR_SET_PDEATHSIG = 1
+
+
+class PipeLink:
+    """The child's side of the pipe; a reader thread keeps interrupt flags current."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.shutdown = False
+        self.interrupts: dict[str, tuple[str, float | None]] = {}
+        self.runs: queue.Queue[RunSpec | None] = queue.Queue()
+        self._acks: queue.Queue[tuple[str, str, str | None]] = queue.Queue()
+        self._send_lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self.conn.recv()
+                kind = message[0]
+                if kind == "run":
+                    self.runs.put(message[1])
+                elif kind == "step_ack":
+                    self._acks.put(message[1:])
+                elif kind == "interrupt":
+                    self.interrupts[message[1]] = (message[2], message[3])
+                elif kind == "shutdown":
+                    self.shutdown = True
+                elif kind == "stop":
+                    self.runs.put(None)
+        except (EOFError, OSError):
+            os._exit(0)  # the worker is gone; nothing here may outlive it
+
+    def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
+        self.send(("step", execution_id, token, name, result_json))
+        while True:
+            ack_id, ack_name, recorded = self._acks.get()
+            if ack_id == execution_id and ack_name == name:
+                break
+        if recorded is None:
+            raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
+        return recorded
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def main(conn: Connection, module: str, qualname: str, log_level: int) -> None:
+    """Entry point of a pool process."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    task = _load_task(module, qualname)
+    link = PipeLink(conn)
+    loop = asyncio.new_event_loop() if task.is_async else None
+    link.send(("ready", os.getpid()))
+    while (spec := link.runs.get()) is not None:
+        link.send(run(task, spec, link, loop))
+        link.interrupts.pop(spec.execution_id, None)
+
+
+def run(
+    task: Task[..., Any], spec: RunSpec, link: PipeLink, loop: asyncio.AbstractEventLoop | None
+) -> tuple[Any, ...]:
+    """Run one execution and return the message that reports how it ended."""
+    eid = spec.execution_id
+    if link.shutdown or eid in link.interrupts:  # never start what must be let go
+        reason, run_at = link.interrupts.get(eid, ("shutdown", None))
+        return ("released", eid, reason, run_at)
+    try:
+        event = Event(json.loads(spec.payload_json), spec.task, eid)
+        if loop is not None:
+            result = loop.run_until_complete(task.fn(event, AsyncContext(spec, link)))
+        else:
+            result = task.fn(event, Context(spec, link))
+        return ("done", eid, encode_result(result))
+    except Interrupted as stop:
+        return ("released", eid, stop.reason, stop.run_at)
+    except LeaseLost:
+        return ("abandoned", eid)
+    except BaseException as exc:  # the attempt failed, whatever was raised
+        retryable = not isinstance(exc, NonRetryableError)
+        text = "".join(traceback.format_exception(exc))
+        return ("error", eid, type(exc).__name__, str(exc), text, retryable)

@@ -1,0 +1,295 @@
+"""The Python client of the public API (`conductor.v1.ConductorService`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
+
+from .errors import (
+    ConductorError,
+    ExecutionNotFound,
+    FailedPrecondition,
+    InvalidArgument,
+    TaskNotFound,
+)
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+FINISHED = frozenset(("succeeded", "failed", "cancelled"))
+_STATE_FROM_PB = {
+    common_pb2.EXECUTION_STATE_PENDING: "pending",
+    common_pb2.EXECUTION_STATE_RUNNING: "running",
+    common_pb2.EXECUTION_STATE_SUCCEEDED: "succeeded",
+    common_pb2.EXECUTION_STATE_FAILED: "failed",
+    common_pb2.EXECUTION_STATE_CANCELLED: "cancelled",
+}
+_STATE_TO_PB = {v: k for k, v in _STATE_FROM_PB.items()}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What went wrong in the last failed attempt."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class Execution:
+    """An execution as the coordinator stores it."""
+
+    id: str
+    task: str
+    state: str
+    attempt: int
+    max_attempts: int
+    payload: Any
+    result: Any
+    error: ErrorInfo | None
+    priority: int
+    queue: str
+    created_at: datetime | None
+    run_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    dedupe_key: str | None
+    cancel_requested: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (times as ISO 8601)."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+        return data
+
+
+def _time(ts: Timestamp, present: bool) -> datetime | None:
+    return ts.ToDatetime(UTC) if present else None
+
+
+def execution_from_pb(e: common_pb2.Execution) -> Execution:
+    return Execution(
+        id=e.id,
+        task=e.task,
+        state=_STATE_FROM_PB.get(e.state, "unknown"),
+        attempt=e.attempt,
+        max_attempts=e.max_attempts,
+        payload=json.loads(e.payload_json) if e.payload_json else None,
+        result=json.loads(e.result_json) if e.result_json else None,
+        error=ErrorInfo(e.error.type, e.error.message, e.error.traceback)
+        if e.HasField("error")
+        else None,
+        priority=e.priority,
+        queue=e.queue,
+        created_at=_time(e.created_at, e.HasField("created_at")),
+        run_at=_time(e.run_at, e.HasField("run_at")),
+        started_at=_time(e.started_at, e.HasField("started_at")),
+        finished_at=_time(e.finished_at, e.HasField("finished_at")),
+        dedupe_key=e.dedupe_key or None,
+        cancel_requested=e.cancel_requested,
+    )
+
+
+def _translate(exc: grpc.RpcError) -> Exception:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return (TaskNotFound if details and details.startswith("task") else ExecutionNotFound)(
+            details
+        )
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(details)
+    return exc
+
+
+class Client:
+    """A connection to a coordinator. Thread-safe; close it (or use `with`) when done."""
+
+    def __init__(self, address: str | None = None, *, timeout: float = 30.0) -> None:
+        self.address = address or os.environ.get("CONDUCTOR_SERVER") or DEFAULT_SERVER
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            self.address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        )
+        self._stub = client_pb2_grpc.ConductorServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
+        try:
+            return method(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _translate(exc) from None
+
+    # -- invoking -----------------------------------------------------------------------
+
+    def invoke(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        dedupe_key: str | None = None,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+    ) -> str:
+        """Create an execution of `task`; returns its id (with dedupe_key, maybe an old one)."""
+        request = client_pb2.InvokeRequest(
+            task=task,
+            payload_json=_dumps(payload),
+            options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts),
+        )
+        return self._call(self._stub.Invoke, request).execution_id
+
+    def invoke_batch(
+        self,
+        task: str,
+        payloads: Sequence[Any],
+        *,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+    ) -> list[str]:
+        """Create one execution per payload in one transaction; returns their ids in order."""
+        request = client_pb2.InvokeBatchRequest(
+            task=task,
+            payloads_json=[_dumps(p) for p in payloads],
+            options=_options(run_at, delay, priority, None, queue, max_attempts),
+        )
+        return list(self._call(self._stub.InvokeBatch, request).execution_ids)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, execution_id: str) -> Execution:
+        request = client_pb2.GetExecutionRequest(execution_id=execution_id)
+        return execution_from_pb(self._call(self._stub.GetExecution, request))
+
+    def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
+        """Block until the execution is finished; TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 60.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            chunk = min(left, 60.0)
+            request = client_pb2.WaitExecutionRequest(
+                execution_id=execution_id, timeout_seconds=chunk
+            )
+            execution = execution_from_pb(
+                self._call(self._stub.WaitExecution, request, timeout=chunk + 10)
+            )
+            if execution.finished:
+                return execution
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"execution {execution_id} still {execution.state} after {timeout}s"
+                )
+
+    def cancel(self, execution_id: str) -> Execution:
+        """Cancel: a pending execution at once, a running one at its next step/checkpoint."""
+        request = client_pb2.CancelExecutionRequest(execution_id=execution_id)
+        return execution_from_pb(self._call(self._stub.CancelExecution, request))
+
+    def list(
+        self,
+        task: str | None = None,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Execution]:
+        """Executions, newest first, filtered; `limit=None` reads every page."""
+        return list(self.iter(task, state=state, queue=queue, limit=limit))
+
+    def iter(
+        self,
+        task: str | None = None,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Execution]:
+        states = [state] if isinstance(state, str) else list(state or [])
+        unknown = [s for s in states if s not in _STATE_TO_PB]
+        if unknown:
+            raise InvalidArgument(f"state: unknown {unknown}; known: {', '.join(STATES)}")
+        token, seen = "", 0
+        while True:
+            size = 1000 if limit is None else max(1, min(1000, limit - seen))
+            request = client_pb2.ListExecutionsRequest(
+                task=task or "",
+                states=[_STATE_TO_PB[s] for s in states],
+                queue=queue or "",
+                page_size=size,
+                page_token=token,
+            )
+            page = self._call(self._stub.ListExecutions, request)
+            for e in page.executions:
+                yield execution_from_pb(e)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            token = page.next_page_token
+            if not token:
+                return
+
+
+def _dumps(payload: Any) -> str:
+    try:
+        return json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"payload: not JSON-serialisable: {exc}") from exc
+
+
+def _options(
+    run_at: datetime | None,
+    delay: float | None,
+    priority: int,
+    dedupe_key: str | None,
+    queue: str | None,
+    max_attempts: int | None,
+) -> client_pb2.InvokeOptions:
+    options = client_pb2.InvokeOptions(
+        delay_seconds=delay or 0.0,
+        priority=priority,
+        dedupe_key=dedupe_key or "",
+        queue=queue or "",
+        max_attempts=max_attempts or 0,
+    )
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise InvalidArgument("run_at: needs a timezone-aware datetime")
+        options.run_at.FromDatetime(run_at.astimezone(UTC))
+    return options
+
+
+__all__ = ["Client", "ConductorError", "ErrorInfo", "Execution"]

@@ -1,0 +1,125 @@
+"""What a handler sees: `event` and `ctx` (step, checkpoint, cancelled, logger)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from .errors import Interrupted
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Event:
+    """The invocation a handler runs for."""
+
+    #: The JSON payload, decoded.
+    payload: Any
+    #: The task's name.
+    task: str
+    #: The execution's id.
+    execution_id: str
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One leased run, as the worker hands it to a pool process."""
+
+    execution_id: str
+    token: str
+    task: str
+    attempt: int
+    max_attempts: int
+    payload_json: str
+    steps: dict[str, str]
+
+
+class Link(Protocol):
+    """The pool process's line to its worker (see child.py)."""
+
+    shutdown: bool
+    interrupts: dict[str, tuple[str, float | None]]
+
+    def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
+        """Record a step durably and return the recorded result JSON (raises LeaseLost)."""
+
+
+class Context:
+    """The `ctx` of a synchronous handler."""
+
+    def __init__(self, spec: RunSpec, link: Link) -> None:
+        self.execution_id = spec.execution_id
+        self.attempt = spec.attempt
+        self.max_attempts = spec.max_attempts
+        self.task = spec.task
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger(f"conductor.task.{spec.task}"),
+            {"execution_id": spec.execution_id, "attempt": spec.attempt},
+        )
+        self._spec = spec
+        self._link = link
+        self._steps = dict(spec.steps)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation of this execution was requested."""
+        found = self._link.interrupts.get(self.execution_id)
+        return found is not None and found[0] == "cancelled"
+
+    def checkpoint(self) -> None:
+        """Release the execution here if the worker is stopping, the task's window has
+        closed or the execution was cancelled; otherwise return at once (a flag check)."""
+        if self._link.shutdown or self.execution_id in self._link.interrupts:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        reason, run_at = self._link.interrupts.get(self.execution_id, ("shutdown", None))
+        raise Interrupted(reason, run_at)
+
+    def step(self, name: str, fn: Callable[[], T]) -> T:
+        """Run `fn` once per execution: its result is recorded durably before this returns,
+        and a later attempt gets the recorded result without running `fn` again. Reusing a
+        name returns the first result. The result must be JSON-serialisable and is returned
+        as decoded from JSON (tuples come back as lists), the same on every attempt."""
+        if name in self._steps:
+            return json.loads(self._steps[name])  # type: ignore[no-any-return]
+        self.checkpoint()
+        return self._record(name, fn())
+
+    def _record(self, name: str, value: Any) -> Any:
+        if not isinstance(name, str) or not name:
+            raise ValueError("step name must be a non-empty string")
+        encoded = _encode(value, f"result of step {name!r}")
+        recorded = self._link.save_step(self.execution_id, self._spec.token, name, encoded)
+        self._steps[name] = recorded
+        return json.loads(recorded)
+
+
+class AsyncContext(Context):
+    """The `ctx` of an `async def` handler: `await ctx.step(...)`."""
+
+    async def step(self, name: str, fn: Callable[[], Any]) -> Any:  # type: ignore[override]
+        """Like Context.step; `fn` may be a plain function or return an awaitable."""
+        if name in self._steps:
+            return json.loads(self._steps[name])
+        self.checkpoint()
+        value = fn()
+        if isinstance(value, Awaitable):
+            value = await value
+        return await asyncio.to_thread(self._record, name, value)
+
+
+def _encode(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def encode_result(value: Any) -> str:
+    return _encode(value, "the handler's return value")

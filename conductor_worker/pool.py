@@ -1,0 +1,237 @@
+"""One process pool per task type; survives crashing children.
+
+Each child runs one execution at a time, with at most `per_child` runs queued in its pipe so
+that it never waits for the parent. Pipe I/O happens on one reader and one writer thread per
+child; everything else runs on the worker's event loop. When a child dies, the run it was in
+fails with the exit code or signal, the runs queued behind it go to other children, and a new
+child takes its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+from . import child as child_module
+from .context import RunSpec
+from .task import Task
+
+log = logging.getLogger(__name__)
+
+#: Receives every message a child sends (see child.py), plus synthesized "error" messages
+#: for runs whose process died.
+Handler = Callable[[tuple[Any, ...]], None]
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'killed by signal SIGKILL (9)' or 'exited with code 3'."""
+    if exitcode is None:
+        return "disappeared"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {name} ({-exitcode})"
+    return f"exited with code {exitcode}"
+
+
+class _Child:
+    def __init__(self, process: SpawnProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.inflight: deque[RunSpec] = deque()
+        self.outq: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.dead = False
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if not self.dead:
+            self.outq.put(message)
+
+
+class Pool:
+    """The processes that run one task type."""
+
+    def __init__(
+        self,
+        task: Task[..., Any],
+        processes: int,
+        handler: Handler,
+        *,
+        per_child: int = 2,
+        log_level: int = logging.INFO,
+    ) -> None:
+        self.task = task
+        self.processes = processes
+        self.handler = handler
+        self.per_child = per_child
+        self.log_level = log_level
+        self.children: list[_Child] = []
+        self.pending: deque[RunSpec] = deque()
+        self.shutting_down = False
+        self.stopping = False
+        self._where: dict[str, _Child] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mp = multiprocessing.get_context(os.environ.get("CONDUCTOR_START_METHOD", "spawn"))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for _ in range(self.processes):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        parent_conn, child_conn = self._mp.Pipe()
+        process = self._mp.Process(
+            target=child_module.main,
+            args=(child_conn, self.task.__module__, self.task.__qualname__, self.log_level),
+            name=f"conductor-{self.task.name}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        child = _Child(process, parent_conn)  # type: ignore[arg-type]
+        self.children.append(child)
+        threading.Thread(target=self._reader, args=(child,), daemon=True).start()
+        threading.Thread(target=self._writer, args=(child,), daemon=True).start()
+        if self.shutting_down:
+            child.send(("shutdown",))
+        self._assign()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop every child: politely, then by SIGKILL after `timeout`."""
+        self.stopping = True
+        for child in self.children:
+            child.send(("stop",))
+        for child in list(self.children):
+            await asyncio.to_thread(child.process.join, timeout)
+            if child.process.is_alive():
+                child.process.kill()
+                await asyncio.to_thread(child.process.join, 5)
+            child.outq.put(None)
+
+    def kill(self) -> None:
+        """SIGKILL every child at once (the worker is abandoning its runs)."""
+        self.stopping = True
+        for child in self.children:
+            if child.process.is_alive():
+                child.process.kill()
+
+    # -- threads ------------------------------------------------------------------------
+
+    def _reader(self, child: _Child) -> None:
+        assert self._loop is not None
+        try:
+            while True:
+                message = child.conn.recv()
+                self._loop.call_soon_threadsafe(self._on_message, child, message)
+        except (EOFError, OSError):
+            child.process.join(5)
+            self._loop.call_soon_threadsafe(self._on_exit, child)
+
+    def _writer(self, child: _Child) -> None:
+        while (message := child.outq.get()) is not None:
+            try:
+                child.conn.send(message)
+            except (OSError, ValueError):
+                return
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def submit(self, spec: RunSpec) -> None:
+        self.pending.append(spec)
+        self._assign()
+
+    def _assign(self) -> None:
+        for child in self.children:
+            while self.pending and not child.dead and len(child.inflight) < self.per_child:
+                spec = self.pending.popleft()
+                child.inflight.append(spec)
+                self._where[spec.execution_id] = child
+                child.send(("run", spec))
+            if not self.pending:
+                return
+
+    def step_ack(self, execution_id: str, name: str, recorded: str | None) -> None:
+        child = self._where.get(execution_id)
+        if child is not None:
+            child.send(("step_ack", execution_id, name, recorded))
+
+    def interrupt(self, execution_id: str, reason: str, run_at: float | None = None) -> None:
+        """Release the execution at its next checkpoint (at once if it has not started)."""
+        for spec in list(self.pending):
+            if spec.execution_id == execution_id:
+                self.pending.remove(spec)
+                self.handler(("released", execution_id, reason, run_at))
+                return
+        child = self._where.get(execution_id)
+        if child is not None:
+            child.send(("interrupt", execution_id, reason, run_at))
+
+    def shutdown(self) -> None:
+        """Release what has not started; running handlers release at their next checkpoint."""
+        self.shutting_down = True
+        while self.pending:
+            spec = self.pending.popleft()
+            self.handler(("released", spec.execution_id, "shutdown", None))
+        for child in self.children:
+            child.send(("shutdown",))
+
+    def running(self) -> list[str]:
+        return [s.execution_id for c in self.children for s in c.inflight] + [
+            s.execution_id for s in self.pending
+        ]
+
+    # -- events from children -----------------------------------------------------------
+
+    def _on_message(self, child: _Child, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind in ("done", "error", "released", "abandoned"):
+            self._finish(child, message[1])
+        if kind != "ready":
+            self.handler(message)
+
+    def _finish(self, child: _Child, execution_id: str) -> None:
+        self._where.pop(execution_id, None)
+        for spec in child.inflight:
+            if spec.execution_id == execution_id:
+                child.inflight.remove(spec)
+                break
+        self._assign()
+
+    def _on_exit(self, child: _Child) -> None:
+        child.dead = True
+        child.outq.put(None)
+        if child in self.children:
+            self.children.remove(child)
+        how = describe_exit(child.process.exitcode)
+        if child.inflight:
+            crashed = child.inflight.popleft()
+            self._where.pop(crashed.execution_id, None)
+            log.error("pool process %s for %s %s", child.process.pid, self.task.name, how)
+            self.handler(
+                (
+                    "error",
+                    crashed.execution_id,
+                    "ProcessDied",
+                    f"pool process {child.process.pid} {how}",
+                    "",
+                    True,
+                )
+            )
+            for spec in reversed(child.inflight):
+                self._where.pop(spec.execution_id, None)
+                self.pending.appendleft(spec)
+        if not self.stopping:
+            self._spawn()

@@ -1,0 +1,427 @@
+"""The worker: one stream to the coordinator, heartbeats, pools, reconnects, shutdown.
+
+The main process does all network I/O. Leases arrive on the stream and go to the pool of
+their task; step saves and outcomes from the pools go up the stream, batched, and are kept
+until the coordinator acknowledges them, so a reconnect resends whatever was not yet durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+
+from .context import RunSpec
+from .errors import TaskDefinitionError
+from .pool import Pool
+from .task import Task, check_registrable, registered
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 5.0
+
+_RELEASE_REASONS = {
+    "shutdown": worker_pb2.RELEASE_REASON_SHUTDOWN,
+    "window": worker_pb2.RELEASE_REASON_WINDOW,
+    "sleep": worker_pb2.RELEASE_REASON_SLEEP,
+    "cancelled": worker_pb2.RELEASE_REASON_CANCELLED,
+}
+
+
+@dataclass
+class _Held:
+    """A lease this worker holds until the coordinator acknowledges its outcome."""
+
+    token: str
+    task: str
+    abandoned: bool = False
+
+
+def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
+    """The tasks of a module (imported by name) or an explicit list, checked for registration."""
+    if isinstance(target, str | ModuleType):
+        module = importlib.import_module(target) if isinstance(target, str) else target
+        tasks = [t for t in registered().values() if t.__module__ == module.__name__]
+        tasks += [
+            v for v in vars(module).values() if isinstance(v, Task) and v not in tasks
+        ]
+        if not tasks:
+            raise TaskDefinitionError(f"module {module.__name__!r} defines no @task")
+    else:
+        tasks = list(target)
+    names = [t.name for t in tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise TaskDefinitionError(f"task names used twice: {duplicates}")
+    for t in tasks:
+        check_registrable(t)
+    return tasks
+
+
+class Worker:
+    """Runs tasks for a coordinator until stopped (SIGTERM/SIGINT or `stop()`)."""
+
+    def __init__(
+        self,
+        tasks: str | ModuleType | Iterable[Task[..., Any]],
+        server: str | None = None,
+        *,
+        worker_id: str | None = None,
+        drain_timeout: float = 60.0,
+        log_level: int = logging.INFO,
+    ) -> None:
+        self.tasks = {t.name: t for t in load_tasks(tasks)}
+        self.server = server or os.environ.get("CONDUCTOR_SERVER") or "127.0.0.1:50051"
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.drain_timeout = drain_timeout
+        self.log_level = log_level
+        self.pools: dict[str, Pool] = {}
+        self.held: dict[str, _Held] = {}
+        self.unacked: dict[str, worker_pb2.Outcome] = {}
+        self.pending_steps: dict[tuple[str, str], worker_pb2.StepSave] = {}
+        self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] | None = None
+        self._stopping = False
+        self._stop_requested: asyncio.Event | None = None
+        self._abort: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+
+    # -- public -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit status (0 after a graceful stop)."""
+        return asyncio.run(self.run_async())
+
+    async def run_async(self) -> int:
+        self._stop_requested = asyncio.Event()
+        self._abort = asyncio.Event()
+        self._idle = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        for name, t in self.tasks.items():
+            self.pools[name] = Pool(
+                t, t.options.processes, self._on_pool_message, log_level=self.log_level
+            )
+            self.pools[name].start()
+        connection = asyncio.create_task(self._connection_loop(), name="connection")
+        try:
+            await self._stop_requested.wait()
+            await self._shutdown()
+        finally:
+            connection.cancel()
+            await asyncio.gather(connection, return_exceptions=True)
+            await asyncio.gather(*(p.stop() for p in self.pools.values()))
+        return 0
+
+    def stop(self) -> None:
+        """Begin a graceful stop; a second call releases everything at once."""
+        assert self._stop_requested is not None and self._abort is not None
+        if self._stop_requested.is_set():
+            log.warning("second stop signal: releasing every execution now")
+            self._abort.set()
+        else:
+            log.info("stopping: no new leases; running executions release at their next checkpoint")
+            self._stop_requested.set()
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        assert self._abort is not None and self._idle is not None
+        self._stopping = True
+        self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
+        for pool in self.pools.values():
+            pool.shutdown()
+        self._check_idle()
+        idle = asyncio.create_task(self._idle.wait())
+        abort = asyncio.create_task(self._abort.wait())
+        done, _ = await asyncio.wait(
+            {idle, abort}, timeout=self.drain_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if idle not in done:
+            await self._release_everything()
+        idle.cancel()
+        abort.cancel()
+
+    async def _release_everything(self) -> None:
+        """Drain timeout or second signal: stop the handlers and release all held leases."""
+        assert self._idle is not None
+        for pool in self.pools.values():
+            pool.kill()
+        for eid, held in self.held.items():
+            if eid not in self.unacked and not held.abandoned:
+                self._outcome(eid, released=worker_pb2.Released(
+                    reason=worker_pb2.RELEASE_REASON_SHUTDOWN))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=10)
+
+    def _check_idle(self) -> None:
+        if self._stopping and not self.held and self._idle is not None:
+            self._idle.set()
+
+    # -- the stream ---------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self.server) as channel:
+                    await self._session(worker_pb2_grpc.WorkerServiceStub(channel))
+                delay = RECONNECT_MIN
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                log.warning("coordinator %s: %s; reconnecting in %.1fs", self.server,
+                            exc.code().name, delay)
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    log.error("registration refused: %s", exc.details())
+            except Exception:
+                log.exception("worker stream failed; reconnecting in %.1fs", delay)
+            self._outbox = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def _register_message(self) -> worker_pb2.WorkerMessage:
+        return worker_pb2.WorkerMessage(
+            register=worker_pb2.Register(
+                worker_id=self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                tasks=[task_definition(t) for t in self.tasks.values()],
+                held_leases=[
+                    worker_pb2.LeaseRef(execution_id=eid, lease_token=h.token)
+                    for eid, h in self.held.items()
+                ],
+            )
+        )
+
+    async def _session(self, stub: worker_pb2_grpc.WorkerServiceStub) -> None:
+        call = stub.Connect()
+        await call.write(self._register_message())
+        first = await call.read()
+        if first is grpc.aio.EOF or first.WhichOneof("kind") != "registered":
+            raise ConnectionError("coordinator did not answer Register")
+        registered_msg = first.registered
+        for ref in registered_msg.lost_leases:
+            self._abandon(ref.execution_id)
+        outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] = asyncio.Queue()
+        self._outbox = outbox
+        if self._stopping:
+            self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
+        for save in self.pending_steps.values():
+            outbox.put_nowait(("step", save))
+        for outcome in self.unacked.values():
+            outbox.put_nowait(("outcome", outcome))
+        log.info("connected to %s as %s", self.server, self.worker_id)
+        tasks = [
+            asyncio.create_task(self._sender(call, outbox)),
+            asyncio.create_task(self._heartbeats(registered_msg.heartbeat_interval_seconds)),
+        ]
+        try:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                self._on_coordinator_message(message)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            call.cancel()
+        raise ConnectionError("coordinator closed the stream")
+
+    async def _sender(
+        self,
+        call: grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.CoordinatorMessage],
+        outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]],
+    ) -> None:
+        while True:
+            items = [await outbox.get()]
+            while not outbox.empty():
+                items.append(outbox.get_nowait())
+            for message in _coalesce(items):
+                await call.write(message)
+
+    async def _heartbeats(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._send(
+                worker_pb2.WorkerMessage(
+                    heartbeat=worker_pb2.Heartbeat(
+                        leases=[
+                            worker_pb2.LeaseRef(execution_id=eid, lease_token=h.token)
+                            for eid, h in self.held.items()
+                            if not h.abandoned
+                        ]
+                    )
+                )
+            )
+
+    def _send(self, item: worker_pb2.WorkerMessage | tuple[str, Any]) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait(item)
+
+    # -- from the coordinator -----------------------------------------------------------
+
+    def _on_coordinator_message(self, message: worker_pb2.CoordinatorMessage) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "leases":
+            self._on_leases(message.leases)
+        elif kind == "step_acks":
+            self._on_step_acks(message.step_acks)
+        elif kind == "outcome_acks":
+            self._on_outcome_acks(message.outcome_acks)
+        elif kind == "cancel_requests":
+            for eid in message.cancel_requests.execution_ids:
+                self._interrupt(eid, "cancelled")
+
+    def _on_leases(self, leases: worker_pb2.Leases) -> None:
+        for lease in leases.items:
+            pool = self.pools.get(lease.task)
+            self.held[lease.execution_id] = _Held(lease.lease_token, lease.task)
+            if pool is None or self._stopping:
+                self._outcome(lease.execution_id, released=worker_pb2.Released(
+                    reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
+                    else worker_pb2.RELEASE_REASON_UNAVAILABLE))
+                continue
+            pool.submit(
+                RunSpec(
+                    execution_id=lease.execution_id,
+                    token=lease.lease_token,
+                    task=lease.task,
+                    attempt=lease.attempt,
+                    max_attempts=lease.max_attempts,
+                    payload_json=lease.payload_json,
+                    steps=dict(lease.steps),
+                )
+            )
+
+    def _on_step_acks(self, acks: worker_pb2.StepAcks) -> None:
+        for ack in acks.items:
+            self.pending_steps.pop((ack.execution_id, ack.name), None)
+            held = self.held.get(ack.execution_id)
+            if held is None:
+                continue
+            ok = ack.status == worker_pb2.WRITE_STATUS_OK
+            if not ok:
+                held.abandoned = True
+            self.pools[held.task].step_ack(
+                ack.execution_id, ack.name, ack.result_json if ok else None
+            )
+
+    def _on_outcome_acks(self, acks: worker_pb2.OutcomeAcks) -> None:
+        for ack in acks.items:
+            outcome = self.unacked.get(ack.execution_id)
+            if outcome is not None and outcome.lease_token == ack.lease_token:
+                del self.unacked[ack.execution_id]
+                self.held.pop(ack.execution_id, None)
+                if ack.status != worker_pb2.WRITE_STATUS_OK:
+                    log.warning("execution %s: outcome refused (lease lost)", ack.execution_id)
+        self._check_idle()
+
+    def _interrupt(self, execution_id: str, reason: str, run_at: float | None = None) -> None:
+        held = self.held.get(execution_id)
+        if held is not None:
+            self.pools[held.task].interrupt(execution_id, reason, run_at)
+
+    def _abandon(self, execution_id: str) -> None:
+        held = self.held.get(execution_id)
+        if held is not None:
+            held.abandoned = True
+            self._interrupt(execution_id, "lost")
+
+    # -- from the pools -----------------------------------------------------------------
+
+    def _on_pool_message(self, message: tuple[Any, ...]) -> None:
+        kind, eid = message[0], message[1]
+        held = self.held.get(eid)
+        if held is None:
+            return
+        if kind == "step":
+            _, _, token, name, result_json = message
+            if held.abandoned:
+                self.pools[held.task].step_ack(eid, name, None)
+                return
+            save = worker_pb2.StepSave(
+                execution_id=eid, lease_token=token, name=name, result_json=result_json
+            )
+            self.pending_steps[(eid, name)] = save
+            self._send(("step", save))
+        elif held.abandoned or kind == "abandoned":
+            self.held.pop(eid, None)
+            self._check_idle()
+        elif kind == "done":
+            self._outcome(eid, completed=worker_pb2.Completed(result_json=message[2]))
+        elif kind == "error":
+            _, _, etype, text, tb, retryable = message
+            error = common_pb2.ErrorInfo(type=etype, message=text, traceback=tb)
+            self._outcome(eid, failed=worker_pb2.Failed(error=error, retryable=retryable))
+        elif kind == "released":
+            self._outcome(eid, released=_released(message[2], message[3]))
+
+    def _outcome(self, execution_id: str, **result: Any) -> None:
+        held = self.held[execution_id]
+        outcome = worker_pb2.Outcome(execution_id=execution_id, lease_token=held.token, **result)
+        self.unacked[execution_id] = outcome
+        self._send(("outcome", outcome))
+
+
+def _released(reason: str, run_at: float | None) -> worker_pb2.Released:
+    released = worker_pb2.Released(
+        reason=_RELEASE_REASONS.get(reason, worker_pb2.RELEASE_REASON_UNSPECIFIED)
+    )
+    if run_at is not None:
+        ts = Timestamp()
+        ts.FromDatetime(datetime.fromtimestamp(run_at, UTC))
+        released.run_at.CopyFrom(ts)
+    return released
+
+
+def _coalesce(
+    items: list[worker_pb2.WorkerMessage | tuple[str, Any]],
+) -> list[worker_pb2.WorkerMessage]:
+    """Merge queued step saves and outcomes into one message each; keep others in order."""
+    steps = [i[1] for i in items if isinstance(i, tuple) and i[0] == "step"]
+    outcomes = [i[1] for i in items if isinstance(i, tuple) and i[0] == "outcome"]
+    messages = [i for i in items if isinstance(i, worker_pb2.WorkerMessage)]
+    if steps:
+        messages.append(worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=steps)))
+    if outcomes:
+        messages.append(worker_pb2.WorkerMessage(outcomes=worker_pb2.Outcomes(items=outcomes)))
+    return messages
+
+
+def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
+    """The registration message of a task."""
+    o = t.options
+    definition = worker_pb2.TaskDefinition(
+        name=o.name,
+        processes=o.processes,
+        capacity=o.capacity,
+        max_attempts=o.max_attempts,
+        retry=worker_pb2.RetryPolicy(
+            initial_backoff_seconds=o.backoff,
+            max_backoff_seconds=o.max_backoff,
+            multiplier=o.backoff_multiplier,
+            jitter=o.jitter,
+            non_retryable_errors=[*o.non_retryable, "NonRetryableError"],
+        ),
+        timezone=o.timezone,
+        concurrency=o.concurrency,
+    )
+    if o.window is not None:
+        definition.window.CopyFrom(worker_pb2.Window(start=o.window[0], end=o.window[1]))
+    return definition

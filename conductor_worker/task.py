@@ -1,0 +1,194 @@
+"""`@task` and the registry of task definitions."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pickle
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import time
+from typing import Any, Generic, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import TaskDefinitionError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_REGISTRY: dict[str, Task[..., Any]] = {}
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Everything @task accepts besides the handler."""
+
+    name: str
+    processes: int = 1
+    max_attempts: int = 3
+    backoff: float = 1.0
+    max_backoff: float = 300.0
+    backoff_multiplier: float = 2.0
+    jitter: float = 0.2
+    non_retryable: tuple[str, ...] = ()
+    window: tuple[str, str] | None = None
+    timezone: str = "UTC"
+    concurrency: int = 0
+    prefetch: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def capacity(self) -> int:
+        """Leases the worker accepts at once: one per process plus the prefetch."""
+        return self.processes + self.prefetch
+
+
+class Task(Generic[P, R]):
+    """A registered task: call it directly to run the handler in-process (for unit tests)."""
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.name = options.name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__module__ = fn.__module__
+        self.__qualname__ = fn.__qualname__
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_task, (self.__module__, self.__qualname__))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} {self.__module__}.{self.__qualname__}>"
+
+
+def _load_task(module: str, qualname: str) -> Task[..., Any]:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Task):
+        raise TypeError(f"{module}.{qualname} is not a task")
+    return obj
+
+
+def task(
+    fn: Callable[P, R] | None = None,
+    *,
+    name: str | None = None,
+    processes: int = 1,
+    max_attempts: int = 3,
+    backoff: float = 1.0,
+    max_backoff: float = 300.0,
+    backoff_multiplier: float = 2.0,
+    jitter: float = 0.2,
+    non_retryable: Iterable[type[BaseException] | str] = (),
+    window: tuple[str, str] | None = None,
+    timezone: str = "UTC",
+    concurrency: int = 0,
+    prefetch: int | None = None,
+) -> Any:
+    """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
+
+    The handler takes `(event, ctx)` and may be `def` or `async def`; it runs in a child
+    process of the worker. `event.payload` is the JSON payload; the return value must be
+    JSON-serialisable. Options are checked here, so a bad one fails at import time.
+    """
+
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        options = TaskOptions(
+            name=name or f.__name__,
+            processes=processes,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            backoff_multiplier=backoff_multiplier,
+            jitter=jitter,
+            non_retryable=tuple(e if isinstance(e, str) else e.__name__ for e in non_retryable),
+            window=tuple(window) if window is not None else None,  # type: ignore[arg-type]
+            timezone=timezone,
+            concurrency=concurrency,
+            prefetch=processes if prefetch is None else prefetch,
+        )
+        validate_options(options)
+        defined = Task(f, options)
+        _REGISTRY[options.name] = defined
+        return defined
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def validate_options(o: TaskOptions) -> None:
+    """Raise TaskDefinitionError naming the option that is wrong."""
+
+    def fail(option: str, problem: str) -> None:
+        raise TaskDefinitionError(f"task {o.name!r}: {option}: {problem}")
+
+    if not _NAME.match(o.name):
+        fail("name", "1-200 characters of letters, digits and _ . : -")
+    for option, value, low in (
+        ("processes", o.processes, 1),
+        ("max_attempts", o.max_attempts, 1),
+        ("concurrency", o.concurrency, 0),
+        ("prefetch", o.prefetch, 0),
+    ):
+        if not isinstance(value, int) or value < low:
+            fail(option, f"must be an integer >= {low}, got {value!r}")
+    if not 0 < o.backoff <= o.max_backoff:
+        fail("backoff", f"need 0 < backoff <= max_backoff, got {o.backoff} and {o.max_backoff}")
+    if o.backoff_multiplier < 1:
+        fail("backoff_multiplier", f"must be >= 1, got {o.backoff_multiplier}")
+    if not 0 <= o.jitter <= 1:
+        fail("jitter", f"must be between 0 and 1, got {o.jitter}")
+    try:
+        ZoneInfo(o.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail("timezone", f"{o.timezone!r} is not an IANA time zone")
+    if o.window is not None:
+        _validate_window(o.window, fail)
+
+
+def _validate_window(window: tuple[str, str], fail: Callable[[str, str], None]) -> None:
+    if len(window) != 2:
+        fail("window", "must be a (start, end) pair of 'HH:MM' times")
+    parsed: list[time] = []
+    for part, value in zip(("start", "end"), window, strict=False):
+        match = _HHMM.match(value) if isinstance(value, str) else None
+        if match is None:
+            fail(f"window {part}", f"{value!r} is not a 24-hour time 'HH:MM'")
+            return
+        parsed.append(time(int(match.group(1)), int(match.group(2))))
+    if parsed[0] == parsed[1]:
+        fail("window", f"start and end are both {window[0]}; a window needs a length")
+
+
+def registered() -> dict[str, Task[..., Any]]:
+    """Every task defined so far in this process, by name."""
+    return dict(_REGISTRY)
+
+
+def check_registrable(t: Task[..., Any]) -> None:
+    """A task must be importable by module and name, so that pool processes can load it."""
+    where = f"{t.__module__}.{t.__qualname__}"
+    if "<locals>" in t.__qualname__:
+        raise TaskDefinitionError(
+            f"task {t.name!r} ({where}) is defined inside a function; define tasks at module "
+            "top level so that pool processes can import them"
+        )
+    try:
+        loaded = pickle.loads(pickle.dumps(t))
+    except Exception as exc:
+        raise TaskDefinitionError(
+            f"task {t.name!r} ({where}) cannot be pickled for the process pool: {exc}"
+        ) from exc
+    if loaded is not t:
+        raise TaskDefinitionError(
+            f"task {t.name!r}: {where} does not name this task; keep the @task object under "
+            "the name it was defined with"
+        )
