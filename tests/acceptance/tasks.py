@@ -1,0 +1,77 @@
+"""Tasks the acceptance tests run in real worker processes.
+
+Side effects are appended to a file named in the payload, so tests count them outside the
+worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conductor_worker import Context, Event, task
+
+FAST_RETRY = {"backoff": 0.05, "max_backoff": 0.1}
+
+
+def effect(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+@task(name="noop", processes=2)
+def noop(event: Event, ctx: Context) -> Any:
+    return event.payload
+
+
+@task(name="fail-after-two-steps", max_attempts=3, **FAST_RETRY)
+def fail_after_two_steps(event: Event, ctx: Context) -> dict[str, int]:
+    path = event.payload["effects"]
+    ctx.step("one", lambda: effect(path, "one") or 1)
+    ctx.step("two", lambda: effect(path, "two") or 2)
+    effect(path, f"after-steps-attempt-{ctx.attempt}")
+    if ctx.attempt == 1:
+        raise RuntimeError("boom after two steps")
+    return {"attempt": ctx.attempt}
+
+
+@task(name="slow-steps", **FAST_RETRY)
+def slow_steps(event: Event, ctx: Context) -> int:
+    path, count, delay = event.payload["effects"], event.payload["count"], event.payload["delay"]
+
+    def do(i: int) -> int:
+        effect(path, f"step-{i}")
+        time.sleep(delay)
+        return i
+
+    for i in range(count):
+        ctx.step(f"step-{i}", lambda i=i: do(i))
+    return count
+
+
+@task(name="crash-once", **FAST_RETRY)
+def crash_once(event: Event, ctx: Context) -> dict[str, int]:
+    if ctx.attempt == 1:
+        Path(event.payload["pidfile"]).write_text(str(os.getpid()))
+        time.sleep(120)
+    return {"attempt": ctx.attempt}
+
+
+@task(name="exit-hard", **FAST_RETRY)
+def exit_hard(event: Event, ctx: Context) -> str:
+    if ctx.attempt == 1:
+        os._exit(3)
+    return "ok"
+
+
+@task(name="always-fails", max_attempts=2, **FAST_RETRY)
+def always_fails(event: Event, ctx: Context) -> None:
+    raise ValueError(f"bad value {event.payload!r}")
+
+
+@task(name="async-echo")
+async def async_echo(event: Event, ctx: Any) -> Any:
+    value = await ctx.step("echo", lambda: event.payload)
+    return {"echo": value, "attempt": ctx.attempt}

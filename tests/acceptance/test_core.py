@@ -1,0 +1,153 @@
+"""End to end through real worker processes: results, retries, steps and crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conductor_worker import Client
+from tests.conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture
+def client(address: str) -> Any:
+    with Client(address) as c:
+        yield c
+
+
+def test_200_invocations_complete_and_read_back(address, spawn_worker, client, db):
+    spawn_worker(address)
+    ids = [client.invoke("noop", {"i": i}) for i in range(200)]
+    assert len(set(ids)) == 200
+    for i, execution_id in enumerate(ids):
+        waited = client.wait(execution_id, timeout=60)
+        assert (waited.state, waited.result, waited.attempt) == ("succeeded", {"i": i}, 1)
+        got = client.get(execution_id)
+        assert got.result == {"i": i} and got.state == "succeeded"
+        assert got.finished_at is not None and got.started_at is not None
+    count = db.execute("SELECT count(*) FROM conductor_executions WHERE state='succeeded'")
+    assert count.fetchone()[0] == 200
+
+    out = subprocess.run(
+        [sys.executable, "-m", "conductor_worker", "invoke", "noop", "--payload", '{"cli": 1}',
+         "--wait", "--timeout", "60", "--server", address],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["state"] == "succeeded" and printed["result"] == {"cli": 1}
+    assert client.get(printed["id"]).result == {"cli": 1}
+
+
+def test_async_handler_and_batch(address, spawn_worker, client):
+    spawn_worker(address)
+    ids = client.invoke_batch("async-echo", [1, "two", [3]])
+    results = [client.wait(i, timeout=60).result for i in ids]
+    assert results == [{"echo": 1, "attempt": 1}, {"echo": "two", "attempt": 1},
+                       {"echo": [3], "attempt": 1}]
+
+
+def test_failed_step_attempt_retries_without_rerunning_steps(address, spawn_worker, client,
+                                                             tmp_path):
+    effects = tmp_path / "effects.txt"
+    spawn_worker(address)
+    execution = client.wait(
+        client.invoke("fail-after-two-steps", {"effects": str(effects)}), timeout=60
+    )
+    assert execution.state == "succeeded"
+    assert execution.attempt == 2
+    assert execution.result == {"attempt": 2}
+    assert effects.read_text().splitlines() == [
+        "one", "two", "after-steps-attempt-1", "after-steps-attempt-2"
+    ]
+
+
+def test_final_failure_keeps_error_type_message_and_traceback(address, spawn_worker, client):
+    spawn_worker(address)
+    execution = client.wait(client.invoke("always-fails", {"x": 1}), timeout=60)
+    assert execution.state == "failed"
+    assert execution.attempt == 2
+    assert execution.error is not None
+    assert execution.error.type == "ValueError"
+    assert execution.error.message == "bad value {'x': 1}"
+    assert "Traceback" in execution.error.traceback and "always_fails" in execution.error.traceback
+
+
+def test_sigkill_worker_mid_task_second_worker_finishes(start_coordinator, spawn_worker,
+                                                        tmp_path, db):
+    coordinator = start_coordinator(lease_timeout=2.0)
+    address = coordinator.coordinator.address
+    effects = tmp_path / "effects.txt"
+    first = spawn_worker(address)
+    with Client(address) as client:
+        execution_id = client.invoke(
+            "slow-steps", {"effects": str(effects), "count": 12, "delay": 0.15}
+        )
+        wait_for(lambda: effects.exists() and len(effects.read_text().splitlines()) >= 4,
+                 what="four steps to run")
+        os.kill(first.pid, signal.SIGKILL)
+        first.process.wait(10)
+        recorded = {
+            row[0] for row in db.execute(
+                "SELECT name FROM conductor_steps WHERE execution_id = %s", (int(execution_id),)
+            )
+        }
+        assert len(recorded) >= 3
+        spawn_worker(address)
+        execution = client.wait(execution_id, timeout=60)
+    assert execution.state == "succeeded" and execution.result == 12
+    assert execution.attempt == 2
+    lines = effects.read_text().splitlines()
+    for name in recorded:
+        assert lines.count(name) == 1, f"{name} ran again after it was recorded"
+    assert {f"step-{i}" for i in range(12)} <= set(lines)
+
+
+def test_sigkill_of_pool_child_fails_only_its_attempt(address, spawn_worker, client, tmp_path):
+    worker = spawn_worker(address)
+    pidfile = tmp_path / "child.pid"
+    crash_id = client.invoke("crash-once", {"pidfile": str(pidfile)})
+    child_pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(),
+                             what="the child to start"))
+    assert child_pid != worker.pid
+    os.kill(child_pid, signal.SIGKILL)
+    execution = client.wait(crash_id, timeout=60)
+    assert execution.state == "succeeded"
+    assert execution.attempt == 2 and execution.result == {"attempt": 2}
+    history = client.get(crash_id)
+    assert history.error is None  # the successful attempt cleared it
+    # the worker kept serving other tasks
+    assert client.wait(client.invoke("noop", "still alive"), timeout=30).result == "still alive"
+    assert worker.process.poll() is None
+
+
+def test_child_exit_code_is_recorded_in_error(address, spawn_worker, client):
+    spawn_worker(address)
+    failed = client.wait(client.invoke("exit-hard", max_attempts=1), timeout=60)
+    assert failed.state == "failed"
+    assert failed.error.type == "ProcessDied"
+    assert "exited with code 3" in failed.error.message
+    retried = client.wait(client.invoke("exit-hard"), timeout=60)
+    assert retried.state == "succeeded" and retried.attempt == 2
+
+
+def test_signal_of_killed_child_is_in_the_error(address, spawn_worker, client, tmp_path):
+    spawn_worker(address)
+    pidfile = tmp_path / "child.pid"
+    crash_id = client.invoke("crash-once", {"pidfile": str(pidfile)}, max_attempts=1)
+    child_pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(),
+                             what="the child to start"))
+    os.kill(child_pid, signal.SIGKILL)
+    execution = client.wait(crash_id, timeout=60)
+    assert execution.state == "failed"
+    assert execution.error.type == "ProcessDied"
+    assert "SIGKILL" in execution.error.message

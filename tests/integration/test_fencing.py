@@ -1,0 +1,93 @@
+"""Leases and fencing over the real worker stream, with the coordinator's clock moved."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from conductor.v1 import worker_pb2
+from conductor_worker import Client
+from tests.conftest import wait_for
+from tests.integration.raw_worker import RawWorker, definition
+
+
+def _state(db, execution_id: str) -> tuple:
+    return db.execute(
+        "SELECT state::text, attempt, lease_token::text, result::text, error->>'type'"
+        " FROM conductor_executions WHERE id = %s", (int(execution_id),)
+    ).fetchone()
+
+
+def test_stale_token_writes_are_rejected_and_change_nothing(start_coordinator, clock, db):
+    coordinator = start_coordinator(lease_timeout=5.0)
+    address = coordinator.coordinator.address
+    old = RawWorker(address, definition("fenced", capacity=1), worker_id="old")
+    with Client(address) as client:
+        execution_id = client.invoke("fenced", {"n": 1})
+    first = old.next("leases").leases.items[0]
+    assert (first.execution_id, first.attempt) == (execution_id, 1)
+    assert old.save_step(execution_id, first.lease_token, "a", '"from-old"').status == (
+        worker_pb2.WRITE_STATUS_OK)
+
+    # The old worker goes quiet; its lease expires and the reaper counts an attempt.
+    old.close()
+    clock.advance(timedelta(seconds=6))
+    wait_for(lambda: _state(db, execution_id)[0] == "pending", what="the lease to be reaped")
+    assert _state(db, execution_id)[4] == "WorkerLost"
+
+    new = RawWorker(address, definition("fenced", capacity=1), worker_id="new")
+    second = new.next("leases").leases.items[0]
+    assert second.attempt == 2 and second.lease_token != first.lease_token
+    assert dict(second.steps) == {"a": '"from-old"'}
+    before = _state(db, execution_id)
+    steps_before = db.execute("SELECT name, result::text FROM conductor_steps").fetchall()
+
+    # Writes with the first token, on a stream of their own, are refused.
+    stale = RawWorker(address, definition("fenced", capacity=1), worker_id="stale")
+    ack = stale.save_step(execution_id, first.lease_token, "b", '"stale"')
+    assert ack.status == worker_pb2.WRITE_STATUS_STALE_LEASE
+    done = stale.complete(execution_id, first.lease_token, '"stale result"')
+    assert done.status == worker_pb2.WRITE_STATUS_STALE_LEASE
+    assert _state(db, execution_id) == before
+    assert db.execute("SELECT name, result::text FROM conductor_steps").fetchall() == steps_before
+
+    # The current holder's writes go through.
+    assert new.save_step(execution_id, second.lease_token, "b", '"new"').status == (
+        worker_pb2.WRITE_STATUS_OK)
+    assert new.complete(execution_id, second.lease_token, '"fine"').status == (
+        worker_pb2.WRITE_STATUS_OK)
+    state, attempt, _, result, _ = _state(db, execution_id)
+    assert (state, attempt, result) == ("succeeded", 2, '"fine"')
+    # A resent completion (after a lost ack) is acknowledged again without change.
+    assert new.complete(execution_id, second.lease_token, '"fine"').status == (
+        worker_pb2.WRITE_STATUS_OK)
+    for worker in (new, stale):
+        worker.close()
+
+
+def test_malformed_token_is_stale(coordinator, db):
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("fenced2"))
+    with Client(address) as client:
+        execution_id = client.invoke("fenced2")
+    worker.next("leases")
+    ack = worker.save_step(execution_id, "not-a-uuid", "x", "1")
+    assert ack.status == worker_pb2.WRITE_STATUS_STALE_LEASE
+    assert db.execute("SELECT count(*) FROM conductor_steps").fetchone()[0] == 0
+    worker.close()
+
+
+def test_reconnecting_worker_keeps_its_leases(coordinator, db):
+    address = coordinator.coordinator.address
+    first = RawWorker(address, definition("held"), worker_id="w")
+    with Client(address) as client:
+        execution_id = client.invoke("held")
+        lease = first.next("leases").leases.items[0]
+        first.close()
+        again = RawWorker(address, definition("held"), worker_id="w", held=[
+            worker_pb2.LeaseRef(execution_id=execution_id, lease_token=lease.lease_token)])
+        assert list(again.registered.lost_leases) == []
+        assert again.complete(execution_id, lease.lease_token, "7").status == (
+            worker_pb2.WRITE_STATUS_OK)
+        assert client.get(execution_id).result == 7
+        assert client.get(execution_id).attempt == 1
+        again.close()
