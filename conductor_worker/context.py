@@ -89,7 +89,8 @@ class Context:
         if name in self._steps:
             return json.loads(self._steps[name])  # type: ignore[no-any-return]
         self.checkpoint()
-        return self._record(name, fn())
+        recorded: T = self._record(name, fn())
+        return recorded
 
     def _record(self, name: str, value: Any) -> Any:
         if not isinstance(name, str) or not name:

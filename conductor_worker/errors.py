@@ -31,14 +31,14 @@ class NonRetryableError(Exception):
     """Raise (or subclass) in a handler to fail the execution without further attempts."""
 
 
-class LeaseLost(BaseException):  # noqa: N818
+class LeaseLost(BaseException):
     """Raised inside a handler when its lease was taken away; the run is abandoned.
 
     A BaseException so that `except Exception` in user code does not swallow it.
     """
 
 
-class Interrupted(BaseException):  # noqa: N818
+class Interrupted(BaseException):
     """Raised at a step or checkpoint to release the execution (shutdown, window, sleep,
     cancellation). Not an error: the worker turns it into a release. Do not catch it."""
 

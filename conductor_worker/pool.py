@@ -82,7 +82,10 @@ class Pool:
         self.stopping = False
         self._where: dict[str, _Child] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._mp = multiprocessing.get_context(os.environ.get("CONDUCTOR_START_METHOD", "spawn"))
+        method = os.environ.get("CONDUCTOR_START_METHOD", "spawn")
+        if method not in ("spawn", "forkserver"):
+            raise ValueError(f"CONDUCTOR_START_METHOD: {method!r} is not spawn or forkserver")
+        self._mp: Any = multiprocessing.get_context(method)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -101,7 +104,7 @@ class Pool:
         )
         process.start()
         child_conn.close()
-        child = _Child(process, parent_conn)  # type: ignore[arg-type]
+        child = _Child(process, parent_conn)
         self.children.append(child)
         threading.Thread(target=self._reader, args=(child,), daemon=True).start()
         threading.Thread(target=self._writer, args=(child,), daemon=True).start()
@@ -109,13 +112,13 @@ class Pool:
             child.send(("shutdown",))
         self._assign()
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Stop every child: politely, then by SIGKILL after `timeout`."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop every child: politely, then by SIGKILL after `grace` seconds."""
         self.stopping = True
         for child in self.children:
             child.send(("stop",))
         for child in list(self.children):
-            await asyncio.to_thread(child.process.join, timeout)
+            await asyncio.to_thread(child.process.join, grace)
             if child.process.is_alive():
                 child.process.kill()
                 await asyncio.to_thread(child.process.join, 5)

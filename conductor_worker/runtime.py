@@ -211,11 +211,13 @@ class Worker:
             )
         )
 
-    async def _session(self, stub: worker_pb2_grpc.WorkerServiceStub) -> None:
+    async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
         call = stub.Connect()
         await call.write(self._register_message())
         first = await call.read()
-        if first is grpc.aio.EOF or first.WhichOneof("kind") != "registered":
+        if not isinstance(first, worker_pb2.CoordinatorMessage) or (
+            first.WhichOneof("kind") != "registered"
+        ):
             raise ConnectionError("coordinator did not answer Register")
         registered_msg = first.registered
         for ref in registered_msg.lost_leases:
@@ -234,7 +236,7 @@ class Worker:
             asyncio.create_task(self._heartbeats(registered_msg.heartbeat_interval_seconds)),
         ]
         try:
-            while (message := await call.read()) is not grpc.aio.EOF:
+            while isinstance(message := await call.read(), worker_pb2.CoordinatorMessage):
                 self._on_coordinator_message(message)
         finally:
             for t in tasks:

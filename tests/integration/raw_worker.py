@@ -64,7 +64,9 @@ class RawWorker:
             if message.WhichOneof("kind") == kind:
                 return message
 
-    def save_step(self, execution_id: str, token: str, name: str, result: str) -> worker_pb2.StepAck:
+    def save_step(
+        self, execution_id: str, token: str, name: str, result: str
+    ) -> worker_pb2.StepAck:
         self.send(worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=[
             worker_pb2.StepSave(execution_id=execution_id, lease_token=token, name=name,
                                 result_json=result)])))
