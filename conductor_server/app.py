@@ -164,6 +164,9 @@ class CoordinatorThread:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
 
     def stop(self, grace: float = 2.0) -> None:
+        """Stop the coordinator and its thread (a second call does nothing)."""
+        if not self._thread.is_alive():
+            return
         try:
             self.run(self.coordinator.stop(grace))
         finally:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .client import Client
@@ -99,7 +100,7 @@ def _settings(args: argparse.Namespace) -> Any:
         host=args.host,
         port=args.port,
         database_url=args.database_url,
-        data_dir=args.data_dir,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
         lease_timeout=args.lease_timeout,
         max_payload_bytes=args.max_payload_bytes,
         log_format=args.log_format,

@@ -105,9 +105,8 @@ def start_coordinator(
     started: list[CoordinatorThread] = []
 
     def start(**overrides: Any) -> CoordinatorThread:
-        settings = Settings(
-            database_url=database_url, port=0, reaper_interval=0.1, **overrides
-        )
+        options: dict[str, Any] = {"port": 0, "reaper_interval": 0.1, **overrides}
+        settings = Settings(database_url=database_url, **options)
         coordinator = CoordinatorThread(settings, clock)
         coordinator.start()
         started.append(coordinator)

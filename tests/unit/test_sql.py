@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import conductor_server
@@ -63,11 +64,7 @@ def test_migrations_are_numbered_from_one_in_order() -> None:
     versions = [m.version for m in found]
     assert versions, "no migrations found"
     assert versions[0] == 1
-    assert all(a < b for a, b in itertools_pairwise(versions))
+    assert all(a < b for a, b in pairwise(versions))
     for m in found:
         assert m.name
         assert m.sql.strip()
-
-
-def itertools_pairwise(values: list[int]) -> list[tuple[int, int]]:
-    return list(zip(values, values[1:], strict=False))

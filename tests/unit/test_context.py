@@ -1,0 +1,187 @@
+"""conductor_worker.context: ctx.step, ctx.checkpoint and ctx.cancelled with a fake Link."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from conductor_worker.context import AsyncContext, Context, RunSpec
+from conductor_worker.errors import Interrupted
+
+EXECUTION = "41"
+TOKEN = "tok-1"
+
+
+class FakeLink:
+    """Stands in for the pool child's line to its worker."""
+
+    def __init__(self) -> None:
+        self.shutdown = False
+        self.interrupts: dict[str, tuple[str, float | None]] = {}
+        self.saved: list[tuple[str, str, str, str]] = []
+        #: What the coordinator answers per step name (default: what was sent).
+        self.recorded: dict[str, str] = {}
+
+    def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
+        self.saved.append((execution_id, token, name, result_json))
+        return self.recorded.get(name, result_json)
+
+
+class CountingFn:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        return self.value
+
+
+def make(steps: dict[str, str] | None = None, cls: type[Context] = Context) -> tuple[Any, FakeLink]:
+    spec = RunSpec(
+        execution_id=EXECUTION,
+        token=TOKEN,
+        task="unit-ctx",
+        attempt=2,
+        max_attempts=3,
+        payload_json="{}",
+        steps=dict(steps or {}),
+    )
+    link = FakeLink()
+    return cls(spec, link), link
+
+
+def test_context_exposes_run_details() -> None:
+    ctx, _ = make()
+    assert (ctx.execution_id, ctx.attempt, ctx.max_attempts, ctx.task) == (
+        EXECUTION,
+        2,
+        3,
+        "unit-ctx",
+    )
+
+
+def test_recorded_step_is_returned_without_calling_fn() -> None:
+    ctx, link = make({"fetch": '{"rows": [1, 2]}'})
+    fn = CountingFn("fresh")
+    assert ctx.step("fetch", fn) == {"rows": [1, 2]}
+    assert fn.calls == 0
+    assert link.saved == []
+
+
+def test_new_step_runs_once_saves_json_and_returns_decoded_value() -> None:
+    ctx, link = make()
+    fn = CountingFn((1, "two", {"three": 3.5}))
+    result = ctx.step("compute", fn)
+    assert fn.calls == 1
+    assert len(link.saved) == 1
+    execution_id, token, name, text = link.saved[0]
+    assert (execution_id, token, name) == (EXECUTION, TOKEN, "compute")
+    assert json.loads(text) == [1, "two", {"three": 3.5}]
+    assert result == [1, "two", {"three": 3.5}]  # decoded from JSON: the tuple is a list
+
+
+def test_step_returns_the_value_the_coordinator_recorded() -> None:
+    # A concurrent attempt recorded the step first: its result wins.
+    ctx, link = make()
+    link.recorded["charge"] = '"first"'
+    assert ctx.step("charge", CountingFn("second")) == "first"
+
+
+def test_reusing_a_name_returns_the_first_result() -> None:
+    ctx, link = make()
+    first = CountingFn({"n": 1})
+    second = CountingFn({"n": 2})
+    assert ctx.step("same", first) == {"n": 1}
+    assert ctx.step("same", second) == {"n": 1}
+    assert (first.calls, second.calls) == (1, 0)
+    assert len(link.saved) == 1
+
+
+def test_non_json_result_raises_type_error_naming_step() -> None:
+    ctx, link = make()
+    with pytest.raises(TypeError, match="'make_set'"):
+        ctx.step("make_set", lambda: {1, 2})
+    with pytest.raises(TypeError, match="'nan_step'"):
+        ctx.step("nan_step", lambda: float("nan"))
+    assert link.saved == []
+
+
+def test_checkpoint_returns_when_nothing_is_flagged() -> None:
+    ctx, link = make()
+    link.interrupts["some-other-execution"] = ("cancelled", None)
+    assert ctx.checkpoint() is None
+    assert ctx.cancelled is False
+
+
+def test_checkpoint_on_shutdown() -> None:
+    ctx, link = make()
+    link.shutdown = True
+    with pytest.raises(Interrupted) as info:
+        ctx.checkpoint()
+    assert info.value.reason == "shutdown"
+    assert info.value.run_at is None
+
+
+def test_checkpoint_with_interrupt_uses_its_reason() -> None:
+    ctx, link = make()
+    link.interrupts[EXECUTION] = ("window", 1_790_000_000.0)
+    with pytest.raises(Interrupted) as info:
+        ctx.checkpoint()
+    assert info.value.reason == "window"
+    assert info.value.run_at == 1_790_000_000.0
+    assert ctx.cancelled is False
+
+
+def test_interrupt_reason_wins_over_shutdown() -> None:
+    ctx, link = make()
+    link.shutdown = True
+    link.interrupts[EXECUTION] = ("cancelled", None)
+    with pytest.raises(Interrupted) as info:
+        ctx.checkpoint()
+    assert info.value.reason == "cancelled"
+
+
+def test_cancelled_reflects_cancel_interrupt() -> None:
+    ctx, link = make()
+    assert ctx.cancelled is False
+    link.interrupts[EXECUTION] = ("cancelled", None)
+    assert ctx.cancelled is True
+
+
+def test_new_step_checkpoints_before_running_fn() -> None:
+    ctx, link = make()
+    link.interrupts[EXECUTION] = ("cancelled", None)
+    fn = CountingFn(1)
+    with pytest.raises(Interrupted) as info:
+        ctx.step("work", fn)
+    assert info.value.reason == "cancelled"
+    assert fn.calls == 0
+    assert link.saved == []
+
+
+def test_interrupted_is_not_an_exception() -> None:
+    # User code doing `except Exception` must not swallow a release.
+    assert not issubclass(Interrupted, Exception)
+
+
+def test_async_step_awaits_coroutines_and_records_once() -> None:
+    ctx, link = make(cls=AsyncContext)
+    calls = 0
+
+    async def fetch() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        return {"v": 3}
+
+    async def scenario() -> None:
+        assert await ctx.step("fetch", fetch) == {"v": 3}
+        assert await ctx.step("fetch", fetch) == {"v": 3}
+        assert await ctx.step("plain", lambda: [1]) == [1]
+
+    asyncio.run(scenario())
+    assert calls == 1
+    assert [s[2] for s in link.saved] == ["fetch", "plain"]
