@@ -17,7 +17,7 @@ PRIORITY_LIMIT = 1_000_000
 
 def parse_execution_id(value: str, field_name: str = "execution_id") -> int:
     """Execution ids are positive integers in text form."""
-    if not value.isdigit() or not 0 < int(value) < 2**63:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**63:
         raise InvalidArgument(field_name, f"{value!r} is not an execution id")
     return int(value)
 
@@ -30,12 +30,22 @@ def check_payload(text: str, field_name: str, limit: int) -> str:
     if size > limit:
         raise InvalidArgument(field_name, f"payload is {size} bytes; the limit is {limit} bytes")
     try:
-        json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise InvalidArgument(field_name, f"not valid JSON: {exc}") from exc
-    if "\\u0000" in text:
-        raise InvalidArgument(field_name, "JSON strings may not contain \\u0000")
+    if "\\u0000" in text and _has_nul(value):  # PostgreSQL's jsonb cannot store NUL
+        raise InvalidArgument(field_name, "JSON strings may not contain \\u0000 (NUL)")
     return text
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
 
 
 def _reject_constant(name: str) -> object:
@@ -139,6 +149,9 @@ def check_task_def(task: TaskDef, capacity: int, prefix: str) -> TaskDef:
     if capacity < 1:
         raise InvalidArgument(f"{prefix}.capacity", "must be >= 1")
     retry = task.retry
+    numbers = (retry.initial_backoff, retry.max_backoff, retry.multiplier, retry.jitter)
+    if not all(math.isfinite(n) for n in numbers):
+        raise InvalidArgument(f"{prefix}.retry", "backoff settings must be finite numbers")
     if not (0 < retry.initial_backoff <= retry.max_backoff):
         raise InvalidArgument(f"{prefix}.retry", "need 0 < initial_backoff <= max_backoff")
     if retry.multiplier < 1 or not 0 <= retry.jitter <= 1:
@@ -147,7 +160,11 @@ def check_task_def(task: TaskDef, capacity: int, prefix: str) -> TaskDef:
         raise InvalidArgument(f"{prefix}.concurrency", "must be >= 0")
     if task.window_start or task.window_end:
         validate_window(
-            task.window_start or "", task.window_end or "", task.timezone, f"{prefix}.window"
+            task.window_start or "",
+            task.window_end or "",
+            task.timezone,
+            f"{prefix}.window",
+            f"{prefix}.timezone",
         )
     else:
         from .windows import zone

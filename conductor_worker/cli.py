@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from .client import Client
 from .errors import ConductorError
 
@@ -57,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="conductor", description="Durable background tasks with a gRPC control plane."
     )
     parser.add_argument("--log-level", default=os.environ.get("CONDUCTOR_LOG_LEVEL", "INFO"))
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"],
+        default=os.environ.get("CONDUCTOR_LOG_FORMAT", "text"),
+        help="log lines as text or one JSON object per line (default: $CONDUCTOR_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     server = sub.add_parser("server", help="run a coordinator")
@@ -136,10 +142,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     worker_tasks = args.module
     coordinator = CoordinatorThread(_settings(args))
     address = coordinator.start()
-    print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
+
+    def ready() -> None:
+        print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
+
     try:
         worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
-                        log_level=logging.getLogger().level)
+                        log_level=logging.getLogger().level, on_connected=ready)
         return worker.run()
     finally:
         coordinator.stop()
@@ -199,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ConductorError, TimeoutError) as exc:
         print(f"conductor {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except grpc.RpcError as exc:
+        where = getattr(args, "server", "the coordinator")
+        code = exc.code().name if isinstance(exc, grpc.Call) else "error"
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        print(f"conductor {args.command}: {where}: {code}: {details}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -86,6 +86,7 @@ class Context:
         and a later attempt gets the recorded result without running `fn` again. Reusing a
         name returns the first result. The result must be JSON-serialisable and is returned
         as decoded from JSON (tuples come back as lists), the same on every attempt."""
+        _check_name(name)
         if name in self._steps:
             return json.loads(self._steps[name])  # type: ignore[no-any-return]
         self.checkpoint()
@@ -93,8 +94,6 @@ class Context:
         return recorded
 
     def _record(self, name: str, value: Any) -> Any:
-        if not isinstance(name, str) or not name:
-            raise ValueError("step name must be a non-empty string")
         encoded = _encode(value, f"result of step {name!r}")
         recorded = self._link.save_step(self.execution_id, self._spec.token, name, encoded)
         self._steps[name] = recorded
@@ -106,6 +105,7 @@ class AsyncContext(Context):
 
     async def step(self, name: str, fn: Callable[[], Any]) -> Any:  # type: ignore[override]
         """Like Context.step; `fn` may be a plain function or return an awaitable."""
+        _check_name(name)
         if name in self._steps:
             return json.loads(self._steps[name])
         self.checkpoint()
@@ -113,6 +113,11 @@ class AsyncContext(Context):
         if isinstance(value, Awaitable):
             value = await value
         return await asyncio.to_thread(self._record, name, value)
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"step name must be a non-empty string, got {name!r}")
 
 
 def _encode(value: Any, what: str) -> str:

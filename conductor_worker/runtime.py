@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -85,12 +85,14 @@ class Worker:
         worker_id: str | None = None,
         drain_timeout: float = 60.0,
         log_level: int = logging.INFO,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.tasks = {t.name: t for t in load_tasks(tasks)}
         self.server = server or os.environ.get("CONDUCTOR_SERVER") or "127.0.0.1:50051"
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.drain_timeout = drain_timeout
         self.log_level = log_level
+        self.on_connected = on_connected
         self.pools: dict[str, Pool] = {}
         self.held: dict[str, _Held] = {}
         self.unacked: dict[str, worker_pb2.Outcome] = {}
@@ -231,6 +233,9 @@ class Worker:
         for outcome in self.unacked.values():
             outbox.put_nowait(("outcome", outcome))
         log.info("connected to %s as %s", self.server, self.worker_id)
+        if self.on_connected is not None:
+            self.on_connected()
+            self.on_connected = None
         tasks = [
             asyncio.create_task(self._sender(call, outbox)),
             asyncio.create_task(self._heartbeats(registered_msg.heartbeat_interval_seconds)),
@@ -375,6 +380,10 @@ class Worker:
             self._outcome(eid, released=_released(message[2], message[3]))
 
     def _outcome(self, execution_id: str, **result: Any) -> None:
+        """Report how a run ended; the first outcome of a lease wins (a child killed after
+        its run was released must not also fail it)."""
+        if execution_id in self.unacked:
+            return
         held = self.held[execution_id]
         outcome = worker_pb2.Outcome(execution_id=execution_id, lease_token=held.token, **result)
         self.unacked[execution_id] = outcome

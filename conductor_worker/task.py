@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import pickle
 import re
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ R = TypeVar("R")
 
 _REGISTRY: dict[str, Task[..., Any]] = {}
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ def validate_options(o: TaskOptions) -> None:
     ):
         if not isinstance(value, int) or value < low:
             fail(option, f"must be an integer >= {low}, got {value!r}")
+    for option, number in (
+        ("backoff", o.backoff),
+        ("max_backoff", o.max_backoff),
+        ("backoff_multiplier", o.backoff_multiplier),
+        ("jitter", o.jitter),
+    ):
+        if not isinstance(number, int | float) or not math.isfinite(number):
+            fail(option, f"must be a finite number, got {number!r}")
     if not 0 < o.backoff <= o.max_backoff:
         fail("backoff", f"need 0 < backoff <= max_backoff, got {o.backoff} and {o.max_backoff}")
     if o.backoff_multiplier < 1:
@@ -148,7 +157,7 @@ def validate_options(o: TaskOptions) -> None:
         fail("jitter", f"must be between 0 and 1, got {o.jitter}")
     try:
         ZoneInfo(o.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         fail("timezone", f"{o.timezone!r} is not an IANA time zone")
     if o.window is not None:
         _validate_window(o.window, fail)
@@ -159,7 +168,7 @@ def _validate_window(window: tuple[str, str], fail: Callable[[str, str], None]) 
         fail("window", "must be a (start, end) pair of 'HH:MM' times")
     parsed: list[time] = []
     for part, value in zip(("start", "end"), window, strict=False):
-        match = _HHMM.match(value) if isinstance(value, str) else None
+        match = _HHMM.fullmatch(value) if isinstance(value, str) else None
         if match is None:
             fail(f"window {part}", f"{value!r} is not a 24-hour time 'HH:MM'")
             return

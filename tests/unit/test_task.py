@@ -64,22 +64,11 @@ def test_name_too_long_rejected() -> None:
         task(name="x" * 201)(handler)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG task.validate_options: catches only ZoneInfoNotFoundError/ValueError; "
-    "ZoneInfo('America') raises IsADirectoryError, which escapes instead of "
-    "TaskDefinitionError",
-)
 def test_zone_directory_name_rejected() -> None:
     with pytest.raises(TaskDefinitionError, match="timezone"):
         task(name=unique("tzdir"), timezone="America")(handler)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG task.validate_options: `backoff_multiplier < 1` is False for NaN, so "
-    "backoff_multiplier=float('nan') is accepted",
-)
 def test_nan_backoff_multiplier_rejected() -> None:
     with pytest.raises(TaskDefinitionError, match="backoff_multiplier"):
         task(name=unique("nan"), backoff_multiplier=math.nan)(handler)
@@ -135,11 +124,6 @@ def test_shadowed_task_is_not_registrable() -> None:
         check_registrable(first)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG task._HHMM uses `$`, which matches before a trailing newline, so "
-    "window=('09:00\\n', '17:00') is accepted",
-)
 def test_window_with_trailing_newline_rejected() -> None:
     with pytest.raises(TaskDefinitionError, match="window start"):
         task(name=unique("newline"), window=("09:00\n", "17:00"))(handler)

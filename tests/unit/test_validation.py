@@ -84,12 +84,6 @@ def test_nul_escape_is_rejected() -> None:
     assert "u0000" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG validation.check_payload: the substring test `'\\\\u0000' in text` also "
-    "matches an escaped backslash followed by 'u0000' (JSON \"\\\\\\\\u0000\", which decodes "
-    "to the 6 characters \\u0000 and contains no NUL), so a valid payload is rejected",
-)
 def test_escaped_backslash_before_u0000_is_valid() -> None:
     text = r'{"path": "C:\\u0000"}'  # decodes to 'C:\u0000' literally, no NUL character
     assert check_payload(text, "payload_json", 1000) == text
@@ -232,12 +226,6 @@ def test_parse_execution_id_rejects(text: str) -> None:
         parse_execution_id(text, "page_token")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG validation.parse_execution_id: str.isdigit() is true for '\\u00b2' "
-    "(superscript two) but int() rejects it, so a ValueError escapes instead of "
-    "InvalidArgument (GetExecution would answer UNKNOWN, not INVALID_ARGUMENT)",
-)
 def test_parse_execution_id_rejects_superscript_digit() -> None:
     with raises_field("execution_id"):
         parse_execution_id("\u00b2")
@@ -303,25 +291,12 @@ def test_check_task_def_rejects_naming_field(task: TaskDef, capacity: int, field
         check_task_def(task, capacity, PREFIX)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG validation.check_task_def: with a window set, the zone is checked by "
-    "windows.validate_window -> zone(timezone) with the default field name 'timezone', so "
-    "the error says 'timezone: ...' instead of 'register.tasks[0].timezone: ...' (the name "
-    "used when there is no window)",
-)
 def test_check_task_def_bad_zone_with_window_names_prefixed_field() -> None:
     task = TaskDef(name="t", window_start="09:00", window_end="17:00", timezone="Mars/Base")
     with raises_field(f"{PREFIX}.timezone"):
         check_task_def(task, 1, PREFIX)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG validation.check_task_def: `retry.multiplier < 1` is False for NaN, so a NaN "
-    "backoff multiplier passes validation and is written to conductor_tasks (whose CHECK "
-    "backoff_multiplier >= 1 also holds for NaN in PostgreSQL)",
-)
 def test_check_task_def_rejects_nan_multiplier() -> None:
     with raises_field(f"{PREFIX}.retry"):
         check_task_def(TaskDef(name="t", retry=RetryPolicy(multiplier=math.nan)), 1, PREFIX)

@@ -132,12 +132,6 @@ def test_first_instant_of_an_ordinary_wall_time() -> None:
     assert got == utc(2026, 7, 1, 7, 30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG windows.first_instant: `early.astimezone(tz)` is a no-op when early.tzinfo is "
-    "already tz, so a non-existent wall time is never detected; 02:30 on the spring-forward "
-    "day is returned as 02:30+01:00 (= 03:30 CEST, 01:30 UTC) instead of 03:00 CEST",
-)
 @pytest.mark.parametrize(
     "day, at, tz, expected",
     [
@@ -152,11 +146,6 @@ def test_first_instant_in_spring_forward_gap_is_end_of_gap(
     assert in_utc(first_instant(day, at, tz)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG windows.first_instant (gap not detected): a window opening at 02:30 "
-    "Europe/Berlin on 2026-03-29 is reported to open at 01:30 UTC instead of 01:00 UTC",
-)
 def test_spring_forward_window_opens_at_first_instant_after_gap() -> None:
     task = window_task("02:30", "05:00", "Europe/Berlin")
     opening = next_opening(task, utc(2026, 3, 28, 23, 0))  # 00:00 CET, closed
@@ -179,13 +168,6 @@ def test_fall_back_opening_is_first_occurrence() -> None:
     assert next_opening(task, utc(2026, 10, 25, 0, 45)) is None  # 02:45 CEST
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG windows.next_opening on the fall-back day: at 01:15 UTC (02:15 CET, 2nd pass "
-    "of the repeated hour) it returns the next day's opening although the module's own rule "
-    "('open whenever the wall-clock time is inside it') opens the window again at 01:30 UTC "
-    "(02:30 CET), where next_opening returns None",
-)
 def test_fall_back_next_opening_is_not_after_an_open_instant() -> None:
     task = window_task("02:30", "05:00", "Europe/Berlin")
     assert next_opening(task, utc(2026, 10, 25, 1, 30)) is None  # 02:30 CET: open
@@ -214,11 +196,6 @@ def test_parse_hhmm_rejects_and_names_field(text: str) -> None:
     assert str(info.value).startswith("tasks[2].window.start: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG windows._HHMM (and task._HHMM) use `$`, which also matches before a trailing "
-    "newline, so '09:00\\n' is accepted as a valid HH:MM",
-)
 def test_parse_hhmm_rejects_trailing_newline() -> None:
     with pytest.raises(InvalidArgument):
         parse_hhmm("09:00\n", "window.start")
@@ -256,11 +233,6 @@ def test_validate_window_uses_prefix_in_field_names() -> None:
     assert "10:00" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG windows.zone catches only ZoneInfoNotFoundError/ValueError; ZoneInfo('America') "
-    "raises IsADirectoryError (an OSError), which escapes instead of InvalidArgument",
-)
 def test_validate_window_rejects_zone_directory_name() -> None:
     with pytest.raises(InvalidArgument):
         validate_window("09:00", "17:00", "America")
