@@ -90,12 +90,15 @@ class Coordinator:
         while True:
             try:
                 async for channel, payload in self.store.listen(
-                    "conductor_ready", "conductor_finished"
+                    "conductor_ready", "conductor_finished", "conductor_cancel"
                 ):
                     if channel == "conductor_ready":
                         self.dispatcher.wake(payload)
-                    else:
+                    elif channel == "conductor_finished":
                         self.dispatcher.waiters.finished(int(i) for i in payload.split(","))
+                    else:
+                        for execution_id in payload.split(","):
+                            self.dispatcher.cancel_running(int(execution_id))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .batcher import Batcher
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .models import (
     ErrorInfo,
     Lease,
@@ -26,15 +26,16 @@ from .models import (
     StepWriteResult,
     TaskDef,
 )
-from .sessions import CancelRequest, OutcomeAck, Session, StepAck
+from .sessions import CancelRequest, Drained, OutcomeAck, Session, StepAck, WindowRelease
 from .settings import Settings
 from .store import Store
 from .waiters import Waiters
-from .windows import next_opening
+from .windows import closes_at, next_opening
 
 log = logging.getLogger(__name__)
 
 SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatever happened
+DRAINED = Drained()
 
 
 class Dispatcher:
@@ -49,12 +50,19 @@ class Dispatcher:
         self.tasks: dict[str, TaskDef] = {}
         self._dirty: set[str] = set()
         self._due: dict[str, datetime] = {}
+        self._window_due: datetime | None = None
         self._wake = asyncio.Event()
+        self._passes = 0
+        self._in_pass = False
+        self._pass_done = asyncio.Condition()
         self._loops: list[asyncio.Task[None]] = []
         self._steps: Batcher[StepWrite, StepWriteResult] = Batcher("steps", self._flush_steps)
         self._outcomes: Batcher[OutcomeWrite, OutcomeApplied | None] = Batcher(
             "outcomes", self._flush_outcomes
         )
+        # Leases measure worker liveness in real time, whatever the (injectable) clock says;
+        # the clock drives scheduling: run times, backoff, windows, cron.
+        self._real = SystemClock()
         clock.subscribe(self._clock_jumped)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -75,6 +83,9 @@ class Dispatcher:
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self._steps.stop()
         await self._outcomes.stop()
+
+    def _lease_expiry(self) -> datetime:
+        return self._real.now() + timedelta(seconds=self.settings.lease_timeout)
 
     def _clock_jumped(self) -> None:
         loop = self._loop_or_none()
@@ -118,10 +129,10 @@ class Dispatcher:
         now = self.clock.now()
         await self.store.upsert_tasks(session.tasks.values(), now)
         self.tasks.update(session.tasks)
-        expires = now + timedelta(seconds=self.settings.lease_timeout)
-        valid = await self.store.renew_leases(held, expires)
-        for execution_id, task in valid.items():
+        valid = await self.store.renew_leases(held, self._lease_expiry())
+        for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task)
+        self._push_cancels(session, valid)
         self.sessions[session.id] = session
         for name in session.tasks:
             next_at = await self.store.next_run_at(name)
@@ -136,11 +147,17 @@ class Dispatcher:
         session.leasing = False
 
     async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
-        expires = self.clock.now() + timedelta(seconds=self.settings.lease_timeout)
-        valid = await self.store.renew_leases(refs, expires)
+        valid = await self.store.renew_leases(refs, self._lease_expiry())
         for ref in refs:
             if ref.execution_id not in valid:
                 self._forget(session, ref.execution_id)
+        self._push_cancels(session, valid)
+
+    def _push_cancels(self, session: Session, leases: dict[int, tuple[str, bool]]) -> None:
+        """Repeat cancellation requests the worker may have missed (e.g. while reconnecting)."""
+        cancelled = [eid for eid, (_, cancel) in leases.items() if cancel]
+        if cancelled:
+            session.send(CancelRequest(cancelled))
 
     # -- worker writes ------------------------------------------------------------------
 
@@ -170,7 +187,7 @@ class Dispatcher:
         return await self.store.save_steps(writes, self.clock.now())
 
     async def _flush_outcomes(self, writes: list[OutcomeWrite]) -> list[OutcomeApplied | None]:
-        results = await self.store.apply_outcomes(writes, self.clock.now())
+        results = await self.store.apply_outcomes(writes, self.clock.now(), self._real.now())
         self._after_outcomes(r for r in results if r is not None)
         return results
 
@@ -189,25 +206,47 @@ class Dispatcher:
         while True:
             await self._sleep_until_due()
             self._wake.clear()
-            now = self.clock.now()
-            for task, at in list(self._due.items()):
-                if at <= now:
-                    del self._due[task]
-                    self._dirty.add(task)
-            for task in list(self._dirty):
-                try:
-                    if not await self._lease_task(task, now):
-                        self._dirty.discard(task)
-                except Exception:
-                    log.exception("leasing %s failed; retrying shortly", task)
-                    self.wake(task, now + timedelta(seconds=1))
+            self._in_pass = True
+            try:
+                await self._one_pass(self.clock.now())
+            finally:
+                self._in_pass = False
+                async with self._pass_done:
+                    self._passes += 1
+                    self._pass_done.notify_all()
+
+    async def _one_pass(self, now: datetime) -> None:
+        for task, at in list(self._due.items()):
+            if at <= now:
+                del self._due[task]
+                self._dirty.add(task)
+        for task in list(self._dirty):
+            try:
+                if not await self._lease_task(task, now):
                     self._dirty.discard(task)
+            except Exception:
+                log.exception("leasing %s failed; retrying shortly", task)
+                self.wake(task, now + timedelta(seconds=1))
+                self._dirty.discard(task)
+        self._check_windows(now)
+        try:
+            await self._check_drains(now)
+        except Exception:
+            log.exception("drain check failed")
+
+    async def settle(self) -> None:
+        """Wait until the lease loop has run a full pass that began after this call (tests)."""
+        async with self._pass_done:
+            target = self._passes + (2 if self._in_pass else 1)
+            self.wake_all()
+            await self._pass_done.wait_for(lambda: self._passes >= target)
 
     async def _sleep_until_due(self) -> None:
         if self._dirty:
             return
         now = self.clock.now()
-        until = min([*self._due.values(), now + SAFETY_SWEEP])
+        windows = [self._window_due] if self._window_due else []
+        until = min([*self._due.values(), *windows, now + SAFETY_SWEEP])
         timeout = max(0.0, (until - now).total_seconds())
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -244,8 +283,7 @@ class Dispatcher:
         return definition.concurrency - await self.store.running_count(definition.name)
 
     async def _lease(self, session: Session, task: str, want: int, now: datetime) -> list[Lease]:
-        expires = now + timedelta(seconds=self.settings.lease_timeout)
-        leases = await self.store.lease(task, want, session.worker_id, now, expires)
+        leases = await self.store.lease(task, want, session.worker_id, now, self._lease_expiry())
         if not leases:
             return leases
         if session.id not in self.sessions:  # the stream closed meanwhile: give them back
@@ -263,6 +301,44 @@ class Dispatcher:
         ]
         await asyncio.gather(*self._outcomes.submit_many(writes))
 
+    # -- windows and drain mode -----------------------------------------------------------
+
+    def _check_windows(self, now: datetime) -> None:
+        """Ask workers to release running executions whose task's window has closed, and
+        note when the next open window closes."""
+        self._window_due = None
+        windowed = {name: d for name, d in self.tasks.items() if d.window_start}
+        if not windowed:
+            return
+        for session in self.sessions.values():
+            releases: dict[datetime, list[int]] = {}
+            for execution_id, task in session.inflight.items():
+                definition = windowed.get(task)
+                if definition is None or execution_id in session.release_requested:
+                    continue
+                opening = next_opening(definition, now)
+                if opening is None:
+                    closes = closes_at(definition, now)
+                    if closes is not None:
+                        self._window_due = min(closes, self._window_due or closes)
+                    continue
+                releases.setdefault(opening, []).append(execution_id)
+            for opening, ids in releases.items():
+                session.release_requested.update(ids)
+                session.send(WindowRelease(ids, opening))
+                log.info("window closed: releasing %d executions until %s", len(ids), opening)
+
+    async def _check_drains(self, now: datetime) -> None:
+        for session in list(self.sessions.values()):
+            if not session.drain or session.drained or session.inflight:
+                continue
+            runnable = [
+                name for name, d in session.tasks.items() if next_opening(d, now) is None
+            ]
+            if not runnable or not await self.store.ready_exists(runnable, now):
+                session.drained = True
+                session.send(DRAINED)
+
     # -- expiry -------------------------------------------------------------------------
 
     async def _reaper_loop(self) -> None:
@@ -275,7 +351,7 @@ class Dispatcher:
 
     async def reap(self) -> int:
         """Fail attempts whose lease expired (error: worker lost); returns how many."""
-        expired = await self.store.expired_leases(self.clock.now())
+        expired = await self.store.expired_leases(self._real.now())
         if not expired:
             return 0
         lost = ErrorInfo("WorkerLost", "worker lost: lease expired without a heartbeat")

@@ -129,6 +129,7 @@ class Lease:
     max_attempts: int
     payload_json: str
     steps: dict[str, str]
+    granted_at: datetime
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,15 @@ from .models import (
     StepWriteResult,
     TaskDef,
 )
-from .sessions import CancelRequest, OutcomeAck, Outgoing, Session, StepAck
+from .sessions import (
+    CancelRequest,
+    Drained,
+    OutcomeAck,
+    Outgoing,
+    Session,
+    StepAck,
+    WindowRelease,
+)
 from .settings import Settings
 from .store import Store
 
@@ -253,10 +261,25 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         max_attempts=lease.max_attempts,
         payload_json=lease.payload_json,
         steps=lease.steps,
+        coordinator_time=_ts(lease.granted_at),
     )
 
 
 def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
+    if isinstance(message, Drained):
+        return worker_pb2.CoordinatorMessage(drained=worker_pb2.Drained())
+    if isinstance(message, WindowRelease):
+        at = _ts(message.run_at)
+        return worker_pb2.CoordinatorMessage(
+            release_requests=worker_pb2.ReleaseRequests(
+                items=[
+                    worker_pb2.ReleaseRequest(
+                        execution_id=str(i), reason=worker_pb2.RELEASE_REASON_WINDOW, run_at=at
+                    )
+                    for i in message.execution_ids
+                ]
+            )
+        )
     if isinstance(message, CancelRequest):
         return worker_pb2.CoordinatorMessage(
             cancel_requests=worker_pb2.CancelRequests(
@@ -357,6 +380,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             worker_id=register.worker_id,
             tasks=tasks,
             capacity={t.name: t.capacity for t in register.tasks},
+            drain=register.drain,
         )
         held = [
             ref

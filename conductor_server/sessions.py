@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .models import Lease, LeaseRef, StepWriteResult, TaskDef
 
@@ -36,8 +37,22 @@ class CancelRequest:
     execution_ids: list[int]
 
 
+@dataclass(frozen=True)
+class WindowRelease:
+    """Tell the worker to release executions whose window closed, until `run_at`."""
+
+    execution_ids: list[int]
+    run_at: datetime
+
+
+class Drained:
+    """Drain mode: nothing of the worker's tasks is runnable and it holds no lease."""
+
+
 #: What the coordinator sends down a worker stream, before protobuf conversion.
-Outgoing = list[Lease] | list[StepAck] | list[OutcomeAck] | CancelRequest | None
+Outgoing = (
+    list[Lease] | list[StepAck] | list[OutcomeAck] | CancelRequest | WindowRelease | Drained | None
+)
 
 
 @dataclass(eq=False)
@@ -50,6 +65,10 @@ class Session:
     inflight: dict[int, str] = field(default_factory=dict)  # execution id -> task
     used: Counter[str] = field(default_factory=Counter)  # task -> leases held
     leasing: bool = True
+    drain: bool = False
+    drained: bool = False
+    #: executions already asked to release (window closed), so they are asked once
+    release_requested: set[int] = field(default_factory=set)
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     id: int = field(default_factory=lambda: next(_ids))
 
@@ -69,6 +88,7 @@ class Session:
         task = self.inflight.pop(execution_id, None)
         if task is not None:
             self.used[task] -= 1
+            self.release_requested.discard(execution_id)
         return task
 
     def send(self, message: Outgoing) -> None:

@@ -177,6 +177,7 @@ class Store:
                 max_attempts=row[3],
                 payload_json=row[4],
                 steps=json.loads(row[5]) if row[5] else {},
+                granted_at=now,
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
@@ -187,6 +188,13 @@ class Store:
             row = await cur.fetchone()
         return row[0] if row else None
 
+    async def ready_exists(self, tasks: Sequence[str], now: datetime) -> bool:
+        """Is any execution of these tasks runnable at `now`?"""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("ready_exists"), {"tasks": list(tasks), "now": now})
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
     async def running_count(self, task: str) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("running_count"), {"task": task})
@@ -195,8 +203,8 @@ class Store:
 
     async def renew_leases(
         self, refs: Sequence[LeaseRef], expires_at: datetime
-    ) -> dict[int, str]:
-        """Extend leases; returns {id: task} of those whose token is still current."""
+    ) -> dict[int, tuple[str, bool]]:
+        """Extend leases; returns {id: (task, cancel requested)} of those still current."""
         if not refs:
             return {}
         params = {
@@ -206,7 +214,7 @@ class Store:
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("renew_leases"), params)
-            return {row[0]: row[1] for row in await cur.fetchall()}
+            return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
 
     async def expired_leases(self, now: datetime, limit: int = 1000) -> list[LeaseRef]:
         async with self.pool.connection() as conn:
@@ -245,7 +253,7 @@ class Store:
         ]
 
     async def apply_outcomes(
-        self, writes: Sequence[OutcomeWrite], now: datetime
+        self, writes: Sequence[OutcomeWrite], now: datetime, lease_now: datetime
     ) -> list[OutcomeApplied | None]:
         """Apply completions, failures and releases in one transaction.
 
@@ -259,7 +267,7 @@ class Store:
         async with self.pool.connection() as conn, conn.transaction():
             for kind, items in by_kind.items():
                 if items:
-                    for row in await self._apply_kind(conn, kind, items, now):
+                    for row in await self._apply_kind(conn, kind, items, now, lease_now):
                         applied[row[0]] = OutcomeApplied(
                             row[0], row[1], State(row[2]), row[3] if len(row) > 3 else None
                         )
@@ -285,6 +293,7 @@ class Store:
         kind: OutcomeKind,
         items: list[OutcomeWrite],
         now: datetime,
+        lease_now: datetime,
     ) -> list[TupleRow]:
         ids = [w.lease.execution_id for w in items]
         tokens = [w.lease.token for w in items]
@@ -295,6 +304,7 @@ class Store:
                 "errors": [json.dumps(_error_dict(w.error)) for w in items],
                 "retryable": [w.retryable for w in items],
                 "lost": [w.lost for w in items],
+                "lease_now": lease_now,
             }
         else:
             params = {"run_ats": [w.run_at for w in items]}
@@ -335,8 +345,9 @@ class Store:
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(_q("cancel"), {"id": execution_id, "now": now})
             row = await cur.fetchone()
-            if row is not None and row[0] == State.CANCELLED:
-                await self._notify(conn, "conductor_finished", [str(execution_id)])
+            if row is not None:
+                channel = "conductor_finished" if row[0] == State.CANCELLED else "conductor_cancel"
+                await self._notify(conn, channel, [str(execution_id)])
         return (State(row[0]), row[1]) if row else None
 
     async def get_execution(self, execution_id: int) -> Execution | None:

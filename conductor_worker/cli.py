@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the tasks of a module")
     _worker_args(worker)
     _server_arg(worker)
+    worker.add_argument(
+        "--drain", action="store_true",
+        help="run everything runnable now, then exit (for tests and one-off batches)",
+    )
 
     dev = sub.add_parser(
         "dev", help="embedded database + coordinator + worker in one process (Ctrl-C stops)"
@@ -129,7 +133,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     sys.path.insert(0, os.getcwd())
     worker = Worker(args.module, args.server, drain_timeout=args.drain_timeout,
-                    log_level=logging.getLogger().level)
+                    log_level=logging.getLogger().level, drain=args.drain)
     return worker.run()
 
 

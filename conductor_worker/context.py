@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -37,6 +38,14 @@ class RunSpec:
     max_attempts: int
     payload_json: str
     steps: dict[str, str]
+    #: the coordinator's clock (epoch seconds) when it granted the lease
+    coordinator_time: float = 0.0
+    #: time.monotonic() in the worker when the lease arrived (one clock for all processes)
+    received_monotonic: float = 0.0
+
+    def coordinator_now(self) -> float:
+        """The coordinator's clock now, as far as this run can tell (epoch seconds)."""
+        return self.coordinator_time + (time.monotonic() - self.received_monotonic)
 
 
 class Link(Protocol):
@@ -93,6 +102,23 @@ class Context:
         recorded: T = self._record(name, fn())
         return recorded
 
+    def sleep(self, name: str, seconds: float) -> None:
+        """Release the execution and resume it after `seconds` (on the coordinator's clock).
+
+        A step: once the sleep has passed, calling it again with the same name returns at
+        once, so code before it is not repeated on resume (if it is in steps)."""
+        _check_name(name)
+        if seconds < 0 or seconds != seconds:
+            raise ValueError(f"ctx.sleep({name!r}): seconds must be >= 0, got {seconds!r}")
+        if name in self._steps:
+            wake = float(json.loads(self._steps[name])["sleep_until"])
+        else:
+            self.checkpoint()
+            wake = self._spec.coordinator_now() + seconds
+            self._record(name, {"sleep_until": wake})
+        if self._spec.coordinator_now() < wake:
+            raise Interrupted("sleep", wake)
+
     def _record(self, name: str, value: Any) -> Any:
         encoded = _encode(value, f"result of step {name!r}")
         recorded = self._link.save_step(self.execution_id, self._spec.token, name, encoded)
@@ -113,6 +139,10 @@ class AsyncContext(Context):
         if isinstance(value, Awaitable):
             value = await value
         return await asyncio.to_thread(self._record, name, value)
+
+    async def sleep(self, name: str, seconds: float) -> None:  # type: ignore[override]
+        """Like Context.sleep (`await ctx.sleep(...)`)."""
+        await asyncio.to_thread(Context.sleep, self, name, seconds)
 
 
 def _check_name(name: str) -> None:

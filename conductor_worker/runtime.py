@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class Worker:
         drain_timeout: float = 60.0,
         log_level: int = logging.INFO,
         on_connected: Callable[[], None] | None = None,
+        drain: bool = False,
     ) -> None:
         self.tasks = {t.name: t for t in load_tasks(tasks)}
         self.server = server or os.environ.get("CONDUCTOR_SERVER") or "127.0.0.1:50051"
@@ -93,6 +95,7 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.log_level = log_level
         self.on_connected = on_connected
+        self.drain_mode = drain
         self.pools: dict[str, Pool] = {}
         self.held: dict[str, _Held] = {}
         self.unacked: dict[str, worker_pb2.Outcome] = {}
@@ -131,6 +134,16 @@ class Worker:
             await asyncio.gather(connection, return_exceptions=True)
             await asyncio.gather(*(p.stop() for p in self.pools.values()))
         return 0
+
+    def drain(self) -> int:
+        """Run everything of this worker's tasks that is runnable now, then return.
+
+        For tests: invoke, then `Worker(tasks, server).drain()`, then check the results.
+        Executions waiting for a later run time (a retry's backoff, a delay, a closed window,
+        ctx.sleep) are not runnable now and are left pending.
+        """
+        self.drain_mode = True
+        return self.run()
 
     def stop(self) -> None:
         """Begin a graceful stop; a second call releases everything at once."""
@@ -210,6 +223,7 @@ class Worker:
                     worker_pb2.LeaseRef(execution_id=eid, lease_token=h.token)
                     for eid, h in self.held.items()
                 ],
+                drain=self.drain_mode,
             )
         )
 
@@ -294,8 +308,16 @@ class Worker:
         elif kind == "cancel_requests":
             for eid in message.cancel_requests.execution_ids:
                 self._interrupt(eid, "cancelled")
+        elif kind == "release_requests":
+            for request in message.release_requests.items:
+                run_at = request.run_at.ToDatetime(UTC).timestamp()
+                self._interrupt(request.execution_id, "window", run_at)
+        elif kind == "drained":
+            log.info("drained: nothing runnable is left")
+            self.stop()
 
     def _on_leases(self, leases: worker_pb2.Leases) -> None:
+        received = time.monotonic()
         for lease in leases.items:
             pool = self.pools.get(lease.task)
             self.held[lease.execution_id] = _Held(lease.lease_token, lease.task)
@@ -313,6 +335,8 @@ class Worker:
                     max_attempts=lease.max_attempts,
                     payload_json=lease.payload_json,
                     steps=dict(lease.steps),
+                    coordinator_time=lease.coordinator_time.ToDatetime(UTC).timestamp(),
+                    received_monotonic=received,
                 )
             )
 

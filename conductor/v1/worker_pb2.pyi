@@ -249,12 +249,15 @@ class Register(_message.Message):
     PID_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
     HELD_LEASES_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable identity of the worker process, the same across reconnects."""
     hostname: _builtins.str
     """Host name of the worker, for operators."""
     pid: _builtins.int
     """Process id of the worker's main process, for operators."""
+    drain: _builtins.bool
+    """Drain mode: run what is runnable now, then get a Drained message (for users' tests)."""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskDefinition]:
         """The task types this worker runs."""
@@ -271,10 +274,11 @@ class Register(_message.Message):
         pid: _builtins.int = ...,
         tasks: _abc.Iterable[Global___TaskDefinition] | None = ...,
         held_leases: _abc.Iterable[Global___LeaseRef] | None = ...,
+        drain: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_leases", b"held_leases", "hostname", b"hostname", "pid", b"pid", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "held_leases", b"held_leases", "hostname", b"hostname", "pid", b"pid", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -642,6 +646,7 @@ class Lease(_message.Message):
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     task: _builtins.str
@@ -658,6 +663,10 @@ class Lease(_message.Message):
     def steps(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Steps completed in earlier runs: name -> result JSON text."""
 
+    @_builtins.property
+    def coordinator_time(self) -> _timestamp_pb2.Timestamp:
+        """The coordinator's clock when the lease was granted; ctx.sleep measures from it."""
+
     def __init__(
         self,
         *,
@@ -668,10 +677,11 @@ class Lease(_message.Message):
         max_attempts: _builtins.int = ...,
         payload_json: _builtins.str = ...,
         steps: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        coordinator_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "execution_id", b"execution_id", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "steps", b"steps", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "steps", b"steps", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -838,6 +848,79 @@ class CancelRequests(_message.Message):
 Global___CancelRequests: _TypeAlias = CancelRequests  # noqa: Y015
 
 @_typing.final
+class ReleaseRequest(_message.Message):
+    """The coordinator asks for an execution to be released at its next step or checkpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RUN_AT_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution."""
+    reason: Global___ReleaseReason.ValueType
+    """Why (RELEASE_REASON_WINDOW when the task's window closed)."""
+    @_builtins.property
+    def run_at(self) -> _timestamp_pb2.Timestamp:
+        """When it may run again (the window's next opening)."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        reason: Global___ReleaseReason.ValueType = ...,
+        run_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "reason", b"reason", "run_at", b"run_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseRequest: _TypeAlias = ReleaseRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseRequests(_message.Message):
+    """A batch of release requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleaseRequest]:
+        """The requests."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ReleaseRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseRequests: _TypeAlias = ReleaseRequests  # noqa: Y015
+
+@_typing.final
+class Drained(_message.Message):
+    """Sent to a worker in drain mode once nothing of its tasks is runnable and it holds no lease."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drained: _TypeAlias = Drained  # noqa: Y015
+
+@_typing.final
 class CoordinatorMessage(_message.Message):
     """Everything the coordinator sends."""
 
@@ -848,6 +931,8 @@ class CoordinatorMessage(_message.Message):
     STEP_ACKS_FIELD_NUMBER: _builtins.int
     OUTCOME_ACKS_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTS_FIELD_NUMBER: _builtins.int
+    RELEASE_REQUESTS_FIELD_NUMBER: _builtins.int
+    DRAINED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___Registered:
         """Answer to Register."""
@@ -868,6 +953,14 @@ class CoordinatorMessage(_message.Message):
     def cancel_requests(self) -> Global___CancelRequests:
         """Cancellation requests."""
 
+    @_builtins.property
+    def release_requests(self) -> Global___ReleaseRequests:
+        """Release requests (e.g. the task's window closed)."""
+
+    @_builtins.property
+    def drained(self) -> Global___Drained:
+        """Drain mode: nothing more to run."""
+
     def __init__(
         self,
         *,
@@ -876,12 +969,14 @@ class CoordinatorMessage(_message.Message):
         step_acks: Global___StepAcks | None = ...,
         outcome_acks: Global___OutcomeAcks | None = ...,
         cancel_requests: Global___CancelRequests | None = ...,
+        release_requests: Global___ReleaseRequests | None = ...,
+        drained: Global___Drained | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "step_acks", b"step_acks"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "drained", b"drained", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "step_acks", b"step_acks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "drained", b"drained", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "leases", "step_acks", "outcome_acks", "cancel_requests"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "leases", "step_acks", "outcome_acks", "cancel_requests", "release_requests", "drained"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

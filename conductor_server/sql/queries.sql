@@ -102,6 +102,13 @@ RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
 -- When the next pending execution of a task becomes ready (null when none is pending).
 SELECT min(run_at) FROM conductor_executions WHERE state = 'pending' AND task = %(task)s;
 
+-- name: ready_exists
+-- Whether any execution of the tasks is runnable now (drain mode).
+SELECT EXISTS (
+    SELECT 1 FROM conductor_executions
+    WHERE state = 'pending' AND task = ANY(%(tasks)s::text[]) AND run_at <= %(now)s
+);
+
 -- name: running_count
 -- Executions of a task running now, for its concurrency cap.
 SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s;
@@ -111,7 +118,7 @@ SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(t
 UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
-RETURNING e.id, e.task;
+RETURNING e.id, e.task, e.cancel_requested;
 
 -- name: lock_leases
 -- Lock the executions named by a batch of writes and return their current tokens and state.
@@ -149,6 +156,7 @@ RETURNING e.id, e.task, e.state::text;
 -- Fail attempts: retry with backoff, or fail for good when attempts are used up, the error
 -- is not retryable or cancellation was requested. Expired leases (%(lost)s) are only taken
 -- when still expired, and their token is cleared so the old worker's writes are stale.
+-- Lease expiry is in real time (%(lease_now)s); everything else follows the clock (%(now)s).
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
         %(retryable)s::boolean[], %(lost)s::boolean[]) AS u(id, token, error, retryable, lost)
@@ -163,7 +171,7 @@ WITH u AS (
             * (1 - t.backoff_jitter * random())) AS retry_at
     FROM u
     JOIN conductor_executions e ON e.id = u.id AND e.lease_token = u.token
-        AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(now)s)
+        AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s)
     JOIN conductor_tasks t ON t.name = e.task
     FOR UPDATE OF e
 )
@@ -190,7 +198,7 @@ WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
 RETURNING e.id, e.task, e.state::text, e.run_at;
 
 -- name: expired_leases
--- Leases whose worker stopped heartbeating.
+-- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock).
 SELECT id, lease_token FROM conductor_executions
 WHERE state = 'running' AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at
