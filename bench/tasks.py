@@ -1,23 +1,57 @@
-"""Tasks the benchmarks run."""
+"""The tasks the benchmark scenarios run (see bench/scenarios.py for which runs where).
+
+A bench worker (`python -m bench.worker --server ADDR NAME...`) registers only the tasks it is
+given, so a scenario never spawns pool processes it does not use.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from conductor_worker import Context, Event, task
+from conductor_worker import Context, Event, Task, task
+
+#: How long a `bench-hold` run keeps its lease at most (S6 stops its worker long before).
+HOLD_SECONDS = 300.0
 
 
 @task(name="bench-noop", processes=2, prefetch=256)
 def noop(event: Event, ctx: Context) -> None:
-    return None
+    """S1: does nothing; the cost measured is Conductor's own."""
+    return
 
 
 @task(name="bench-steps", processes=2, prefetch=64)
 def steps(event: Event, ctx: Context) -> int:
+    """S2: ten recorded steps, each durable before the next one starts."""
     for i in range(10):
         ctx.step(f"s{i}", lambda i=i: i)
     return 10
 
 
-def ignore(*_: Any) -> None:
-    return None
+@task(name="bench-latency", processes=2)
+def started_at(event: Event, ctx: Context) -> float:
+    """S3 and S5: returns the wall-clock time at which the handler started."""
+    return time.time()
+
+
+@task(name="bench-backlog", processes=1)
+def backlog(event: Event, ctx: Context) -> None:
+    """S5: the "other" task whose ready executions make the queue deep. Its worker only
+    registers it and leaves, so nothing ever runs it."""
+    return
+
+
+@task(name="bench-hold", processes=2, prefetch=1998)
+def hold(event: Event, ctx: Context) -> None:
+    """S6: keeps its lease until the worker stops (2 running + 1,998 prefetched = 2,000
+    leases held by one worker)."""
+    deadline = time.monotonic() + HOLD_SECONDS
+    while time.monotonic() < deadline:
+        ctx.checkpoint()  # a stopping worker releases the run here
+        time.sleep(0.05)
+
+
+def registered_bench_tasks() -> dict[str, Task[..., Any]]:
+    """Every task of this module, by task name."""
+    return {v.name: v for v in globals().values() if isinstance(v, Task)}

@@ -20,6 +20,7 @@ from .clock import Clock, SystemClock
 from .database import EmbeddedPostgres
 from .dispatch import Dispatcher
 from .rpc import ClientService, ErrorInterceptor, WorkerService
+from .scheduler import Scheduler
 from .settings import Settings
 from .store import Store
 from .waiters import Waiters
@@ -42,6 +43,7 @@ class Coordinator:
         self.embedded: EmbeddedPostgres | None = None
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
+        self.scheduler: Scheduler | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -65,15 +67,20 @@ class Coordinator:
         waiters = Waiters()
         self.dispatcher = Dispatcher(self.store, self.clock, self.settings, waiters)
         self.dispatcher.start()
+        self.scheduler = Scheduler(self.store, self.clock, self.dispatcher)
+        self.scheduler.start()
         self._listener = asyncio.create_task(self._listen(), name="listen")
         self.server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
         client_pb2_grpc.add_ConductorServiceServicer_to_server(
-            ClientService(self.store, self.dispatcher, self.clock, self.settings), self.server
+            ClientService(
+                self.store, self.dispatcher, self.scheduler, self.clock, self.settings
+            ),
+            self.server,
         )
-        self._workers = WorkerService(self.dispatcher, self.settings)
+        self._workers = WorkerService(self.dispatcher, self.scheduler, self.settings)
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -117,6 +124,8 @@ class Coordinator:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.store is not None:

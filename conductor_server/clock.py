@@ -17,6 +17,9 @@ class Clock(Protocol):
         """Call `callback` whenever the clock jumps (never, for the system clock)."""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class SystemClock:
     """Wall-clock time in UTC."""
 
@@ -28,16 +31,22 @@ class SystemClock:
 
 
 class ShiftableClock:
-    """Wall-clock time plus an offset that tests set; time keeps flowing between jumps."""
+    """Wall-clock time plus an offset that tests set; time keeps flowing between jumps.
 
-    def __init__(self, start: datetime | None = None) -> None:
+    With `frozen=True` time stands still and moves only by set() and advance().
+    """
+
+    def __init__(self, start: datetime | None = None, *, frozen: bool = False) -> None:
         self._offset = timedelta(0)
+        self._frozen = frozen
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
         if start is not None:
             self.set(start)
 
     def now(self) -> datetime:
+        if self._frozen:
+            return _EPOCH + self._offset
         return datetime.now(UTC) + self._offset
 
     def set(self, when: datetime) -> None:
@@ -45,7 +54,7 @@ class ShiftableClock:
         if when.tzinfo is None:
             raise ValueError("ShiftableClock.set needs a timezone-aware datetime")
         with self._lock:
-            self._offset = when - datetime.now(UTC)
+            self._offset = when - (_EPOCH if self._frozen else datetime.now(UTC))
         self._fire()
 
     def advance(self, delta: timedelta) -> None:

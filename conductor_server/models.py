@@ -63,6 +63,33 @@ class TaskDef:
     window_end: str | None = None
     timezone: str = "UTC"
     concurrency: int = 0
+    #: static cron schedules: (name, expression) pairs
+    schedules: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron schedule of a task."""
+
+    task: str
+    name: str
+    cron: str
+    timezone: str = "UTC"
+    payload_json: str = "null"
+    static: bool = False
+    missed: str = "latest"
+    missed_limit: int = 1
+    next_fire_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Fire:
+    """One execution a schedule creates."""
+
+    task: str
+    schedule: str
+    payload_json: str
+    fire_time: datetime
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,8 @@ class Execution:
     max_attempts: int
     dedupe_key: str | None
     cancel_requested: bool
+    schedule: str | None = None
+    fire_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +159,8 @@ class Lease:
     payload_json: str
     steps: dict[str, str]
     granted_at: datetime
+    schedule: str | None = None
+    fire_time: datetime | None = None
 
 
 @dataclass(frozen=True)

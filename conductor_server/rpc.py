@@ -17,6 +17,7 @@ from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2, wo
 
 from . import validation
 from .clock import Clock
+from .cron import validate_cron
 from .dispatch import Dispatcher
 from .models import (
     ConductorError,
@@ -30,11 +31,13 @@ from .models import (
     OutcomeKind,
     OutcomeWrite,
     RetryPolicy,
+    Schedule,
     State,
     StepWrite,
     StepWriteResult,
     TaskDef,
 )
+from .scheduler import Scheduler, new_schedule, require_task
 from .sessions import (
     CancelRequest,
     Drained,
@@ -89,6 +92,31 @@ def execution_to_pb(e: Execution) -> common_pb2.Execution:
         finished_at=_ts(e.finished_at),
         dedupe_key=e.dedupe_key or "",
         cancel_requested=e.cancel_requested,
+        schedule=e.schedule or "",
+        fire_time=_ts(e.fire_time),
+    )
+
+
+_MISSED_TO_PB = {
+    "latest": client_pb2.MISSED_FIRE_POLICY_LATEST,
+    "skip": client_pb2.MISSED_FIRE_POLICY_SKIP,
+    "all": client_pb2.MISSED_FIRE_POLICY_ALL,
+}
+_PB_TO_MISSED = {v: k for k, v in _MISSED_TO_PB.items()}
+_PB_TO_MISSED[client_pb2.MISSED_FIRE_POLICY_UNSPECIFIED] = "latest"
+
+
+def schedule_to_pb(s: Schedule) -> client_pb2.Schedule:
+    return client_pb2.Schedule(
+        task=s.task,
+        name=s.name,
+        cron=s.cron,
+        timezone=s.timezone,
+        payload_json=s.payload_json,
+        static=s.static,
+        missed=_MISSED_TO_PB[s.missed],
+        missed_limit=s.missed_limit,
+        next_fire_at=_ts(s.next_fire_at),
     )
 
 
@@ -96,10 +124,16 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
     """The public API."""
 
     def __init__(
-        self, store: Store, dispatcher: Dispatcher, clock: Clock, settings: Settings
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        scheduler: Scheduler,
+        clock: Clock,
+        settings: Settings,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
+        self.scheduler = scheduler
         self.clock = clock
         self.settings = settings
 
@@ -221,6 +255,50 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         )
 
 
+    async def PutSchedule(  # noqa: N802
+        self, request: client_pb2.PutScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.Schedule:
+        pb = request.schedule
+        if pb.missed not in _PB_TO_MISSED:
+            raise InvalidArgument("schedule.missed", f"unknown policy {pb.missed}")
+        schedule = new_schedule(
+            task=pb.task,
+            name=pb.name,
+            expression=pb.cron,
+            timezone=pb.timezone,
+            payload_json=pb.payload_json,
+            static=False,
+            missed=_PB_TO_MISSED[pb.missed],
+            missed_limit=pb.missed_limit or 1,
+            now=self.clock.now(),
+            payload_limit=self.settings.max_payload_bytes,
+        )
+        await require_task(self.dispatcher, pb.task)
+        stored = await self.store.put_schedule(schedule, self.clock.now())
+        self.scheduler.wake()
+        return schedule_to_pb(stored)
+
+    async def DeleteSchedule(  # noqa: N802
+        self,
+        request: client_pb2.DeleteScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> client_pb2.DeleteScheduleResponse:
+        if not request.task or not request.name:
+            raise InvalidArgument("task" if not request.task else "name", "required")
+        cancelled = await self.store.delete_schedule(request.task, request.name, self.clock.now())
+        if cancelled is None:
+            raise NotFound(f"name: task {request.task!r} has no schedule named {request.name!r}")
+        return client_pb2.DeleteScheduleResponse(cancelled_fires=cancelled)
+
+    async def ListSchedules(  # noqa: N802
+        self,
+        request: client_pb2.ListSchedulesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> client_pb2.ListSchedulesResponse:
+        schedules = await self.store.list_schedules(request.task or None)
+        return client_pb2.ListSchedulesResponse(schedules=[schedule_to_pb(s) for s in schedules])
+
+
 # -- the worker stream -------------------------------------------------------------------
 
 
@@ -234,6 +312,13 @@ def _lease_ref(execution_id: str, token: str) -> LeaseRef | None:
 
 def task_from_pb(t: worker_pb2.TaskDefinition, index: int) -> TaskDef:
     retry = t.retry
+    names = [s.name for s in t.schedules]
+    for j, name in enumerate(names):
+        if not name or len(name) > 200 or names.index(name) != j:
+            raise InvalidArgument(
+                f"register.tasks[{index}].schedules[{j}].name",
+                "required, unique per task, at most 200 characters",
+            )
     definition = TaskDef(
         name=t.name,
         max_attempts=t.max_attempts,
@@ -248,6 +333,10 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int) -> TaskDef:
         window_end=t.window.end if t.HasField("window") else None,
         timezone=t.timezone or "UTC",
         concurrency=t.concurrency,
+        schedules=tuple(
+            (s.name, validate_cron(s.cron, f"register.tasks[{index}].schedules[{j}].cron"))
+            for j, s in enumerate(t.schedules)
+        ),
     )
     return validation.check_task_def(definition, t.capacity, f"register.tasks[{index}]")
 
@@ -262,6 +351,8 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         payload_json=lease.payload_json,
         steps=lease.steps,
         coordinator_time=_ts(lease.granted_at),
+        schedule=lease.schedule or "",
+        fire_time=_ts(lease.fire_time),
     )
 
 
@@ -337,8 +428,9 @@ def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef) -> OutcomeWrite:
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     """The worker stream: registration, then writes in and leases and acks out."""
 
-    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+    def __init__(self, dispatcher: Dispatcher, scheduler: Scheduler, settings: Settings) -> None:
         self.dispatcher = dispatcher
+        self.scheduler = scheduler
         self.settings = settings
         self.streams: set[Session] = set()
 
@@ -387,7 +479,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             for h in register.held_leases
             if (ref := _lease_ref(h.execution_id, h.lease_token)) is not None
         ]
+        static = self.scheduler.static_schedules(tasks.values())  # validate before writing
         lost = await self.dispatcher.connect(session, held)
+        await self.scheduler.sync_static(static)
         self.streams.add(session)
         log.info("worker %s connected with tasks %s", register.worker_id, sorted(tasks))
         return session, lost

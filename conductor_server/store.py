@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from .models import (
     ErrorInfo,
     Execution,
+    Fire,
     Lease,
     LeaseRef,
     NewExecutions,
@@ -22,6 +23,7 @@ from .models import (
     OutcomeKind,
     OutcomeWrite,
     RetryPolicy,
+    Schedule,
     State,
     Step,
     StepWrite,
@@ -178,6 +180,8 @@ class Store:
                 payload_json=row[4],
                 steps=json.loads(row[5]) if row[5] else {},
                 granted_at=now,
+                schedule=row[6],
+                fire_time=row[7],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
@@ -381,6 +385,99 @@ class Store:
             cur = await conn.execute(_q("list_steps"), {"id": execution_id})
             return [Step(row[0], row[1], row[2]) for row in await cur.fetchall()]
 
+    # -- schedules ----------------------------------------------------------------------
+
+    async def put_schedule(self, schedule: Schedule, now: datetime) -> Schedule:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("put_schedule"), _schedule_params(schedule, now))
+            row = await cur.fetchone()
+        assert row is not None
+        return _schedule(row)
+
+    async def sync_static_schedules(
+        self, task: str, schedules: Sequence[Schedule], now: datetime
+    ) -> None:
+        """Make the task's static schedules exactly `schedules` (dynamic ones are kept)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                _q("delete_stale_static_schedules"),
+                {"task": task, "names": [s.name for s in schedules]},
+            )
+            for schedule in schedules:
+                await conn.execute(_q("put_schedule"), _schedule_params(schedule, now))
+
+    async def delete_schedule(self, task: str, name: str, now: datetime) -> int | None:
+        """Delete a schedule and cancel its pending fires; None when it does not exist."""
+        params = {"task": task, "name": name, "now": now}
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_q("delete_schedule"), params)
+            if await cur.fetchone() is None:
+                return None
+            cur = await conn.execute(_q("cancel_schedule_fires"), params)
+            cancelled = [str(row[0]) for row in await cur.fetchall()]
+            await self._notify(conn, "conductor_finished", cancelled)
+        return len(cancelled)
+
+    async def list_schedules(self, task: str | None) -> list[Schedule]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("list_schedules"), {"task": task})
+            return [_schedule(row) for row in await cur.fetchall()]
+
+    async def next_schedule_due(self) -> datetime | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("next_schedule_due"))
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def fire_schedules(
+        self,
+        now: datetime,
+        plan: Callable[[Schedule], tuple[list[Fire], datetime]],
+        limit: int = 1000,
+    ) -> tuple[int, list[str]] | None:
+        """Fire due schedules in one transaction: `plan` says which fire times to create and
+        the next fire time of each. Returns (schedules handled, tasks of new executions), or
+        None when another coordinator holds the scheduler lock."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_q("try_scheduler_lock"))
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return None
+            cur = await conn.execute(_q("due_schedules"), {"now": now, "limit": limit})
+            due = [_schedule(r) for r in await cur.fetchall()]
+            if not due:
+                return 0, []
+            fires: list[Fire] = []
+            nexts: list[datetime] = []
+            for schedule in due:
+                planned, next_at = plan(schedule)
+                fires += planned
+                nexts.append(next_at)
+            created: list[str] = []
+            if fires:
+                cur = await conn.execute(
+                    _q("insert_fires"),
+                    {
+                        "tasks": [f.task for f in fires],
+                        "names": [f.schedule for f in fires],
+                        "payloads": [f.payload_json for f in fires],
+                        "fire_times": [f.fire_time for f in fires],
+                        "now": now,
+                    },
+                )
+                created = [r[0] for r in await cur.fetchall()]
+            await conn.execute(
+                _q("set_next_fires"),
+                {
+                    "tasks": [s.task for s in due],
+                    "names": [s.name for s in due],
+                    "next_fire_ats": nexts,
+                },
+            )
+            for task in sorted(set(created)):
+                await conn.execute(_q("notify_ready"), {"task": task})
+        return len(due), created
+
     # -- notifications ------------------------------------------------------------------
 
     async def listen(self, *channels: str) -> AsyncIterator[tuple[str, str]]:
@@ -401,6 +498,21 @@ _OUTCOME_QUERY = {
 
 def _already_applied(lease: LeaseRef, current: tuple[str | None, State] | None) -> bool:
     return current is not None and current[0] == lease.token and current[1] != State.RUNNING
+
+
+def _schedule_params(schedule: Schedule, now: datetime) -> dict[str, Any]:
+    return {
+        "task": schedule.task,
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "payload": schedule.payload_json,
+        "static": schedule.static,
+        "missed": schedule.missed,
+        "missed_limit": schedule.missed_limit,
+        "next_fire_at": schedule.next_fire_at,
+        "now": now,
+    }
 
 
 def _error_dict(error: ErrorInfo | None) -> dict[str, str]:
@@ -430,4 +542,20 @@ def _execution(row: TupleRow) -> Execution:
         max_attempts=row[13],
         dedupe_key=row[14],
         cancel_requested=row[15],
+        schedule=row[16],
+        fire_time=row[17],
+    )
+
+
+def _schedule(row: TupleRow) -> Schedule:
+    return Schedule(
+        task=row[0],
+        name=row[1],
+        cron=row[2],
+        timezone=row[3],
+        payload_json=row[4],
+        static=row[5],
+        missed=row[6],
+        missed_limit=row[7],
+        next_fire_at=row[8],
     )

@@ -3,7 +3,7 @@
     from conductor_worker import task, Client
 """
 
-from .client import Client, ErrorInfo, Execution
+from .client import Client, ErrorInfo, Execution, Schedule
 from .context import AsyncContext, Context, Event
 from .errors import (
     ConductorError,
@@ -11,6 +11,7 @@ from .errors import (
     FailedPrecondition,
     InvalidArgument,
     NonRetryableError,
+    ScheduleNotFound,
     TaskDefinitionError,
     TaskNotFound,
 )
@@ -29,6 +30,8 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NonRetryableError",
+    "Schedule",
+    "ScheduleNotFound",
     "Task",
     "TaskDefinitionError",
     "TaskNotFound",

@@ -5,6 +5,7 @@ Messages (pickled tuples) from the parent:
     ("run", RunSpec)                      run this next (queued in order)
     ("step_ack", execution_id, name, recorded_json | None)   None: the lease is lost
     ("interrupt", execution_id, reason, run_at | None)        release at the next checkpoint
+    ("call_result", request_id, ok, value)   answer to a "call" (value or error text)
     ("shutdown",)                         the worker is stopping: release at the next checkpoint
     ("stop",)                             exit when idle
 and to the parent:
@@ -14,13 +15,13 @@ and to the parent:
     ("error", execution_id, type, message, traceback, retryable)
     ("released", execution_id, reason, run_at | None)
     ("abandoned", execution_id)
+    ("call", execution_id, request_id, method, kwargs)   ask the worker to call the client API
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import json
 import logging
 import os
 import queue
@@ -31,7 +32,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .context import AsyncContext, Context, Event, RunSpec, encode_result
+from .context import AsyncContext, Context, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .task import Task, _load_task
 
@@ -47,6 +48,8 @@ class PipeLink:
         self.interrupts: dict[str, tuple[str, float | None]] = {}
         self.runs: queue.Queue[RunSpec | None] = queue.Queue()
         self._acks: queue.Queue[tuple[str, str, str | None]] = queue.Queue()
+        self._results: queue.Queue[tuple[int, bool, Any]] = queue.Queue()
+        self._next_request = 0
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
 
@@ -63,6 +66,8 @@ class PipeLink:
                     self.runs.put(message[1])
                 elif kind == "step_ack":
                     self._acks.put(message[1:])
+                elif kind == "call_result":
+                    self._results.put(message[1:])
                 elif kind == "interrupt":
                     self.interrupts[message[1]] = (message[2], message[3])
                 elif kind == "shutdown":
@@ -81,6 +86,20 @@ class PipeLink:
         if recorded is None:
             raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
         return recorded
+
+
+    def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
+        """Have the worker's main process call the coordinator's client API."""
+        self._next_request += 1
+        request_id = self._next_request
+        self.send(("call", execution_id, request_id, method, kwargs))
+        while True:
+            answer_id, ok, value = self._results.get()
+            if answer_id == request_id:
+                break
+        if not ok:
+            raise RuntimeError(f"{method} failed: {value}")
+        return value
 
 
 def _die_with_parent() -> None:
@@ -113,7 +132,7 @@ def run(
         reason, run_at = link.interrupts.get(eid, ("shutdown", None))
         return ("released", eid, reason, run_at)
     try:
-        event = Event(json.loads(spec.payload_json), spec.task, eid)
+        event = spec.event()
         if loop is not None:
             result = loop.run_until_complete(task.fn(event, AsyncContext(spec, link)))
         else:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--dedupe-key", help="reuse an unfinished execution with this key")
     _server_arg(invoke)
 
+    invoke.add_argument("--run-at", help="run no earlier than this ISO 8601 time (with offset)")
+
+    schedule = sub.add_parser("schedule", help="manage cron schedules")
+    schedule_sub = schedule.add_subparsers(dest="schedule_command", required=True,
+                                           metavar="ACTION")
+    add = schedule_sub.add_parser("add", help="create or replace a schedule")
+    add.add_argument("task")
+    add.add_argument("name")
+    add.add_argument("--cron", required=True, help='5-field cron expression, e.g. "0 2 * * *"')
+    add.add_argument("--timezone", help="IANA time zone of the expression (default UTC)")
+    add.add_argument("--payload", default="null", help="JSON payload of each execution")
+    add.add_argument("--missed", choices=["latest", "skip", "all"], default="latest",
+                     help="fires missed during downtime: run the latest, none, or all")
+    add.add_argument("--missed-limit", type=int, default=1,
+                     help="with --missed all: run at most this many missed fires")
+    _server_arg(add)
+    ls = schedule_sub.add_parser("ls", help="list schedules")
+    ls.add_argument("task", nargs="?")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _server_arg(ls)
+    rm = schedule_sub.add_parser("rm", help="delete a schedule and cancel its pending fires")
+    rm.add_argument("task")
+    rm.add_argument("name")
+    _server_arg(rm)
+
     get = sub.add_parser("get", help="print an execution as JSON")
     get.add_argument("execution_id")
     _server_arg(get)
@@ -158,16 +184,36 @@ def cmd_dev(args: argparse.Namespace) -> int:
         coordinator.stop()
 
 
-def cmd_invoke(args: argparse.Namespace) -> int:
+class UsageError(Exception):
+    """A flag's value cannot be used; the message names the flag."""
+
+
+def _json_flag(text: str, flag: str) -> Any:
     try:
-        payload = json.loads(args.payload)
+        return json.loads(text)
     except ValueError as exc:
-        print(f"conductor invoke: --payload is not valid JSON: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"{flag} is not valid JSON: {exc}") from exc
+
+
+def _time_flag(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {text!r} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        raise UsageError(f"{flag}: {text!r} needs a UTC offset, e.g. 2026-01-31T22:00:00+01:00")
+    return when
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    payload = _json_flag(args.payload, "--payload")
+    run_at = _time_flag(args.run_at, "--run-at")
     with Client(args.server) as client:
         execution_id = client.invoke(
             args.task, payload, delay=args.delay, priority=args.priority,
-            dedupe_key=args.dedupe_key,
+            dedupe_key=args.dedupe_key, run_at=run_at,
         )
         if not args.wait:
             print(execution_id)
@@ -189,6 +235,41 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    with Client(args.server) as client:
+        if args.schedule_command == "add":
+            stored = client.schedule(
+                args.task, args.name, args.cron, payload=_json_flag(args.payload, "--payload"),
+                timezone=args.timezone, missed=args.missed, missed_limit=args.missed_limit,
+            )
+            print(json.dumps(stored.to_dict(), indent=2))
+        elif args.schedule_command == "rm":
+            cancelled = client.unschedule(args.task, args.name, missing_ok=False)
+            print(f"deleted schedule {args.task}/{args.name}; cancelled {cancelled} pending fires")
+        else:
+            _print_schedules(client.schedules(args.task), as_json=args.json)
+    return 0
+
+
+def _print_schedules(schedules: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([s.to_dict() for s in schedules], indent=2))
+        return
+    rows = [("TASK", "NAME", "CRON", "TIMEZONE", "MISSED", "NEXT FIRE", "STATIC")]
+    rows += [
+        (s.task, s.name, s.cron, s.timezone, s.missed,
+         s.next_fire_at.isoformat() if s.next_fire_at else "", "yes" if s.static else "no")
+        for s in schedules
+    ]
+    print_table(rows)
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
 COMMANDS = {
     "server": cmd_server,
     "worker": cmd_worker,
@@ -196,6 +277,7 @@ COMMANDS = {
     "invoke": cmd_invoke,
     "get": cmd_get,
     "cancel": cmd_cancel,
+    "schedule": cmd_schedule,
 }
 
 
@@ -210,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"conductor {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (ConductorError, TimeoutError) as exc:
         print(f"conductor {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED

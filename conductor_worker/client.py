@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from .errors import (
     ExecutionNotFound,
     FailedPrecondition,
     InvalidArgument,
+    ScheduleNotFound,
     TaskNotFound,
 )
 
@@ -67,6 +69,8 @@ class Execution:
     finished_at: datetime | None
     dedupe_key: str | None
     cancel_requested: bool
+    schedule: str | None = None
+    fire_time: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -105,6 +109,51 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
         finished_at=_time(e.finished_at, e.HasField("finished_at")),
         dedupe_key=e.dedupe_key or None,
         cancel_requested=e.cancel_requested,
+        schedule=e.schedule or None,
+        fire_time=_time(e.fire_time, e.HasField("fire_time")),
+    )
+
+
+MISSED = {
+    "latest": client_pb2.MISSED_FIRE_POLICY_LATEST,
+    "skip": client_pb2.MISSED_FIRE_POLICY_SKIP,
+    "all": client_pb2.MISSED_FIRE_POLICY_ALL,
+}
+_MISSED_FROM_PB = {v: k for k, v in MISSED.items()}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron schedule of a task."""
+
+    task: str
+    name: str
+    cron: str
+    timezone: str
+    payload: Any
+    static: bool
+    missed: str
+    missed_limit: int
+    next_fire_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.next_fire_at is not None:
+            data["next_fire_at"] = self.next_fire_at.isoformat()
+        return data
+
+
+def schedule_from_pb(s: client_pb2.Schedule) -> Schedule:
+    return Schedule(
+        task=s.task,
+        name=s.name,
+        cron=s.cron,
+        timezone=s.timezone,
+        payload=json.loads(s.payload_json) if s.payload_json else None,
+        static=s.static,
+        missed=_MISSED_FROM_PB.get(s.missed, "latest"),
+        missed_limit=s.missed_limit,
+        next_fire_at=_time(s.next_fire_at, s.HasField("next_fire_at")),
     )
 
 
@@ -112,9 +161,12 @@ def _translate(exc: grpc.RpcError) -> Exception:
     code = exc.code() if isinstance(exc, grpc.Call) else None
     details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
     if code == grpc.StatusCode.NOT_FOUND:
-        return (TaskNotFound if details and details.startswith("task") else ExecutionNotFound)(
-            details
-        )
+        text = details or ""
+        if "no task named" in text:
+            return TaskNotFound(text)
+        if "no schedule" in text:
+            return ScheduleNotFound(text)
+        return ExecutionNotFound(text)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(details)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
@@ -263,6 +315,55 @@ class Client:
                 return
 
 
+    # -- schedules ----------------------------------------------------------------------
+
+    def schedule(
+        self,
+        task: str,
+        name: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        timezone: str | None = None,
+        missed: str = "latest",
+        missed_limit: int = 1,
+    ) -> Schedule:
+        """Create or replace the cron schedule (task, name).
+
+        `missed` decides what happens to fires missed while no coordinator ran: "latest"
+        (run the most recent once), "skip" (run none), "all" (run up to `missed_limit`)."""
+        if missed not in MISSED:
+            raise InvalidArgument(f"missed: must be one of {sorted(MISSED)}, got {missed!r}")
+        request = client_pb2.PutScheduleRequest(
+            schedule=client_pb2.Schedule(
+                task=task,
+                name=name,
+                cron=cron,
+                timezone=timezone or "",
+                payload_json=_dumps(payload),
+                missed=MISSED[missed],
+                missed_limit=missed_limit,
+            )
+        )
+        return schedule_from_pb(self._call(self._stub.PutSchedule, request))
+
+    def unschedule(self, task: str, name: str, *, missing_ok: bool = True) -> int:
+        """Delete a schedule and cancel its pending fires; returns how many were cancelled."""
+        request = client_pb2.DeleteScheduleRequest(task=task, name=name)
+        try:
+            return self._call(self._stub.DeleteSchedule, request).cancelled_fires
+        except ScheduleNotFound:
+            if missing_ok:
+                return 0
+            raise
+
+    def schedules(self, task: str | None = None) -> builtins.list[Schedule]:
+        """Schedules, by task and name."""
+        request = client_pb2.ListSchedulesRequest(task=task or "")
+        found = self._call(self._stub.ListSchedules, request).schedules
+        return [schedule_from_pb(s) for s in found]
+
+
 def _dumps(payload: Any) -> str:
     try:
         return json.dumps(payload, allow_nan=False)
@@ -292,4 +393,4 @@ def _options(
     return options
 
 
-__all__ = ["Client", "ConductorError", "ErrorInfo", "Execution"]
+__all__ = ["Client", "ConductorError", "ErrorInfo", "Execution", "Schedule"]

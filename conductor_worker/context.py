@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from .errors import Interrupted
@@ -25,6 +26,10 @@ class Event:
     task: str
     #: The execution's id.
     execution_id: str
+    #: The cron schedule that fired it, or None for a direct invoke.
+    schedule: str | None = None
+    #: The fire time it was created for (with schedule).
+    fire_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,16 @@ class RunSpec:
     coordinator_time: float = 0.0
     #: time.monotonic() in the worker when the lease arrived (one clock for all processes)
     received_monotonic: float = 0.0
+    #: the cron schedule that created the execution, if any
+    schedule: str | None = None
+    #: its fire time (epoch seconds)
+    fire_time: float | None = None
+
+    def event(self) -> Event:
+        fired = datetime.fromtimestamp(self.fire_time, UTC) if self.fire_time else None
+        return Event(
+            json.loads(self.payload_json), self.task, self.execution_id, self.schedule, fired
+        )
 
     def coordinator_now(self) -> float:
         """The coordinator's clock now, as far as this run can tell (epoch seconds)."""
@@ -56,6 +71,9 @@ class Link(Protocol):
 
     def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
         """Record a step durably and return the recorded result JSON (raises LeaseLost)."""
+
+    def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
+        """Call the client API through the worker (schedules); raises on failure."""
 
 
 class Context:
@@ -118,6 +136,38 @@ class Context:
             self._record(name, {"sleep_until": wake})
         if self._spec.coordinator_now() < wake:
             raise Interrupted("sleep", wake)
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        *,
+        task: str | None = None,
+        payload: Any = None,
+        timezone: str | None = None,
+        missed: str = "latest",
+        missed_limit: int = 1,
+    ) -> dict[str, Any]:
+        """Create or replace the cron schedule `name` of `task` (default: this task).
+        Idempotent, so it is safe in code that may run again. Returns the stored schedule."""
+        kwargs = {
+            "task": task or self.task,
+            "name": name,
+            "cron": cron,
+            "payload": payload,
+            "timezone": timezone,
+            "missed": missed,
+            "missed_limit": missed_limit,
+        }
+        result: dict[str, Any] = self._link.call(self.execution_id, "schedule", kwargs)
+        return result
+
+    def unschedule(self, name: str, *, task: str | None = None) -> int:
+        """Delete a schedule (and cancel its pending fires); returns how many were cancelled.
+        Deleting a schedule that does not exist returns 0."""
+        kwargs = {"task": task or self.task, "name": name}
+        cancelled: int = self._link.call(self.execution_id, "unschedule", kwargs)
+        return cancelled
 
     def _record(self, name: str, value: Any) -> Any:
         encoded = _encode(value, f"result of step {name!r}")

@@ -19,6 +19,10 @@ class ExecutionNotFound(ConductorError):
     """No execution has that id (gRPC NOT_FOUND)."""
 
 
+class ScheduleNotFound(ConductorError):
+    """The task has no schedule by that name (gRPC NOT_FOUND)."""
+
+
 class InvalidArgument(ConductorError, ValueError):
     """The coordinator rejected the input; the message names the field (INVALID_ARGUMENT)."""
 

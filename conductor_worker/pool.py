@@ -10,6 +10,7 @@ child takes its place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -141,7 +142,10 @@ class Pool:
                 self._loop.call_soon_threadsafe(self._on_message, child, message)
         except (EOFError, OSError):
             child.process.join(5)
-            self._loop.call_soon_threadsafe(self._on_exit, child)
+            with contextlib.suppress(RuntimeError):  # the worker's loop may be closed by now
+                self._loop.call_soon_threadsafe(self._on_exit, child)
+        except RuntimeError:
+            return  # the worker's event loop closed while this child was still talking
 
     def _writer(self, child: _Child) -> None:
         while (message := child.outq.get()) is not None:
@@ -167,9 +171,13 @@ class Pool:
                 return
 
     def step_ack(self, execution_id: str, name: str, recorded: str | None) -> None:
+        self.send_to(execution_id, ("step_ack", execution_id, name, recorded))
+
+    def send_to(self, execution_id: str, message: tuple[Any, ...]) -> None:
+        """Send a message to the process running the execution (if it still is)."""
         child = self._where.get(execution_id)
         if child is not None:
-            child.send(("step_ack", execution_id, name, recorded))
+            child.send(message)
 
     def interrupt(self, execution_id: str, reason: str, run_at: float | None = None) -> None:
         """Release the execution at its next checkpoint (at once if it has not started)."""

@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
+from .client import Client
 from .context import RunSpec
 from .errors import TaskDefinitionError
 from .pool import Pool
@@ -100,8 +101,11 @@ class Worker:
         self.held: dict[str, _Held] = {}
         self.unacked: dict[str, worker_pb2.Outcome] = {}
         self.pending_steps: dict[tuple[str, str], worker_pb2.StepSave] = {}
+        self._calls: set[asyncio.Task[None]] = set()
+        self._client: Client | None = None
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] | None = None
         self._stopping = False
+        self.exit_code = 0
         self._stop_requested: asyncio.Event | None = None
         self._abort: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
@@ -133,7 +137,7 @@ class Worker:
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)
             await asyncio.gather(*(p.stop() for p in self.pools.values()))
-        return 0
+        return self.exit_code
 
     def drain(self) -> int:
         """Run everything of this worker's tasks that is runnable now, then return.
@@ -202,10 +206,13 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    log.error("the coordinator refused this worker's tasks: %s", exc.details())
+                    self.exit_code = 1
+                    self.stop()
+                    return
                 log.warning("coordinator %s: %s; reconnecting in %.1fs", self.server,
                             exc.code().name, delay)
-                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    log.error("registration refused: %s", exc.details())
             except Exception:
                 log.exception("worker stream failed; reconnecting in %.1fs", delay)
             self._outbox = None
@@ -337,6 +344,10 @@ class Worker:
                     steps=dict(lease.steps),
                     coordinator_time=lease.coordinator_time.ToDatetime(UTC).timestamp(),
                     received_monotonic=received,
+                    schedule=lease.schedule or None,
+                    fire_time=lease.fire_time.ToDatetime(UTC).timestamp()
+                    if lease.HasField("fire_time")
+                    else None,
                 )
             )
 
@@ -381,7 +392,11 @@ class Worker:
         held = self.held.get(eid)
         if held is None:
             return
-        if kind == "step":
+        if kind == "call":
+            task = asyncio.create_task(self._serve_call(held.task, *message[1:]))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+        elif kind == "step":
             _, _, token, name, result_json = message
             if held.abandoned:
                 self.pools[held.task].step_ack(eid, name, None)
@@ -402,6 +417,26 @@ class Worker:
             self._outcome(eid, failed=worker_pb2.Failed(error=error, retryable=retryable))
         elif kind == "released":
             self._outcome(eid, released=_released(message[2], message[3]))
+
+    async def _serve_call(
+        self, task: str, execution_id: str, request_id: int, method: str, kwargs: dict[str, Any]
+    ) -> None:
+        """Run a client API call for a pool process (ctx.schedule, ctx.unschedule)."""
+        try:
+            value = await asyncio.to_thread(self._call_client, method, kwargs)
+            answer: tuple[Any, ...] = ("call_result", request_id, True, value)
+        except Exception as exc:
+            answer = ("call_result", request_id, False, f"{type(exc).__name__}: {exc}")
+        self.pools[task].send_to(execution_id, answer)
+
+    def _call_client(self, method: str, kwargs: dict[str, Any]) -> Any:
+        if self._client is None:
+            self._client = Client(self.server)
+        if method == "schedule":
+            return self._client.schedule(**kwargs).to_dict()
+        if method == "unschedule":
+            return self._client.unschedule(**kwargs)
+        raise ValueError(f"unknown call {method!r}")
 
     def _outcome(self, execution_id: str, **result: Any) -> None:
         """Report how a run ended; the first outcome of a lease wins (a child killed after
@@ -456,6 +491,7 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
         ),
         timezone=o.timezone,
         concurrency=o.concurrency,
+        schedules=[worker_pb2.StaticSchedule(name=n, cron=c) for n, c in o.schedules],
     )
     if o.window is not None:
         definition.window.CopyFrom(worker_pb2.Window(start=o.window[0], end=o.window[1]))

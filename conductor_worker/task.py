@@ -7,11 +7,13 @@ import inspect
 import math
 import pickle
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Any, Generic, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
 
 from .errors import TaskDefinitionError
 
@@ -39,6 +41,8 @@ class TaskOptions:
     timezone: str = "UTC"
     concurrency: int = 0
     prefetch: int = 0
+    #: static cron schedules: (name, expression) pairs
+    schedules: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -94,12 +98,17 @@ def task(
     timezone: str = "UTC",
     concurrency: int = 0,
     prefetch: int | None = None,
+    cron: str | Iterable[str] | Mapping[str, str] | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
     The handler takes `(event, ctx)` and may be `def` or `async def`; it runs in a child
     process of the worker. `event.payload` is the JSON payload; the return value must be
     JSON-serialisable. Options are checked here, so a bad one fails at import time.
+
+    `cron` declares static schedules, read in `timezone`: one expression, a list of them
+    (each named by its expression) or a dict {name: expression}. `event.schedule` tells the
+    handler which one fired it (None for a direct invoke).
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -116,6 +125,7 @@ def task(
             timezone=timezone,
             concurrency=concurrency,
             prefetch=processes if prefetch is None else prefetch,
+            schedules=_schedules(cron),
         )
         validate_options(options)
         defined = Task(f, options)
@@ -123,6 +133,16 @@ def task(
         return defined
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _schedules(cron: str | Iterable[str] | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if cron is None:
+        return ()
+    if isinstance(cron, str):
+        return ((cron, cron),)
+    if isinstance(cron, Mapping):
+        return tuple((str(k), str(v)) for k, v in cron.items())
+    return tuple((str(c), str(c)) for c in cron)
 
 
 def validate_options(o: TaskOptions) -> None:
@@ -141,6 +161,19 @@ def validate_options(o: TaskOptions) -> None:
     ):
         if not isinstance(value, int) or value < low:
             fail(option, f"must be an integer >= {low}, got {value!r}")
+    _validate_retry(o, fail)
+    try:
+        ZoneInfo(o.timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        fail("timezone", f"{o.timezone!r} is not an IANA time zone")
+    if o.window is not None:
+        _validate_window(o.window, fail)
+    for name, expression in o.schedules:
+        if len(expression.split()) != 5 or not croniter.is_valid(expression):
+            fail("cron", f"{expression!r} ({name}) is not a 5-field cron expression")
+
+
+def _validate_retry(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
     for option, number in (
         ("backoff", o.backoff),
         ("max_backoff", o.max_backoff),
@@ -155,12 +188,6 @@ def validate_options(o: TaskOptions) -> None:
         fail("backoff_multiplier", f"must be >= 1, got {o.backoff_multiplier}")
     if not 0 <= o.jitter <= 1:
         fail("jitter", f"must be between 0 and 1, got {o.jitter}")
-    try:
-        ZoneInfo(o.timezone)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        fail("timezone", f"{o.timezone!r} is not an IANA time zone")
-    if o.window is not None:
-        _validate_window(o.window, fail)
 
 
 def _validate_window(window: tuple[str, str], fail: Callable[[str, str], None]) -> None:

@@ -93,8 +93,14 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
-def clock() -> ShiftableClock:
-    return ShiftableClock()
+def frozen_clock(request: pytest.FixtureRequest) -> bool:
+    """Parametrize indirectly with True to stop time between the test's jumps."""
+    return bool(getattr(request, "param", False))
+
+
+@pytest.fixture
+def clock(frozen_clock: bool) -> ShiftableClock:
+    return ShiftableClock(frozen=frozen_clock)
 
 
 @pytest.fixture

@@ -26,33 +26,47 @@ from conductor.v1 import common_pb2 as conductor_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63onductor/v1/client.proto\x12\x0c\x63onductor.v1\x1a\x19\x63onductor/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\rInvokeOptions\x12*\n\x06run_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdelay_seconds\x18\x02 \x01(\x01\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x12\n\ndedupe_key\x18\x04 \x01(\t\x12\r\n\x05queue\x18\x05 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\"a\n\rInvokeRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.conductor.v1.InvokeOptions\"7\n\x0eInvokeResponse\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"g\n\x12InvokeBatchRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x15\n\rpayloads_json\x18\x02 \x03(\t\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.conductor.v1.InvokeOptions\",\n\x13InvokeBatchResponse\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"E\n\x14WaitExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\".\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x89\x01\n\x15ListExecutionsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12,\n\x06states\x18\x02 \x03(\x0e\x32\x1c.conductor.v1.ExecutionState\x12\r\n\x05queue\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"^\n\x16ListExecutionsResponse\x12+\n\nexecutions\x18\x01 \x03(\x0b\x32\x17.conductor.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf4\x03\n\x10\x43onductorService\x12\x43\n\x06Invoke\x12\x1b.conductor.v1.InvokeRequest\x1a\x1c.conductor.v1.InvokeResponse\x12R\n\x0bInvokeBatch\x12 .conductor.v1.InvokeBatchRequest\x1a!.conductor.v1.InvokeBatchResponse\x12J\n\x0cGetExecution\x12!.conductor.v1.GetExecutionRequest\x1a\x17.conductor.v1.Execution\x12L\n\rWaitExecution\x12\".conductor.v1.WaitExecutionRequest\x1a\x17.conductor.v1.Execution\x12P\n\x0f\x43\x61ncelExecution\x12$.conductor.v1.CancelExecutionRequest\x1a\x17.conductor.v1.Execution\x12[\n\x0eListExecutions\x12#.conductor.v1.ListExecutionsRequest\x1a$.conductor.v1.ListExecutionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63onductor/v1/client.proto\x12\x0c\x63onductor.v1\x1a\x19\x63onductor/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n\x08Schedule\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\t\x12\x0e\n\x06static\x18\x06 \x01(\x08\x12.\n\x06missed\x18\x07 \x01(\x0e\x32\x1e.conductor.v1.MissedFirePolicy\x12\x14\n\x0cmissed_limit\x18\x08 \x01(\x05\x12\x30\n\x0cnext_fire_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x12PutScheduleRequest\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.conductor.v1.Schedule\"3\n\x15\x44\x65leteScheduleRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"1\n\x16\x44\x65leteScheduleResponse\x12\x17\n\x0f\x63\x61ncelled_fires\x18\x01 \x01(\x05\"$\n\x14ListSchedulesRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"B\n\x15ListSchedulesResponse\x12)\n\tschedules\x18\x01 \x03(\x0b\x32\x16.conductor.v1.Schedule\"\x9d\x01\n\rInvokeOptions\x12*\n\x06run_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdelay_seconds\x18\x02 \x01(\x01\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x12\n\ndedupe_key\x18\x04 \x01(\t\x12\r\n\x05queue\x18\x05 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\"a\n\rInvokeRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.conductor.v1.InvokeOptions\"7\n\x0eInvokeResponse\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"g\n\x12InvokeBatchRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x15\n\rpayloads_json\x18\x02 \x03(\t\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.conductor.v1.InvokeOptions\",\n\x13InvokeBatchResponse\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"E\n\x14WaitExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\".\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x89\x01\n\x15ListExecutionsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12,\n\x06states\x18\x02 \x03(\x0e\x32\x1c.conductor.v1.ExecutionState\x12\r\n\x05queue\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"^\n\x16ListExecutionsResponse\x12+\n\nexecutions\x18\x01 \x03(\x0b\x32\x17.conductor.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8e\x01\n\x10MissedFirePolicy\x12\"\n\x1eMISSED_FIRE_POLICY_UNSPECIFIED\x10\x00\x12\x1d\n\x19MISSED_FIRE_POLICY_LATEST\x10\x01\x12\x1b\n\x17MISSED_FIRE_POLICY_SKIP\x10\x02\x12\x1a\n\x16MISSED_FIRE_POLICY_ALL\x10\x03\x32\xf4\x05\n\x10\x43onductorService\x12\x43\n\x06Invoke\x12\x1b.conductor.v1.InvokeRequest\x1a\x1c.conductor.v1.InvokeResponse\x12R\n\x0bInvokeBatch\x12 .conductor.v1.InvokeBatchRequest\x1a!.conductor.v1.InvokeBatchResponse\x12J\n\x0cGetExecution\x12!.conductor.v1.GetExecutionRequest\x1a\x17.conductor.v1.Execution\x12L\n\rWaitExecution\x12\".conductor.v1.WaitExecutionRequest\x1a\x17.conductor.v1.Execution\x12P\n\x0f\x43\x61ncelExecution\x12$.conductor.v1.CancelExecutionRequest\x1a\x17.conductor.v1.Execution\x12[\n\x0eListExecutions\x12#.conductor.v1.ListExecutionsRequest\x1a$.conductor.v1.ListExecutionsResponse\x12G\n\x0bPutSchedule\x12 .conductor.v1.PutScheduleRequest\x1a\x16.conductor.v1.Schedule\x12[\n\x0e\x44\x65leteSchedule\x12#.conductor.v1.DeleteScheduleRequest\x1a$.conductor.v1.DeleteScheduleResponse\x12X\n\rListSchedules\x12\".conductor.v1.ListSchedulesRequest\x1a#.conductor.v1.ListSchedulesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conductor.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INVOKEOPTIONS']._serialized_start=104
-  _globals['_INVOKEOPTIONS']._serialized_end=261
-  _globals['_INVOKEREQUEST']._serialized_start=263
-  _globals['_INVOKEREQUEST']._serialized_end=360
-  _globals['_INVOKERESPONSE']._serialized_start=362
-  _globals['_INVOKERESPONSE']._serialized_end=417
-  _globals['_INVOKEBATCHREQUEST']._serialized_start=419
-  _globals['_INVOKEBATCHREQUEST']._serialized_end=522
-  _globals['_INVOKEBATCHRESPONSE']._serialized_start=524
-  _globals['_INVOKEBATCHRESPONSE']._serialized_end=568
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=570
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=613
-  _globals['_WAITEXECUTIONREQUEST']._serialized_start=615
-  _globals['_WAITEXECUTIONREQUEST']._serialized_end=684
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=686
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=732
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=735
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=872
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=874
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=968
-  _globals['_CONDUCTORSERVICE']._serialized_start=971
-  _globals['_CONDUCTORSERVICE']._serialized_end=1471
+  _globals['_MISSEDFIREPOLICY']._serialized_start=1476
+  _globals['_MISSEDFIREPOLICY']._serialized_end=1618
+  _globals['_SCHEDULE']._serialized_start=104
+  _globals['_SCHEDULE']._serialized_end=332
+  _globals['_PUTSCHEDULEREQUEST']._serialized_start=334
+  _globals['_PUTSCHEDULEREQUEST']._serialized_end=396
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=398
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=449
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=451
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=500
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=502
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=538
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=540
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=606
+  _globals['_INVOKEOPTIONS']._serialized_start=609
+  _globals['_INVOKEOPTIONS']._serialized_end=766
+  _globals['_INVOKEREQUEST']._serialized_start=768
+  _globals['_INVOKEREQUEST']._serialized_end=865
+  _globals['_INVOKERESPONSE']._serialized_start=867
+  _globals['_INVOKERESPONSE']._serialized_end=922
+  _globals['_INVOKEBATCHREQUEST']._serialized_start=924
+  _globals['_INVOKEBATCHREQUEST']._serialized_end=1027
+  _globals['_INVOKEBATCHRESPONSE']._serialized_start=1029
+  _globals['_INVOKEBATCHRESPONSE']._serialized_end=1073
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1075
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1118
+  _globals['_WAITEXECUTIONREQUEST']._serialized_start=1120
+  _globals['_WAITEXECUTIONREQUEST']._serialized_end=1189
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1191
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1237
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1240
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1377
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1379
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1473
+  _globals['_CONDUCTORSERVICE']._serialized_start=1621
+  _globals['_CONDUCTORSERVICE']._serialized_end=2377
 # @@protoc_insertion_point(module_scope)

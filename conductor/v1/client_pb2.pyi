@@ -11,6 +11,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -21,6 +22,208 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _MissedFirePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MissedFirePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MissedFirePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MISSED_FIRE_POLICY_UNSPECIFIED: _MissedFirePolicy.ValueType  # 0
+    """Not given: LATEST."""
+    MISSED_FIRE_POLICY_LATEST: _MissedFirePolicy.ValueType  # 1
+    """Run only the most recent missed fire, once."""
+    MISSED_FIRE_POLICY_SKIP: _MissedFirePolicy.ValueType  # 2
+    """Run none of the missed fires (a fire more than 10 s late counts as missed)."""
+    MISSED_FIRE_POLICY_ALL: _MissedFirePolicy.ValueType  # 3
+    """Run every missed fire, up to missed_limit of the most recent ones."""
+
+class MissedFirePolicy(_MissedFirePolicy, metaclass=_MissedFirePolicyEnumTypeWrapper):
+    """What a schedule does with fire times missed while no coordinator was running."""
+
+MISSED_FIRE_POLICY_UNSPECIFIED: MissedFirePolicy.ValueType  # 0
+"""Not given: LATEST."""
+MISSED_FIRE_POLICY_LATEST: MissedFirePolicy.ValueType  # 1
+"""Run only the most recent missed fire, once."""
+MISSED_FIRE_POLICY_SKIP: MissedFirePolicy.ValueType  # 2
+"""Run none of the missed fires (a fire more than 10 s late counts as missed)."""
+MISSED_FIRE_POLICY_ALL: MissedFirePolicy.ValueType  # 3
+"""Run every missed fire, up to missed_limit of the most recent ones."""
+Global___MissedFirePolicy: _TypeAlias = MissedFirePolicy  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """A cron schedule: a task invoked at every fire time of a cron expression."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    STATIC_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    MISSED_LIMIT_FIELD_NUMBER: _builtins.int
+    NEXT_FIRE_AT_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """The task it invokes."""
+    name: _builtins.str
+    """Its name, unique per task."""
+    cron: _builtins.str
+    """Standard 5-field cron expression (minute hour day-of-month month day-of-week)."""
+    timezone: _builtins.str
+    """IANA time zone the expression is read in; empty means UTC."""
+    payload_json: _builtins.str
+    """Payload of every execution it creates, as JSON text; empty means null."""
+    static: _builtins.bool
+    """True for schedules declared on the task (@task(cron=...)); they change with the code."""
+    missed: Global___MissedFirePolicy.ValueType
+    """Policy for missed fires."""
+    missed_limit: _builtins.int
+    """With MISSED_FIRE_POLICY_ALL: how many missed fires to run at most (>= 1)."""
+    @_builtins.property
+    def next_fire_at(self) -> _timestamp_pb2.Timestamp:
+        """The next fire time (output only)."""
+
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        name: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        static: _builtins.bool = ...,
+        missed: Global___MissedFirePolicy.ValueType = ...,
+        missed_limit: _builtins.int = ...,
+        next_fire_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_fire_at", b"next_fire_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "missed", b"missed", "missed_limit", b"missed_limit", "name", b"name", "next_fire_at", b"next_fire_at", "payload_json", b"payload_json", "static", b"static", "task", b"task", "timezone", b"timezone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class PutScheduleRequest(_message.Message):
+    """Request for PutSchedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule; task, name and cron are required."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutScheduleRequest: _TypeAlias = PutScheduleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleRequest(_message.Message):
+    """Request for DeleteSchedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """The task."""
+    name: _builtins.str
+    """The schedule's name."""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleRequest: _TypeAlias = DeleteScheduleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleResponse(_message.Message):
+    """Response for DeleteSchedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLED_FIRES_FIELD_NUMBER: _builtins.int
+    cancelled_fires: _builtins.int
+    """Pending executions of the schedule that were cancelled with it."""
+    def __init__(
+        self,
+        *,
+        cancelled_fires: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_fires", b"cancelled_fires"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    """Request for ListSchedules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """Only schedules of this task; empty for all."""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    """Response for ListSchedules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]:
+        """The schedules, by task and name."""
+
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
 
 @_typing.final
 class InvokeOptions(_message.Message):

@@ -68,6 +68,21 @@ class ConductorServiceStub:
                 request_serializer=conductor_dot_v1_dot_client__pb2.ListExecutionsRequest.SerializeToString,
                 response_deserializer=conductor_dot_v1_dot_client__pb2.ListExecutionsResponse.FromString,
                 _registered_method=True)
+        self.PutSchedule = channel.unary_unary(
+                '/conductor.v1.ConductorService/PutSchedule',
+                request_serializer=conductor_dot_v1_dot_client__pb2.PutScheduleRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/conductor.v1.ConductorService/DeleteSchedule',
+                request_serializer=conductor_dot_v1_dot_client__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListSchedules',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -118,6 +133,27 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutSchedule(self, request, context):
+        """Create or replace the cron schedule (task, name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Delete a schedule; its pending fires are cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """List schedules, optionally of one task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +186,21 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.ListExecutions,
                     request_deserializer=conductor_dot_v1_dot_client__pb2.ListExecutionsRequest.FromString,
                     response_serializer=conductor_dot_v1_dot_client__pb2.ListExecutionsResponse.SerializeToString,
+            ),
+            'PutSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSchedule,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.PutScheduleRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.Schedule.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListSchedulesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +368,87 @@ class ConductorService:
             '/conductor.v1.ConductorService/ListExecutions',
             conductor_dot_v1_dot_client__pb2.ListExecutionsRequest.SerializeToString,
             conductor_dot_v1_dot_client__pb2.ListExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/PutSchedule',
+            conductor_dot_v1_dot_client__pb2.PutScheduleRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/DeleteSchedule',
+            conductor_dot_v1_dot_client__pb2.DeleteScheduleRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListSchedules',
+            conductor_dot_v1_dot_client__pb2.ListSchedulesRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListSchedulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

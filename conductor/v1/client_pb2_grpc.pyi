@@ -51,6 +51,12 @@ class ConductorServiceStub:
     """Cancel an execution: a pending one at once; a running one at its next step or checkpoint."""
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListExecutionsRequest, _client_pb2.ListExecutionsResponse]
     """List executions, newest first, with filters and paging."""
+    PutSchedule: _grpc.UnaryUnaryMultiCallable[_client_pb2.PutScheduleRequest, _client_pb2.Schedule]
+    """Create or replace the cron schedule (task, name)."""
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_client_pb2.DeleteScheduleRequest, _client_pb2.DeleteScheduleResponse]
+    """Delete a schedule; its pending fires are cancelled."""
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListSchedulesRequest, _client_pb2.ListSchedulesResponse]
+    """List schedules, optionally of one task."""
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -72,6 +78,12 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Cancel an execution: a pending one at once; a running one at its next step or checkpoint."""
     ListExecutions: _aio.UnaryUnaryMultiCallable[_client_pb2.ListExecutionsRequest, _client_pb2.ListExecutionsResponse]  # type: ignore[assignment]
     """List executions, newest first, with filters and paging."""
+    PutSchedule: _aio.UnaryUnaryMultiCallable[_client_pb2.PutScheduleRequest, _client_pb2.Schedule]  # type: ignore[assignment]
+    """Create or replace the cron schedule (task, name)."""
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_client_pb2.DeleteScheduleRequest, _client_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """Delete a schedule; its pending fires are cancelled."""
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_client_pb2.ListSchedulesRequest, _client_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """List schedules, optionally of one task."""
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -126,5 +138,29 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListExecutionsResponse, _abc.Awaitable[_client_pb2.ListExecutionsResponse]]:
         """List executions, newest first, with filters and paging."""
+
+    @_abc_1.abstractmethod
+    def PutSchedule(
+        self,
+        request: _client_pb2.PutScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.Schedule, _abc.Awaitable[_client_pb2.Schedule]]:
+        """Create or replace the cron schedule (task, name)."""
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _client_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.DeleteScheduleResponse, _abc.Awaitable[_client_pb2.DeleteScheduleResponse]]:
+        """Delete a schedule; its pending fires are cancelled."""
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _client_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListSchedulesResponse, _abc.Awaitable[_client_pb2.ListSchedulesResponse]]:
+        """List schedules, optionally of one task."""
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -106,6 +106,8 @@ class Execution(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     DEDUPE_KEY_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    FIRE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier, unique in the database."""
     task: _builtins.str
@@ -128,6 +130,8 @@ class Execution(_message.Message):
     """Dedupe key given at invoke time, if any."""
     cancel_requested: _builtins.bool
     """True once cancellation was requested for a running execution."""
+    schedule: _builtins.str
+    """Name of the cron schedule that created it; empty for a direct invoke."""
     @_builtins.property
     def error(self) -> Global___ErrorInfo:
         """The last error; set when the last attempt failed (and so when state is FAILED)."""
@@ -148,6 +152,10 @@ class Execution(_message.Message):
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """When it reached a final state; unset before."""
 
+    @_builtins.property
+    def fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The fire time it was created for (with schedule)."""
+
     def __init__(
         self,
         *,
@@ -167,10 +175,12 @@ class Execution(_message.Message):
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         dedupe_key: _builtins.str = ...,
         cancel_requested: _builtins.bool = ...,
+        schedule: _builtins.str = ...,
+        fire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "id", b"id", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

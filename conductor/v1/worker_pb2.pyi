@@ -170,6 +170,7 @@ class TaskDefinition(_message.Message):
     WINDOW_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
+    SCHEDULES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name; what clients invoke."""
     processes: _builtins.int
@@ -192,6 +193,10 @@ class TaskDefinition(_message.Message):
     def window(self) -> Global___Window:
         """Optional time window; unset means any time."""
 
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___StaticSchedule]:
+        """Static cron schedules declared on the task, read in `timezone`."""
+
     def __init__(
         self,
         *,
@@ -203,14 +208,41 @@ class TaskDefinition(_message.Message):
         window: Global___Window | None = ...,
         timezone: _builtins.str = ...,
         concurrency: _builtins.int = ...,
+        schedules: _abc.Iterable[Global___StaticSchedule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retry", b"retry", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retry", b"retry", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retry", b"retry", "schedules", b"schedules", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskDefinition: _TypeAlias = TaskDefinition  # noqa: Y015
+
+@_typing.final
+class StaticSchedule(_message.Message):
+    """A cron schedule declared in code."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique per task."""
+    cron: _builtins.str
+    """Standard 5-field cron expression."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaticSchedule: _TypeAlias = StaticSchedule  # noqa: Y015
 
 @_typing.final
 class LeaseRef(_message.Message):
@@ -647,6 +679,8 @@ class Lease(_message.Message):
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
     COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    FIRE_TIME_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     task: _builtins.str
@@ -659,6 +693,8 @@ class Lease(_message.Message):
     """Attempts allowed in all."""
     payload_json: _builtins.str
     """The invocation payload as JSON text."""
+    schedule: _builtins.str
+    """The cron schedule that created the execution; empty for a direct invoke."""
     @_builtins.property
     def steps(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Steps completed in earlier runs: name -> result JSON text."""
@@ -666,6 +702,10 @@ class Lease(_message.Message):
     @_builtins.property
     def coordinator_time(self) -> _timestamp_pb2.Timestamp:
         """The coordinator's clock when the lease was granted; ctx.sleep measures from it."""
+
+    @_builtins.property
+    def fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The fire time it was created for (with schedule)."""
 
     def __init__(
         self,
@@ -678,10 +718,12 @@ class Lease(_message.Message):
         payload_json: _builtins.str = ...,
         steps: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         coordinator_time: _timestamp_pb2.Timestamp | None = ...,
+        schedule: _builtins.str = ...,
+        fire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "steps", b"steps", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "schedule", b"schedule", "steps", b"steps", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

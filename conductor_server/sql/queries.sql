@@ -96,7 +96,7 @@ FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
-     WHERE s.execution_id = e.id)::text AS steps;
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time;
 
 -- name: next_run_at
 -- When the next pending execution of a task becomes ready (null when none is pending).
@@ -218,14 +218,14 @@ RETURNING state::text, worker_id;
 -- One execution.
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
-    cancel_requested
+    cancel_requested, schedule, fire_time
 FROM conductor_executions WHERE id = %(id)s;
 
 -- name: list_executions
 -- A page of executions, newest first, filtered.
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
-    cancel_requested
+    cancel_requested, schedule, fire_time
 FROM conductor_executions
 WHERE (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(states)s::text[] IS NULL OR state::text = ANY(%(states)s::text[]))
@@ -238,3 +238,76 @@ LIMIT %(limit)s;
 -- The recorded steps of one execution, in the order they were saved.
 SELECT name, result::text, created_at FROM conductor_steps
 WHERE execution_id = %(id)s ORDER BY created_at, name;
+
+-- name: put_schedule
+-- Create or replace a schedule; an unchanged cron and time zone keep their next fire time.
+INSERT INTO conductor_schedules AS s (task, name, cron, timezone, payload, static, missed,
+    missed_limit, next_fire_at, created_at, updated_at)
+VALUES (%(task)s, %(name)s, %(cron)s, %(timezone)s, %(payload)s::jsonb, %(static)s,
+    %(missed)s, %(missed_limit)s, %(next_fire_at)s, %(now)s, %(now)s)
+ON CONFLICT (task, name) DO UPDATE SET
+    cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, payload = EXCLUDED.payload,
+    static = EXCLUDED.static, missed = EXCLUDED.missed, missed_limit = EXCLUDED.missed_limit,
+    updated_at = EXCLUDED.updated_at,
+    next_fire_at = CASE WHEN s.cron = EXCLUDED.cron AND s.timezone = EXCLUDED.timezone
+                        THEN s.next_fire_at ELSE EXCLUDED.next_fire_at END
+RETURNING task, name, cron, timezone, payload::text, static, missed, missed_limit, next_fire_at;
+
+-- name: delete_schedule
+-- Delete one schedule.
+DELETE FROM conductor_schedules WHERE task = %(task)s AND name = %(name)s RETURNING name;
+
+-- name: cancel_schedule_fires
+-- Cancel the pending executions a deleted schedule created.
+UPDATE conductor_executions SET state = 'cancelled', finished_at = %(now)s
+WHERE task = %(task)s AND schedule = %(name)s AND state = 'pending'
+RETURNING id;
+
+-- name: delete_stale_static_schedules
+-- Static schedules a task no longer declares.
+DELETE FROM conductor_schedules
+WHERE task = %(task)s AND static AND NOT (name = ANY(%(names)s::text[]))
+RETURNING name;
+
+-- name: list_schedules
+-- Schedules, by task and name.
+SELECT task, name, cron, timezone, payload::text, static, missed, missed_limit, next_fire_at
+FROM conductor_schedules
+WHERE %(task)s::text IS NULL OR task = %(task)s
+ORDER BY task, name;
+
+-- name: try_scheduler_lock
+-- Only one coordinator fires schedules at a time (the unique fire index makes it safe anyway).
+SELECT pg_try_advisory_xact_lock(hashtext('conductor_scheduler'));
+
+-- name: due_schedules
+-- Schedules whose next fire time has come.
+SELECT task, name, cron, timezone, payload::text, static, missed, missed_limit, next_fire_at
+FROM conductor_schedules
+WHERE next_fire_at <= %(now)s
+ORDER BY next_fire_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: insert_fires
+-- One execution per (schedule, fire time); a fire that exists already is skipped.
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts, schedule, fire_time)
+SELECT u.task, 'default', u.payload::jsonb, 0, u.fire_time, %(now)s, t.max_attempts, u.name,
+    u.fire_time
+FROM unnest(%(tasks)s::text[], %(names)s::text[], %(payloads)s::text[],
+    %(fire_times)s::timestamptz[]) AS u(task, name, payload, fire_time)
+JOIN conductor_tasks t ON t.name = u.task
+ON CONFLICT (task, schedule, fire_time) WHERE schedule IS NOT NULL DO NOTHING
+RETURNING task;
+
+-- name: set_next_fires
+-- Move schedules to their next fire time.
+UPDATE conductor_schedules s SET next_fire_at = u.next_fire_at
+FROM unnest(%(tasks)s::text[], %(names)s::text[], %(next_fire_ats)s::timestamptz[])
+    AS u(task, name, next_fire_at)
+WHERE s.task = u.task AND s.name = u.name;
+
+-- name: next_schedule_due
+-- The earliest next fire time of any schedule.
+SELECT min(next_fire_at) FROM conductor_schedules;

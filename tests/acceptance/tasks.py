@@ -75,3 +75,20 @@ def always_fails(event: Event, ctx: Context) -> None:
 async def async_echo(event: Event, ctx: Any) -> Any:
     value = await ctx.step("echo", lambda: event.payload)
     return {"echo": value, "attempt": ctx.attempt}
+
+
+@task(name="ordered", processes=1, prefetch=0)
+def ordered(event: Event, ctx: Context) -> str:
+    effect(event.payload["effects"], event.payload["label"])
+    return event.payload["label"]
+
+
+@task(name="manage-schedule")
+def manage_schedule(event: Event, ctx: Context) -> Any:
+    action = event.payload["action"]
+    if action == "delete":
+        return ctx.unschedule("dynamic", task="noop")
+    return ctx.schedule(
+        "dynamic", event.payload["cron"], task="noop", payload={"set_by": action},
+        timezone="Europe/Berlin",
+    )

@@ -20,6 +20,8 @@ PUBLIC = [
     "FailedPrecondition",
     "InvalidArgument",
     "NonRetryableError",
+    "Schedule",
+    "ScheduleNotFound",
     "Task",
     "TaskDefinitionError",
     "TaskNotFound",

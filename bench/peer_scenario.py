@@ -1,0 +1,39 @@
+"""The peer line: S1's workload on Procrastinate, same PostgreSQL server, same run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from .harness import PYTHON, ROOT, BenchError, Result
+from .scenarios import S1_COUNT, Run
+
+
+def peer(run: Run, s1: Result | None) -> Result:
+    """Run bench/peer.py on a scratch database; compare with S1 when S1 ran before it."""
+    with run.server.scratch("peer") as url:
+        cmd = [PYTHON, "-m", "bench.peer", "--database-url", url, "--count", str(S1_COUNT)]
+        with open(run.logs / "peer.log", "ab") as log:
+            done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log,
+                                  timeout=600, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"peer exited with {done.returncode}; see {run.logs / 'peer.log'}")
+    figures: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    rate = figures["tasks_per_s"]
+    tried = ", ".join(
+        f"{t['processes']}x{t['concurrency']}: {t['tasks_per_s']}" for t in figures["tuning"]
+    )
+    summary = (
+        f"{rate} tasks/s ({figures['jobs']} jobs, {figures['drain_s']:.2f} s;"
+        f" best of processes x concurrency, on {figures['tuning'][0]['jobs']} jobs each:"
+        f" {tried} /s -> {figures['processes']}x{figures['concurrency']})"
+    )
+    target, met = None, None
+    if s1 is not None and "tasks_per_s" in s1.figures:
+        ratio = s1.figures["tasks_per_s"] / rate
+        figures["conductor_over_peer"] = round(ratio, 2)
+        summary += f"; Conductor/peer {ratio:.1f}x"
+        target, met = "S1 >= 10x peer", ratio >= 10
+    return Result("peer", f"Procrastinate {figures['procrastinate']} noop throughput",
+                  summary, figures, target, met)
