@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
@@ -19,7 +20,9 @@ from conductor.v1 import client_pb2, client_pb2_grpc, worker_pb2, worker_pb2_grp
 from .clock import Clock, SystemClock
 from .database import EmbeddedPostgres
 from .dispatch import Dispatcher
-from .rpc import ClientService, ErrorInterceptor, WorkerService
+from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
+from .metrics import CoordinatorMetrics
+from .rpc import ClientService, WorkerService
 from .scheduler import Scheduler
 from .settings import Settings
 from .store import Store
@@ -46,7 +49,9 @@ class Coordinator:
         self.scheduler: Scheduler | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
+        self.metrics = CoordinatorMetrics()
         self.port = 0
+        self.metrics_port = 0
         self._listener: asyncio.Task[None] | None = None
         self._workers: WorkerService | None = None
 
@@ -65,13 +70,19 @@ class Coordinator:
         if applied:
             log.info("applied migrations %s", applied)
         waiters = Waiters()
-        self.dispatcher = Dispatcher(self.store, self.clock, self.settings, waiters)
+        self.dispatcher = Dispatcher(
+            self.store, self.clock, self.settings, waiters, self.metrics
+        )
         self.dispatcher.start()
         self.scheduler = Scheduler(self.store, self.clock, self.dispatcher)
         self.scheduler.start()
         self._listener = asyncio.create_task(self._listen(), name="listen")
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.settings.auth_token:
+            interceptors.append(AuthInterceptor(self.settings.auth_token))
+        interceptors += [MetricsInterceptor(self.metrics), ErrorInterceptor()]
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=interceptors,
             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
         client_pb2_grpc.add_ConductorServiceServicer_to_server(
@@ -86,11 +97,30 @@ class Coordinator:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server
         )
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        self.port = self._bind(self.server)
+        self.dispatcher.name = f"{socket.gethostname()}:{self.port}"
         await self.server.start()
+        if self.settings.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("coordinator listening on %s", self.address)
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        where = f"{self.settings.host}:{self.settings.port}"
+        s = self.settings
+        if s.tls_cert is None and s.tls_key is None:
+            return server.add_insecure_port(where)
+        if s.tls_cert is None or s.tls_key is None:
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        client_ca = s.tls_client_ca.read_bytes() if s.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+        return server.add_secure_port(where, credentials)
 
     async def _listen(self) -> None:
         assert self.store is not None and self.dispatcher is not None
@@ -116,6 +146,8 @@ class Coordinator:
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful stop: NOT_SERVING, close worker streams, drain calls, close the database."""
         await self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_delay > 0:
+            await asyncio.sleep(self.settings.shutdown_delay)
         if self.dispatcher is not None:
             for session in list(self.dispatcher.sessions.values()):
                 session.close()
@@ -128,6 +160,7 @@ class Coordinator:
             await self.scheduler.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        self.metrics.close()
         if self.store is not None:
             await self.store.close()
         if self.embedded is not None:

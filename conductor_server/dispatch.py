@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .batcher import Batcher
 from .clock import Clock, SystemClock
+from .metrics import CoordinatorMetrics
 from .models import (
     ErrorInfo,
     Lease,
@@ -22,9 +24,11 @@ from .models import (
     OutcomeApplied,
     OutcomeKind,
     OutcomeWrite,
+    State,
     StepWrite,
     StepWriteResult,
     TaskDef,
+    WorkerInfo,
 )
 from .sessions import CancelRequest, Drained, OutcomeAck, Session, StepAck, WindowRelease
 from .settings import Settings
@@ -36,13 +40,26 @@ log = logging.getLogger(__name__)
 
 SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatever happened
 DRAINED = Drained()
+QUEUE_GAUGE_INTERVAL = 5.0  # seconds between queue depth refreshes
 
 
 class Dispatcher:
     """Owns worker sessions, leasing, worker writes and the lease reaper."""
 
-    def __init__(self, store: Store, clock: Clock, settings: Settings, waiters: Waiters) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        waiters: Waiters,
+        metrics: CoordinatorMetrics | None = None,
+    ) -> None:
         self.store = store
+        self.metrics = metrics or CoordinatorMetrics()
+        #: how workers see this coordinator (set by the app once the port is bound)
+        self.name = "coordinator"
+        #: monotonic time each lease was granted, for the run-time histogram
+        self._granted: dict[int, float] = {}
         self.clock = clock
         self.settings = settings
         self.waiters = waiters
@@ -73,6 +90,7 @@ class Dispatcher:
         self._loops = [
             asyncio.create_task(self._lease_loop(), name="lease-loop"),
             asyncio.create_task(self._reaper_loop(), name="reaper"),
+            asyncio.create_task(self._queue_gauges_loop(), name="queue-gauges"),
         ]
 
     async def stop(self) -> None:
@@ -134,14 +152,25 @@ class Dispatcher:
             session.hold(execution_id, task)
         self._push_cancels(session, valid)
         self.sessions[session.id] = session
+        self.metrics.workers_connected.set(len(self.sessions))
+        await self.store.upsert_worker(self._worker_info(session))
         for name in session.tasks:
             next_at = await self.store.next_run_at(name)
             self.wake(name, next_at)
         return [ref for ref in held if ref.execution_id not in valid]
 
-    def disconnect(self, session: Session) -> None:
+    def _worker_info(self, session: Session) -> WorkerInfo:
+        now = self._real.now()
+        return WorkerInfo(
+            session.worker_id, session.hostname, session.pid, tuple(sorted(session.tasks)),
+            len(session.inflight), now, now, self.name,
+        )
+
+    async def disconnect(self, session: Session) -> None:
         """The stream ended; its leases stay valid until they expire or the worker returns."""
-        self.sessions.pop(session.id, None)
+        if self.sessions.pop(session.id, None) is not None:
+            self.metrics.workers_connected.set(len(self.sessions))
+            await self.store.disconnect_worker(session.worker_id, self.name, self._real.now())
 
     def stop_leasing(self, session: Session) -> None:
         session.leasing = False
@@ -152,6 +181,7 @@ class Dispatcher:
             if ref.execution_id not in valid:
                 self._forget(session, ref.execution_id)
         self._push_cancels(session, valid)
+        await self.store.touch_worker(session.worker_id, len(session.inflight), self._real.now())
 
     def _push_cancels(self, session: Session, leases: dict[int, tuple[str, bool]]) -> None:
         """Repeat cancellation requests the worker may have missed (e.g. while reconnecting)."""
@@ -167,7 +197,10 @@ class Dispatcher:
             [StepAck(w.lease.execution_id, w.name, r) for w, r in zip(writes, results, strict=True)]
         )
         for w, r in zip(writes, results, strict=True):
-            if not r.ok:
+            if r.ok:
+                task = session.inflight.get(w.lease.execution_id, "")
+                self.metrics.steps_saved.labels(task).inc()
+            else:
                 self._forget(session, w.lease.execution_id)
 
     async def apply_outcomes(self, session: Session, writes: list[OutcomeWrite]) -> None:
@@ -189,7 +222,26 @@ class Dispatcher:
     async def _flush_outcomes(self, writes: list[OutcomeWrite]) -> list[OutcomeApplied | None]:
         results = await self.store.apply_outcomes(writes, self.clock.now(), self._real.now())
         self._after_outcomes(r for r in results if r is not None)
+        for write, result in zip(writes, results, strict=True):
+            if result is not None and result.task:
+                self._count_outcome(write, result)
         return results
+
+    def _count_outcome(self, write: OutcomeWrite, result: OutcomeApplied) -> None:
+        m, task = self.metrics, result.task
+        granted = self._granted.pop(write.lease.execution_id, None)
+        if granted is not None:
+            m.run_time.labels(task).observe(time.monotonic() - granted)
+        if write.lost:
+            m.leases_expired.labels(task).inc()
+        if write.kind is OutcomeKind.RELEASED:
+            outcome = "released" if result.state is State.PENDING else result.state.value
+            m.checkpoint_releases.labels(task, write.reason or "unspecified").inc()
+        elif result.state is State.PENDING:
+            outcome = "retried"
+        else:
+            outcome = result.state.value
+        m.executions_finished.labels(task, outcome).inc()
 
     def _after_outcomes(self, applied: Iterable[OutcomeApplied]) -> None:
         finished = []
@@ -289,8 +341,14 @@ class Dispatcher:
         if session.id not in self.sessions:  # the stream closed meanwhile: give them back
             await self._release_unsent(leases)
             return []
+        started = time.monotonic()
         for lease in leases:
             session.hold(lease.execution_id, task)
+            self._granted[lease.execution_id] = started
+            if lease.ready_at is not None:
+                latency = (now - lease.ready_at).total_seconds()
+                self.metrics.dispatch_latency.labels(task).observe(max(0.0, latency))
+        self.metrics.executions_started.labels(task).inc(len(leases))
         session.send(leases)
         return leases
 
@@ -338,6 +396,22 @@ class Dispatcher:
             if not runnable or not await self.store.ready_exists(runnable, now):
                 session.drained = True
                 session.send(DRAINED)
+
+    async def _queue_gauges_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_queue_gauges()
+            except Exception:
+                log.exception("queue metrics refresh failed")
+            await asyncio.sleep(QUEUE_GAUGE_INTERVAL)
+
+    async def refresh_queue_gauges(self) -> None:
+        now = self.clock.now()
+        for stats in await self.store.queue_stats(now):
+            self.metrics.queue_depth.labels(stats.task).set(stats.ready)
+            self.metrics.queue_waiting.labels(stats.task).set(stats.waiting)
+            age = (now - stats.oldest_ready_at).total_seconds() if stats.oldest_ready_at else 0
+            self.metrics.queue_oldest_age.labels(stats.task).set(max(0.0, age))
 
     # -- expiry -------------------------------------------------------------------------
 

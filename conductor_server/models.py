@@ -161,6 +161,8 @@ class Lease:
     granted_at: datetime
     schedule: str | None = None
     fire_time: datetime | None = None
+    #: when it became ready (its run_at), for dispatch latency
+    ready_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ class OutcomeWrite:
     retryable: bool = True
     run_at: datetime | None = None
     lost: bool = False
+    #: why a release happened (shutdown, window, sleep, cancelled, unavailable)
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,3 +219,28 @@ class OutcomeApplied:
     task: str
     state: State
     run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A connected worker."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    tasks: tuple[str, ...]
+    leases: int
+    connected_at: datetime
+    last_seen: datetime
+    coordinator: str
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Queue figures of one task."""
+
+    task: str
+    ready: int
+    waiting: int
+    running: int
+    oldest_ready_at: datetime | None

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -20,7 +20,6 @@ from .clock import Clock
 from .cron import validate_cron
 from .dispatch import Dispatcher
 from .models import (
-    ConductorError,
     ErrorInfo,
     Execution,
     FailedPrecondition,
@@ -299,6 +298,61 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         return client_pb2.ListSchedulesResponse(schedules=[schedule_to_pb(s) for s in schedules])
 
 
+    async def ListSteps(  # noqa: N802
+        self, request: client_pb2.ListStepsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.ListStepsResponse:
+        execution_id = validation.parse_execution_id(request.execution_id)
+        await self._get(execution_id)
+        steps = await self.store.list_steps(execution_id)
+        return client_pb2.ListStepsResponse(
+            steps=[
+                client_pb2.Step(name=s.name, result_json=s.result_json, saved_at=_ts(s.created_at))
+                for s in steps
+            ]
+        )
+
+    async def ListWorkers(  # noqa: N802
+        self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.ListWorkersResponse:
+        seen_after = datetime.now(UTC) - timedelta(seconds=2 * self.settings.lease_timeout)
+        workers = await self.store.list_workers(seen_after)
+        return client_pb2.ListWorkersResponse(
+            workers=[
+                client_pb2.Worker(
+                    worker_id=w.worker_id,
+                    hostname=w.hostname,
+                    pid=w.pid,
+                    tasks=list(w.tasks),
+                    leases=w.leases,
+                    connected_at=_ts(w.connected_at),
+                    last_seen=_ts(w.last_seen),
+                    coordinator=w.coordinator,
+                )
+                for w in workers
+            ]
+        )
+
+    async def ListQueues(  # noqa: N802
+        self, request: client_pb2.ListQueuesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.ListQueuesResponse:
+        now = self.clock.now()
+        stats = await self.store.queue_stats(now)
+        return client_pb2.ListQueuesResponse(
+            queues=[
+                client_pb2.QueueStats(
+                    task=q.task,
+                    ready=q.ready,
+                    waiting=q.waiting,
+                    running=q.running,
+                    oldest_ready_age_seconds=max(0.0, (now - q.oldest_ready_at).total_seconds())
+                    if q.oldest_ready_at
+                    else 0.0,
+                )
+                for q in stats
+            ]
+        )
+
+
 # -- the worker stream -------------------------------------------------------------------
 
 
@@ -422,7 +476,17 @@ def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef) -> OutcomeWrite:
         error = ErrorInfo(o.failed.error.type, o.failed.error.message, o.failed.error.traceback)
         return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=o.failed.retryable)
     run_at = o.released.run_at.ToDatetime(UTC) if o.released.HasField("run_at") else None
-    return OutcomeWrite(ref, OutcomeKind.RELEASED, run_at=run_at)
+    reason = _RELEASE_REASONS.get(o.released.reason, "unspecified")
+    return OutcomeWrite(ref, OutcomeKind.RELEASED, run_at=run_at, reason=reason)
+
+
+_RELEASE_REASONS = {
+    worker_pb2.RELEASE_REASON_SHUTDOWN: "shutdown",
+    worker_pb2.RELEASE_REASON_WINDOW: "window",
+    worker_pb2.RELEASE_REASON_SLEEP: "sleep",
+    worker_pb2.RELEASE_REASON_UNAVAILABLE: "unavailable",
+    worker_pb2.RELEASE_REASON_CANCELLED: "cancelled",
+}
 
 
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
@@ -458,9 +522,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             while (message := await session.outbox.get()) is not None:
                 yield outgoing_to_pb(message)
         finally:
-            self.dispatcher.disconnect(session)
             self.streams.discard(session)
             reader.cancel()
+            await self.dispatcher.disconnect(session)
 
     async def _register(self, register: worker_pb2.Register) -> tuple[Session, list[LeaseRef]]:
         if not register.worker_id:
@@ -473,6 +537,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             tasks=tasks,
             capacity={t.name: t.capacity for t in register.tasks},
             drain=register.drain,
+            hostname=register.hostname,
+            pid=register.pid,
         )
         held = [
             ref
@@ -558,62 +624,3 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
 
 _STALE_STEP = StepWriteResult(False)
-
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain errors to gRPC status codes, in one place."""
-
-    CODES: dict[type[ConductorError], grpc.StatusCode] = {
-        NotFound: grpc.StatusCode.NOT_FOUND,
-        InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-        FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    }
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(handler.stream_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
-    def _code(self, exc: ConductorError) -> grpc.StatusCode:
-        for kind, code in self.CODES.items():
-            if isinstance(exc, kind):
-                return code
-        return grpc.StatusCode.INTERNAL
-
-    def _wrap_unary(self, inner: Any) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            try:
-                return await inner(request, context)
-            except ConductorError as exc:
-                await context.abort(self._code(exc), str(exc))
-
-        return wrapped
-
-    def _wrap_stream(self, inner: Any) -> Any:
-        async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            try:
-                async for response in inner(requests, context):
-                    yield response
-            except ConductorError as exc:
-                await context.abort(self._code(exc), str(exc))
-
-        return wrapped

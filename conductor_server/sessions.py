@@ -62,6 +62,8 @@ class Session:
     worker_id: str
     tasks: dict[str, TaskDef]
     capacity: dict[str, int]
+    hostname: str = ""
+    pid: int = 0
     inflight: dict[int, str] = field(default_factory=dict)  # execution id -> task
     used: Counter[str] = field(default_factory=Counter)  # task -> leases held
     leasing: bool = True

@@ -41,6 +41,18 @@ class Settings:
     pool_size: int = 8
     #: "text" or "json".
     log_format: str = "text"
+    #: Seconds between health turning NOT_SERVING and the server closing (lets load balancers
+    #: and probes notice before connections are refused).
+    shutdown_delay: float = 0.0
+    #: Port of the Prometheus /metrics endpoint; None turns it off, 0 picks a free one.
+    metrics_port: int | None = None
+    #: Bearer token required from clients and workers; None allows anyone.
+    auth_token: str | None = field(default=None, repr=False)
+    #: Server certificate and key (PEM) to serve TLS; None serves plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: CA (PEM) that client certificates must chain to; None does not ask for them.
+    tls_client_ca: Path | None = None
 
     @property
     def heartbeat_interval(self) -> float:
@@ -60,6 +72,12 @@ _ENV = {
     "lease_timeout": ("CONDUCTOR_LEASE_TIMEOUT", float),
     "max_payload_bytes": ("CONDUCTOR_MAX_PAYLOAD_BYTES", int),
     "log_format": ("CONDUCTOR_LOG_FORMAT", str),
+    "metrics_port": ("CONDUCTOR_METRICS_PORT", int),
+    "shutdown_delay": ("CONDUCTOR_SHUTDOWN_DELAY", float),
+    "auth_token": ("CONDUCTOR_AUTH_TOKEN", str),
+    "tls_cert": ("CONDUCTOR_TLS_CERT", Path),
+    "tls_key": ("CONDUCTOR_TLS_KEY", Path),
+    "tls_client_ca": ("CONDUCTOR_TLS_CLIENT_CA", Path),
 }
 
 

@@ -22,6 +22,7 @@ from .models import (
     OutcomeApplied,
     OutcomeKind,
     OutcomeWrite,
+    QueueStats,
     RetryPolicy,
     Schedule,
     State,
@@ -29,6 +30,7 @@ from .models import (
     StepWrite,
     StepWriteResult,
     TaskDef,
+    WorkerInfo,
 )
 from .sql import QUERIES, migrations
 
@@ -182,6 +184,7 @@ class Store:
                 granted_at=now,
                 schedule=row[6],
                 fire_time=row[7],
+                ready_at=row[8],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
@@ -477,6 +480,45 @@ class Store:
             for task in sorted(set(created)):
                 await conn.execute(_q("notify_ready"), {"task": task})
         return len(due), created
+
+    # -- workers and queues (inspection, metrics) ---------------------------------------
+
+    async def upsert_worker(self, worker: WorkerInfo) -> None:
+        params = {
+            "worker_id": worker.worker_id,
+            "hostname": worker.hostname,
+            "pid": worker.pid,
+            "tasks": list(worker.tasks),
+            "coordinator": worker.coordinator,
+            "leases": worker.leases,
+            "now": worker.connected_at,
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("upsert_worker"), params)
+
+    async def touch_worker(self, worker_id: str, leases: int, now: datetime) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                _q("touch_worker"), {"worker_id": worker_id, "leases": leases, "now": now}
+            )
+
+    async def disconnect_worker(self, worker_id: str, coordinator: str, now: datetime) -> None:
+        params = {"worker_id": worker_id, "coordinator": coordinator, "now": now}
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("disconnect_worker"), params)
+
+    async def list_workers(self, seen_after: datetime) -> list[WorkerInfo]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("list_workers"), {"seen_after": seen_after})
+            return [
+                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7])
+                for r in await cur.fetchall()
+            ]
+
+    async def queue_stats(self, now: datetime) -> list[QueueStats]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("queue_stats"), {"now": now})
+            return [QueueStats(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]
 
     # -- notifications ------------------------------------------------------------------
 

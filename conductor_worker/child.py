@@ -28,12 +28,14 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .context import AsyncContext, Context, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
+from .metrics import metrics
 from .task import Task, _load_task
 
 PR_SET_PDEATHSIG = 1
@@ -131,6 +133,7 @@ def run(
     if link.shutdown or eid in link.interrupts:  # never start what must be let go
         reason, run_at = link.interrupts.get(eid, ("shutdown", None))
         return ("released", eid, reason, run_at)
+    started = time.perf_counter()
     try:
         event = spec.event()
         if loop is not None:
@@ -146,3 +149,5 @@ def run(
         retryable = not isinstance(exc, NonRetryableError)
         text = "".join(traceback.format_exception(exc))
         return ("error", eid, type(exc).__name__, str(exc), text, retryable)
+    finally:
+        metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)

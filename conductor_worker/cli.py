@@ -28,6 +28,22 @@ def _server_arg(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("CONDUCTOR_SERVER", "127.0.0.1:50051"),
         help="coordinator address host:port (default: $CONDUCTOR_SERVER or 127.0.0.1:50051)",
     )
+    parser.add_argument("--tls-ca", help="CA of the coordinator's certificate; turns TLS on "
+                        "(default: $CONDUCTOR_TLS_CA)")
+    parser.add_argument("--tls-cert", help="client certificate, if the coordinator asks for one")
+    parser.add_argument("--tls-key", help="key of the client certificate")
+    parser.add_argument("--auth-token-file",
+                        help="file holding the bearer token (default: $CONDUCTOR_AUTH_TOKEN)")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    path = getattr(args, "auth_token_file", None)
+    return Path(path).read_text().strip() if path else None
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.server, token=_token(args), tls_ca=args.tls_ca,
+                  tls_cert=args.tls_cert, tls_key=args.tls_key)
 
 
 def _coordinator_args(parser: argparse.ArgumentParser, default_port: int | None) -> None:
@@ -45,6 +61,16 @@ def _coordinator_args(parser: argparse.ArgumentParser, default_port: int | None)
     parser.add_argument(
         "--max-payload-bytes", type=int, help="largest accepted payload (default 1 MiB)"
     )
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus /metrics on this port (default: off)")
+    parser.add_argument("--shutdown-delay", type=float,
+                        help="seconds between reporting NOT_SERVING and closing (default 0)")
+    parser.add_argument("--tls-cert", help="server certificate (PEM); with --tls-key serves TLS")
+    parser.add_argument("--tls-key", help="server private key (PEM)")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    parser.add_argument("--auth-token-file",
+                        help="require this bearer token from clients and workers "
+                        "(default: $CONDUCTOR_AUTH_TOKEN; off when unset)")
 
 
 def _worker_args(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain", action="store_true",
         help="run everything runnable now, then exit (for tests and one-off batches)",
     )
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus /metrics for this worker and its pool processes")
 
     dev = sub.add_parser(
         "dev", help="embedded database + coordinator + worker in one process (Ctrl-C stops)"
@@ -119,6 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     _server_arg(rm)
 
+    executions = sub.add_parser("executions", help="list and inspect executions")
+    ex_sub = executions.add_subparsers(dest="executions_command", required=True,
+                                       metavar="ACTION")
+    ex_ls = ex_sub.add_parser("ls", help="list executions, newest first")
+    ex_ls.add_argument("--task")
+    ex_ls.add_argument("--state", action="append",
+                       choices=["pending", "running", "succeeded", "failed", "cancelled"])
+    ex_ls.add_argument("--limit", type=int, default=20)
+    ex_ls.add_argument("--json", action="store_true")
+    _server_arg(ex_ls)
+    ex_show = ex_sub.add_parser("show", help="one execution with its steps and error")
+    ex_show.add_argument("execution_id")
+    ex_show.add_argument("--json", action="store_true")
+    _server_arg(ex_show)
+
+    workers = sub.add_parser("workers", help="list connected workers")
+    workers.add_argument("--json", action="store_true")
+    _server_arg(workers)
+
+    queues = sub.add_parser("queues", help="queue depth and oldest ready age per task")
+    queues.add_argument("--json", action="store_true")
+    _server_arg(queues)
+
     get = sub.add_parser("get", help="print an execution as JSON")
     get.add_argument("execution_id")
     _server_arg(get)
@@ -140,6 +191,12 @@ def _settings(args: argparse.Namespace) -> Any:
         lease_timeout=args.lease_timeout,
         max_payload_bytes=args.max_payload_bytes,
         log_format=args.log_format,
+        metrics_port=args.metrics_port,
+        shutdown_delay=args.shutdown_delay,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None,
+        auth_token=_token(args),
     )
 
 
@@ -159,7 +216,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     sys.path.insert(0, os.getcwd())
     worker = Worker(args.module, args.server, drain_timeout=args.drain_timeout,
-                    log_level=logging.getLogger().level, drain=args.drain)
+                    log_level=logging.getLogger().level, drain=args.drain,
+                    token=_token(args), tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                    tls_key=args.tls_key, metrics_port=args.metrics_port)
     return worker.run()
 
 
@@ -178,7 +237,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     try:
         worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
-                        log_level=logging.getLogger().level, on_connected=ready)
+                        log_level=logging.getLogger().level, on_connected=ready,
+                        token=_token(args))
         return worker.run()
     finally:
         coordinator.stop()
@@ -210,7 +270,7 @@ def _time_flag(text: str | None, flag: str) -> datetime | None:
 def cmd_invoke(args: argparse.Namespace) -> int:
     payload = _json_flag(args.payload, "--payload")
     run_at = _time_flag(args.run_at, "--run-at")
-    with Client(args.server) as client:
+    with _client(args) as client:
         execution_id = client.invoke(
             args.task, payload, delay=args.delay, priority=args.priority,
             dedupe_key=args.dedupe_key, run_at=run_at,
@@ -224,19 +284,19 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
+    with _client(args) as client:
         _print_execution(client.get(args.execution_id))
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
+    with _client(args) as client:
         _print_execution(client.cancel(args.execution_id))
     return 0
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
+    with _client(args) as client:
         if args.schedule_command == "add":
             stored = client.schedule(
                 args.task, args.name, args.cron, payload=_json_flag(args.payload, "--payload"),
@@ -270,6 +330,90 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def cmd_executions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.executions_command == "show":
+            return _show_execution(client, args.execution_id, args.json)
+        found = client.list(args.task, state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in found], indent=2, default=str))
+        return 0
+    rows = [("ID", "TASK", "STATE", "ATTEMPT", "CREATED", "FINISHED")]
+    rows += [
+        (e.id, e.task, e.state, f"{e.attempt}/{e.max_attempts}", _when(e.created_at),
+         _when(e.finished_at))
+        for e in found
+    ]
+    print_table(rows)
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+def _show_execution(client: Client, execution_id: str, as_json: bool) -> int:
+    execution = client.get(execution_id)
+    steps = client.steps(execution_id)
+    if as_json:
+        data = execution.to_dict()
+        data["steps"] = [
+            {"name": s.name, "result": s.result, "saved_at": s.saved_at.isoformat()}
+            for s in steps
+        ]
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    fields = [
+        ("id", execution.id), ("task", execution.task), ("state", execution.state),
+        ("attempt", f"{execution.attempt}/{execution.max_attempts}"),
+        ("schedule", execution.schedule or "-"), ("created", _when(execution.created_at)),
+        ("run at", _when(execution.run_at)), ("started", _when(execution.started_at)),
+        ("finished", _when(execution.finished_at)),
+        ("payload", json.dumps(execution.payload)), ("result", json.dumps(execution.result)),
+    ]
+    print_table([(f"{k}:", v) for k, v in fields])
+    print(f"steps ({len(steps)}):")
+    for step in steps:
+        print(f"  {_when(step.saved_at)}  {step.name} = {json.dumps(step.result)}")
+    if execution.error is not None:
+        print(f"error: {execution.error.type}: {execution.error.message}")
+        if execution.error.traceback:
+            print(execution.error.traceback.rstrip())
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = client.workers()
+    if args.json:
+        print(json.dumps([vars(w) for w in found], indent=2, default=str))
+        return 0
+    rows = [("WORKER", "HOST", "PID", "TASKS", "LEASES", "LAST SEEN", "COORDINATOR")]
+    rows += [
+        (w.worker_id, w.hostname, str(w.pid), ",".join(w.tasks), str(w.leases),
+         _when(w.last_seen), w.coordinator)
+        for w in found
+    ]
+    print_table(rows)
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = client.queues()
+    if args.json:
+        print(json.dumps([vars(q) for q in found], indent=2))
+        return 0
+    rows = [("TASK", "READY", "WAITING", "RUNNING", "OLDEST READY")]
+    rows += [
+        (q.task, str(q.ready), str(q.waiting), str(q.running),
+         f"{q.oldest_ready_age_seconds:.1f}s")
+        for q in found
+    ]
+    print_table(rows)
+    return 0
+
+
 COMMANDS = {
     "server": cmd_server,
     "worker": cmd_worker,
@@ -278,6 +422,9 @@ COMMANDS = {
     "get": cmd_get,
     "cancel": cmd_cancel,
     "schedule": cmd_schedule,
+    "executions": cmd_executions,
+    "workers": cmd_workers,
+    "queues": cmd_queues,
 }
 
 

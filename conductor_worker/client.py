@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 
+from .connection import Connection
 from .errors import (
     ConductorError,
     ExecutionNotFound,
@@ -23,9 +24,9 @@ from .errors import (
     InvalidArgument,
     ScheduleNotFound,
     TaskNotFound,
+    Unauthenticated,
 )
 
-DEFAULT_SERVER = "127.0.0.1:50051"
 STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset(("succeeded", "failed", "cancelled"))
 _STATE_FROM_PB = {
@@ -171,18 +172,34 @@ def _translate(exc: grpc.RpcError) -> Exception:
         return InvalidArgument(details)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return FailedPrecondition(details)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(details)
     return exc
 
 
 class Client:
     """A connection to a coordinator. Thread-safe; close it (or use `with`) when done."""
 
-    def __init__(self, address: str | None = None, *, timeout: float = 30.0) -> None:
-        self.address = address or os.environ.get("CONDUCTOR_SERVER") or DEFAULT_SERVER
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            self.address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 30.0,
+        token: str | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        connection: Connection | None = None,
+    ) -> None:
+        """`address` defaults to $CONDUCTOR_SERVER; `token` to $CONDUCTOR_AUTH_TOKEN; TLS is
+        on when a CA or client certificate is given (or $CONDUCTOR_TLS_CA is set)."""
+        self.connection = connection or Connection.resolve(
+            address, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
+        self.address = self.connection.address
+        self.timeout = timeout
+        self._channel = self.connection.channel()
+        self._metadata = self.connection.metadata
         self._stub = client_pb2_grpc.ConductorServiceStub(self._channel)
 
     def close(self) -> None:
@@ -196,7 +213,7 @@ class Client:
 
     def _call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
         try:
-            return method(request, timeout=timeout or self.timeout)
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise _translate(exc) from None
 
@@ -362,6 +379,70 @@ class Client:
         request = client_pb2.ListSchedulesRequest(task=task or "")
         found = self._call(self._stub.ListSchedules, request).schedules
         return [schedule_from_pb(s) for s in found]
+
+
+    # -- inspection ---------------------------------------------------------------------
+
+    def steps(self, execution_id: str) -> builtins.list[Step]:
+        """The recorded steps of an execution, oldest first."""
+        request = client_pb2.ListStepsRequest(execution_id=execution_id)
+        return [
+            Step(s.name, json.loads(s.result_json), s.saved_at.ToDatetime(UTC))
+            for s in self._call(self._stub.ListSteps, request).steps
+        ]
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """Workers connected now, to any coordinator."""
+        found = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest()).workers
+        return [
+            WorkerInfo(
+                w.worker_id, w.hostname, w.pid, list(w.tasks), w.leases,
+                w.connected_at.ToDatetime(UTC), w.last_seen.ToDatetime(UTC), w.coordinator,
+            )
+            for w in found
+        ]
+
+    def queues(self) -> builtins.list[QueueInfo]:
+        """Per task: ready, waiting and running executions and the oldest ready age."""
+        found = self._call(self._stub.ListQueues, client_pb2.ListQueuesRequest()).queues
+        return [
+            QueueInfo(q.task, q.ready, q.waiting, q.running, q.oldest_ready_age_seconds)
+            for q in found
+        ]
+
+
+@dataclass(frozen=True)
+class Step:
+    """A recorded step."""
+
+    name: str
+    result: Any
+    saved_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A connected worker."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    tasks: list[str]
+    leases: int
+    connected_at: datetime
+    last_seen: datetime
+    coordinator: str
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """Queue figures of one task."""
+
+    task: str
+    ready: int
+    waiting: int
+    running: int
+    oldest_ready_age_seconds: float
 
 
 def _dumps(payload: Any) -> str:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from .errors import Interrupted
+from .metrics import metrics
 
 T = TypeVar("T")
 
@@ -173,6 +174,7 @@ class Context:
         encoded = _encode(value, f"result of step {name!r}")
         recorded = self._link.save_step(self.execution_id, self._spec.token, name, encoded)
         self._steps[name] = recorded
+        metrics().steps.labels(self.task).inc()
         return json.loads(recorded)
 
 

@@ -31,6 +31,10 @@ class FailedPrecondition(ConductorError):
     """The execution's state does not allow the call (FAILED_PRECONDITION)."""
 
 
+class Unauthenticated(ConductorError):
+    """The coordinator wants a (different) bearer token (gRPC UNAUTHENTICATED)."""
+
+
 class NonRetryableError(Exception):
     """Raise (or subclass) in a handler to fail the execution without further attempts."""
 

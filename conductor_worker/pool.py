@@ -25,6 +25,7 @@ from typing import Any
 
 from . import child as child_module
 from .context import RunSpec
+from .metrics import metrics, process_died
 from .task import Task
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,10 @@ class Pool:
         if child in self.children:
             self.children.remove(child)
         how = describe_exit(child.process.exitcode)
+        if child.process.pid is not None:
+            process_died(child.process.pid)
+        if not self.stopping:
+            metrics().restarts.labels(self.task.name).inc()
         if child.inflight:
             crashed = child.inflight.popleft()
             self._where.pop(crashed.execution_id, None)

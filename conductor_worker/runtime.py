@@ -27,7 +27,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
+from . import metrics as worker_metrics
 from .client import Client
+from .connection import Connection
 from .context import RunSpec
 from .errors import TaskDefinitionError
 from .pool import Pool
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MIN = 0.1
 RECONNECT_MAX = 5.0
+#: answers that reconnecting cannot fix: the worker stops with exit code 1
+REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
 _RELEASE_REASONS = {
     "shutdown": worker_pb2.RELEASE_REASON_SHUTDOWN,
@@ -89,9 +93,18 @@ class Worker:
         log_level: int = logging.INFO,
         on_connected: Callable[[], None] | None = None,
         drain: bool = False,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.tasks = {t.name: t for t in load_tasks(tasks)}
-        self.server = server or os.environ.get("CONDUCTOR_SERVER") or "127.0.0.1:50051"
+        self.connection = Connection.resolve(
+            server, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+        )
+        self.server = self.connection.address
+        self.metrics_port = metrics_port
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.drain_timeout = drain_timeout
         self.log_level = log_level
@@ -124,6 +137,10 @@ class Worker:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+        metrics_folder = None
+        if self.metrics_port is not None:
+            port, metrics_folder = worker_metrics.enable(self.metrics_port)
+            log.info("metrics on port %d", port)
         for name, t in self.tasks.items():
             self.pools[name] = Pool(
                 t, t.options.processes, self._on_pool_message, log_level=self.log_level
@@ -137,6 +154,10 @@ class Worker:
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)
             await asyncio.gather(*(p.stop() for p in self.pools.values()))
+            if self._client is not None:
+                self._client.close()
+            if metrics_folder is not None:
+                worker_metrics.disable(metrics_folder)
         return self.exit_code
 
     def drain(self) -> int:
@@ -200,14 +221,14 @@ class Worker:
         delay = RECONNECT_MIN
         while True:
             try:
-                async with grpc.aio.insecure_channel(self.server) as channel:
+                async with self.connection.aio_channel() as channel:
                     await self._session(worker_pb2_grpc.WorkerServiceStub(channel))
                 delay = RECONNECT_MIN
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    log.error("the coordinator refused this worker's tasks: %s", exc.details())
+                if exc.code() in REFUSED:
+                    log.error("the coordinator refused this worker: %s", exc.details())
                     self.exit_code = 1
                     self.stop()
                     return
@@ -235,7 +256,7 @@ class Worker:
         )
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
-        call = stub.Connect()
+        call = stub.Connect(metadata=self.connection.metadata)
         await call.write(self._register_message())
         first = await call.read()
         if not isinstance(first, worker_pb2.CoordinatorMessage) or (
@@ -286,6 +307,7 @@ class Worker:
     async def _heartbeats(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            worker_metrics.metrics().leases.set(len(self.held))
             self._send(
                 worker_pb2.WorkerMessage(
                     heartbeat=worker_pb2.Heartbeat(
@@ -418,6 +440,15 @@ class Worker:
         elif kind == "released":
             self._outcome(eid, released=_released(message[2], message[3]))
 
+    def _count(self, task: str, result: dict[str, Any]) -> None:
+        m = worker_metrics.metrics()
+        kind = next(iter(result))
+        outcome = {"completed": "succeeded", "failed": "failed"}.get(kind, kind)
+        m.executions.labels(task, outcome).inc()
+        if kind == "released":
+            reason = _REASON_NAMES.get(result["released"].reason, "unspecified")
+            m.releases.labels(task, reason).inc()
+
     async def _serve_call(
         self, task: str, execution_id: str, request_id: int, method: str, kwargs: dict[str, Any]
     ) -> None:
@@ -431,7 +462,7 @@ class Worker:
 
     def _call_client(self, method: str, kwargs: dict[str, Any]) -> Any:
         if self._client is None:
-            self._client = Client(self.server)
+            self._client = Client(connection=self.connection)
         if method == "schedule":
             return self._client.schedule(**kwargs).to_dict()
         if method == "unschedule":
@@ -444,9 +475,13 @@ class Worker:
         if execution_id in self.unacked:
             return
         held = self.held[execution_id]
+        self._count(held.task, result)
         outcome = worker_pb2.Outcome(execution_id=execution_id, lease_token=held.token, **result)
         self.unacked[execution_id] = outcome
         self._send(("outcome", outcome))
+
+
+_REASON_NAMES = {v: k for k, v in _RELEASE_REASONS.items()}
 
 
 def _released(reason: str, run_at: float | None) -> worker_pb2.Released:

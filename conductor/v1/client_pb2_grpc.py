@@ -83,6 +83,21 @@ class ConductorServiceStub:
                 request_serializer=conductor_dot_v1_dot_client__pb2.ListSchedulesRequest.SerializeToString,
                 response_deserializer=conductor_dot_v1_dot_client__pb2.ListSchedulesResponse.FromString,
                 _registered_method=True)
+        self.ListSteps = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListSteps',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListWorkers',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.ListQueues = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListQueues',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListQueuesRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListQueuesResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -154,6 +169,27 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSteps(self, request, context):
+        """The recorded steps of an execution, in the order they were saved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Workers connected now (to any coordinator), with their tasks and leases.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueues(self, request, context):
+        """Per-task queue figures: ready, waiting and running executions, oldest ready age.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +237,21 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.ListSchedules,
                     request_deserializer=conductor_dot_v1_dot_client__pb2.ListSchedulesRequest.FromString,
                     response_serializer=conductor_dot_v1_dot_client__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'ListSteps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSteps,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListStepsRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListStepsResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListWorkersRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'ListQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueues,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListQueuesRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListQueuesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +500,87 @@ class ConductorService:
             '/conductor.v1.ConductorService/ListSchedules',
             conductor_dot_v1_dot_client__pb2.ListSchedulesRequest.SerializeToString,
             conductor_dot_v1_dot_client__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSteps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListSteps',
+            conductor_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListWorkers',
+            conductor_dot_v1_dot_client__pb2.ListWorkersRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListQueues',
+            conductor_dot_v1_dot_client__pb2.ListQueuesRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListQueuesResponse.FromString,
             options,
             channel_credentials,
             insecure,

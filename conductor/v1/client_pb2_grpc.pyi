@@ -57,6 +57,12 @@ class ConductorServiceStub:
     """Delete a schedule; its pending fires are cancelled."""
     ListSchedules: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListSchedulesRequest, _client_pb2.ListSchedulesResponse]
     """List schedules, optionally of one task."""
+    ListSteps: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListStepsRequest, _client_pb2.ListStepsResponse]
+    """The recorded steps of an execution, in the order they were saved."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListWorkersRequest, _client_pb2.ListWorkersResponse]
+    """Workers connected now (to any coordinator), with their tasks and leases."""
+    ListQueues: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]
+    """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -84,6 +90,12 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Delete a schedule; its pending fires are cancelled."""
     ListSchedules: _aio.UnaryUnaryMultiCallable[_client_pb2.ListSchedulesRequest, _client_pb2.ListSchedulesResponse]  # type: ignore[assignment]
     """List schedules, optionally of one task."""
+    ListSteps: _aio.UnaryUnaryMultiCallable[_client_pb2.ListStepsRequest, _client_pb2.ListStepsResponse]  # type: ignore[assignment]
+    """The recorded steps of an execution, in the order they were saved."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_client_pb2.ListWorkersRequest, _client_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Workers connected now (to any coordinator), with their tasks and leases."""
+    ListQueues: _aio.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]  # type: ignore[assignment]
+    """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -162,5 +174,29 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListSchedulesResponse, _abc.Awaitable[_client_pb2.ListSchedulesResponse]]:
         """List schedules, optionally of one task."""
+
+    @_abc_1.abstractmethod
+    def ListSteps(
+        self,
+        request: _client_pb2.ListStepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListStepsResponse, _abc.Awaitable[_client_pb2.ListStepsResponse]]:
+        """The recorded steps of an execution, in the order they were saved."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _client_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListWorkersResponse, _abc.Awaitable[_client_pb2.ListWorkersResponse]]:
+        """Workers connected now (to any coordinator), with their tasks and leases."""
+
+    @_abc_1.abstractmethod
+    def ListQueues(
+        self,
+        request: _client_pb2.ListQueuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListQueuesResponse, _abc.Awaitable[_client_pb2.ListQueuesResponse]]:
+        """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

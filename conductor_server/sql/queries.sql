@@ -96,7 +96,7 @@ FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
-     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time;
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at;
 
 -- name: next_run_at
 -- When the next pending execution of a task becomes ready (null when none is pending).
@@ -311,3 +311,43 @@ WHERE s.task = u.task AND s.name = u.name;
 -- name: next_schedule_due
 -- The earliest next fire time of any schedule.
 SELECT min(next_fire_at) FROM conductor_schedules;
+
+-- name: upsert_worker
+-- A worker connected (or reconnected).
+INSERT INTO conductor_workers (worker_id, hostname, pid, tasks, coordinator, leases,
+    connected_at, last_seen)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(tasks)s, %(coordinator)s, %(leases)s,
+    %(now)s, %(now)s)
+ON CONFLICT (worker_id) DO UPDATE SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+    tasks = EXCLUDED.tasks, coordinator = EXCLUDED.coordinator, leases = EXCLUDED.leases,
+    connected_at = EXCLUDED.connected_at, last_seen = EXCLUDED.last_seen,
+    disconnected_at = NULL;
+
+-- name: touch_worker
+-- A worker's heartbeat.
+UPDATE conductor_workers SET last_seen = %(now)s, leases = %(leases)s
+WHERE worker_id = %(worker_id)s;
+
+-- name: disconnect_worker
+-- A worker's stream closed.
+UPDATE conductor_workers SET disconnected_at = %(now)s
+WHERE worker_id = %(worker_id)s AND coordinator = %(coordinator)s;
+
+-- name: list_workers
+-- Workers connected now (heartbeat seen recently).
+SELECT worker_id, hostname, pid, tasks, leases, connected_at, last_seen, coordinator
+FROM conductor_workers
+WHERE disconnected_at IS NULL AND last_seen > %(seen_after)s
+ORDER BY worker_id;
+
+-- name: queue_stats
+-- Per task: ready, waiting and running executions and when the oldest ready one became ready.
+SELECT t.name,
+    count(*) FILTER (WHERE e.state = 'pending' AND e.run_at <= %(now)s),
+    count(*) FILTER (WHERE e.state = 'pending' AND e.run_at > %(now)s),
+    count(*) FILTER (WHERE e.state = 'running'),
+    min(e.run_at) FILTER (WHERE e.state = 'pending' AND e.run_at <= %(now)s)
+FROM conductor_tasks t
+LEFT JOIN conductor_executions e ON e.task = t.name AND e.state IN ('pending', 'running')
+GROUP BY t.name
+ORDER BY t.name;

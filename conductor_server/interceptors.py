@@ -1,0 +1,177 @@
+"""Cross-cutting gRPC hooks, one concern each: auth, metrics, domain errors -> status codes.
+
+Each interceptor wraps the method handler it is given, so they compose in the order the
+server lists them (auth first, then metrics, then errors).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import grpc
+
+from .metrics import CoordinatorMetrics
+from .models import ConductorError, FailedPrecondition, InvalidArgument, NotFound
+
+if TYPE_CHECKING:  # grpc's classes are not subscriptable at run time
+    Continuation: TypeAlias = Callable[
+        [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+    ]
+    Unary: TypeAlias = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    Streaming: TypeAlias = Callable[
+        [Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]
+    ]
+
+#: Reachable without a token: health checks (Kubernetes probes cannot send one).
+OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+
+
+class _Wrapping(grpc.aio.ServerInterceptor):
+    """Base: rebuild the handler with wrapped unary-unary / stream-stream behaviour."""
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self.wrap_unary(method, cast("Unary", handler.unary_unary)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self.wrap_stream(method, cast("Streaming", handler.stream_stream)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def wrap_unary(self, method: str, inner: Unary) -> Unary:
+        return inner
+
+    def wrap_stream(self, method: str, inner: Streaming) -> Streaming:
+        return inner
+
+
+class ErrorInterceptor(_Wrapping):
+    """Maps domain errors to gRPC status codes, in one place."""
+
+    CODES: dict[type[ConductorError], grpc.StatusCode] = {
+        NotFound: grpc.StatusCode.NOT_FOUND,
+        InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+
+    def _code(self, exc: ConductorError) -> grpc.StatusCode:
+        for kind, code in self.CODES.items():
+            if isinstance(exc, kind):
+                return code
+        return grpc.StatusCode.INTERNAL
+
+    def wrap_unary(self, method: str, inner: Unary) -> Unary:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await inner(request, context)
+            except ConductorError as exc:
+                await context.abort(self._code(exc), str(exc))
+
+        return wrapped
+
+    def wrap_stream(self, method: str, inner: Streaming) -> Streaming:
+        async def wrapped(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            try:
+                async for response in inner(requests, context):
+                    yield response
+            except ConductorError as exc:
+                await context.abort(self._code(exc), str(exc))
+
+        return wrapped
+
+
+class AuthInterceptor(_Wrapping):
+    """Requires `authorization: Bearer <token>` on every call but health checks.
+
+    The token is compared in constant time and never logged or echoed.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def _allowed(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self._expected)
+        return False
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        if details.method.startswith(OPEN_SERVICES):
+            return await continuation(details)
+        return await super().intercept_service(continuation, details)
+
+    def wrap_unary(self, method: str, inner: Unary) -> Unary:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if not self._allowed(context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+            return await inner(request, context)
+
+        return wrapped
+
+    def wrap_stream(self, method: str, inner: Streaming) -> Streaming:
+        async def wrapped(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            if not self._allowed(context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+            async for response in inner(requests, context):
+                yield response
+
+        return wrapped
+
+
+class MetricsInterceptor(_Wrapping):
+    """Counts calls by method and status code."""
+
+    def __init__(self, metrics: CoordinatorMetrics) -> None:
+        self.metrics = metrics
+
+    def _record(self, method: str, context: grpc.aio.ServicerContext[Any, Any], ok: bool) -> None:
+        code = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else ("OK" if ok else "UNKNOWN")
+        self.metrics.grpc_requests.labels(method, name).inc()
+
+    def wrap_unary(self, method: str, inner: Unary) -> Unary:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            ok = False
+            try:
+                response = await inner(request, context)
+                ok = True
+                return response
+            finally:
+                self._record(method, context, ok)
+
+        return wrapped
+
+    def wrap_stream(self, method: str, inner: Streaming) -> Streaming:
+        async def wrapped(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            ok = False
+            try:
+                async for response in inner(requests, context):
+                    yield response
+                ok = True
+            finally:
+                self._record(method, context, ok)
+
+        return wrapped
