@@ -11,6 +11,7 @@ instants like windows are:
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -55,6 +56,7 @@ def next_fire(expression: str, tz: ZoneInfo, after: datetime) -> datetime:
     return next(fire_times(expression, tz, after))
 
 
+@functools.lru_cache(maxsize=4096)  # schedules due together often share expression and time
 def due_fires(
     expression: str,
     tz: ZoneInfo,
@@ -62,7 +64,7 @@ def due_fires(
     now: datetime,
     missed: str,
     limit: int,
-) -> tuple[list[datetime], datetime]:
+) -> tuple[tuple[datetime, ...], datetime]:
     """The fire times to run now and the next fire time after `now`.
 
     `next_fire_at` (<= now) is the first fire not yet handled. Policies for fires that are
@@ -74,16 +76,18 @@ def due_fires(
         fire_times(expression, tz, next_fire_at - timedelta(microseconds=1))
     ):
         if instant > now:
-            return _apply_policy(list(keep), now, missed), instant
+            return _apply_policy(tuple(keep), now, missed), instant
         if missed == "latest":
             keep.clear()
         keep.append(instant)
         if count >= MAX_CATCH_UP:
             break
-    return _apply_policy(list(keep), now, missed), next_fire(expression, tz, now)
+    return _apply_policy(tuple(keep), now, missed), next_fire(expression, tz, now)
 
 
-def _apply_policy(due: list[datetime], now: datetime, missed: str) -> list[datetime]:
+def _apply_policy(
+    due: tuple[datetime, ...], now: datetime, missed: str
+) -> tuple[datetime, ...]:
     if missed == "skip":
-        return [t for t in due if now - t <= SKIP_GRACE]
+        return tuple(t for t in due if now - t <= SKIP_GRACE)
     return due
