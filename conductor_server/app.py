@@ -77,10 +77,10 @@ class Coordinator:
         self.scheduler = Scheduler(self.store, self.clock, self.dispatcher)
         self.scheduler.start()
         self._listener = asyncio.create_task(self._listen(), name="listen")
-        interceptors: list[grpc.aio.ServerInterceptor] = []
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if self.settings.auth_token:
             interceptors.append(AuthInterceptor(self.settings.auth_token))
-        interceptors += [MetricsInterceptor(self.metrics), ErrorInterceptor()]
+        interceptors.append(ErrorInterceptor())
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
@@ -111,6 +111,8 @@ class Coordinator:
         where = f"{self.settings.host}:{self.settings.port}"
         s = self.settings
         if s.tls_cert is None and s.tls_key is None:
+            if s.tls_client_ca is not None:
+                raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
             return server.add_insecure_port(where)
         if s.tls_cert is None or s.tls_key is None:
             raise ValueError("TLS needs both --tls-cert and --tls-key")

@@ -1,7 +1,7 @@
 """Cross-cutting gRPC hooks, one concern each: auth, metrics, domain errors -> status codes.
 
 Each interceptor wraps the method handler it is given, so they compose in the order the
-server lists them (auth first, then metrics, then errors).
+server lists them (metrics first, so refused calls are counted too, then auth, then errors).
 """
 
 from __future__ import annotations

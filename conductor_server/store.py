@@ -402,10 +402,13 @@ class Store:
     ) -> None:
         """Make the task's static schedules exactly `schedules` (dynamic ones are kept)."""
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
+            cur = await conn.execute(
                 _q("delete_stale_static_schedules"),
                 {"task": task, "names": [s.name for s in schedules]},
             )
+            for (dropped,) in await cur.fetchall():  # like DeleteSchedule: drop pending fires
+                params = {"task": task, "name": dropped, "now": now}
+                await conn.execute(_q("cancel_schedule_fires"), params)
             for schedule in schedules:
                 await conn.execute(_q("put_schedule"), _schedule_params(schedule, now))
 

@@ -14,6 +14,7 @@ from .errors import (
     ScheduleNotFound,
     TaskDefinitionError,
     TaskNotFound,
+    Unauthenticated,
 )
 from .runtime import Worker
 from .task import Task, task
@@ -35,6 +36,7 @@ __all__ = [
     "Task",
     "TaskDefinitionError",
     "TaskNotFound",
+    "Unauthenticated",
     "Worker",
     "task",
 ]

@@ -38,7 +38,12 @@ def _server_arg(parser: argparse.ArgumentParser) -> None:
 
 def _token(args: argparse.Namespace) -> str | None:
     path = getattr(args, "auth_token_file", None)
-    return Path(path).read_text().strip() if path else None
+    if not path:
+        return None
+    token = Path(path).read_text().strip()
+    if not token:
+        raise UsageError(f"--auth-token-file: {path} is empty")
+    return token
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -123,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     _server_arg(invoke)
 
     invoke.add_argument("--run-at", help="run no earlier than this ISO 8601 time (with offset)")
+    invoke.add_argument("--queue", help="queue name stored with the execution")
+    invoke.add_argument("--max-attempts", type=int, help="override the task's max_attempts")
 
     schedule = sub.add_parser("schedule", help="manage cron schedules")
     schedule_sub = schedule.add_subparsers(dest="schedule_command", required=True,
@@ -273,7 +280,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     with _client(args) as client:
         execution_id = client.invoke(
             args.task, payload, delay=args.delay, priority=args.priority,
-            dedupe_key=args.dedupe_key, run_at=run_at,
+            dedupe_key=args.dedupe_key, run_at=run_at, queue=args.queue,
+            max_attempts=args.max_attempts,
         )
         if not args.wait:
             print(execution_id)

@@ -2,7 +2,8 @@
 
 Everything can come from the environment: CONDUCTOR_SERVER, CONDUCTOR_AUTH_TOKEN,
 CONDUCTOR_TLS_CA (turns TLS on; the CA that signed the coordinator's certificate),
-CONDUCTOR_TLS_CERT and CONDUCTOR_TLS_KEY (a client certificate, when the coordinator asks
+CONDUCTOR_CLIENT_TLS_CERT and CONDUCTOR_CLIENT_TLS_KEY (a client certificate, when the
+coordinator asks
 for one). Set CONDUCTOR_TLS=1 to use TLS with the system's trusted roots.
 """
 
@@ -46,8 +47,8 @@ class Connection:
         """Arguments win over CONDUCTOR_* variables, which win over defaults."""
         env = os.environ
         ca = _path(tls_ca) or _path(env.get("CONDUCTOR_TLS_CA"))
-        cert = _path(tls_cert) or _path(env.get("CONDUCTOR_TLS_CERT"))
-        key = _path(tls_key) or _path(env.get("CONDUCTOR_TLS_KEY"))
+        cert = _path(tls_cert) or _path(env.get("CONDUCTOR_CLIENT_TLS_CERT"))
+        key = _path(tls_key) or _path(env.get("CONDUCTOR_CLIENT_TLS_KEY"))
         if (cert is None) != (key is None):
             raise ValueError("a client certificate needs both tls_cert and tls_key")
         return cls(

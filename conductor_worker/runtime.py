@@ -43,6 +43,7 @@ RECONNECT_MAX = 5.0
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
 _RELEASE_REASONS = {
+    "unavailable": worker_pb2.RELEASE_REASON_UNAVAILABLE,
     "shutdown": worker_pb2.RELEASE_REASON_SHUTDOWN,
     "window": worker_pb2.RELEASE_REASON_WINDOW,
     "sleep": worker_pb2.RELEASE_REASON_SLEEP,
@@ -430,6 +431,7 @@ class Worker:
             self._send(("step", save))
         elif held.abandoned or kind == "abandoned":
             self.held.pop(eid, None)
+            worker_metrics.metrics().executions.labels(held.task, "abandoned").inc()
             self._check_idle()
         elif kind == "done":
             self._outcome(eid, completed=worker_pb2.Completed(result_json=message[2]))

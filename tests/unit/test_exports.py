@@ -25,6 +25,7 @@ PUBLIC = [
     "Task",
     "TaskDefinitionError",
     "TaskNotFound",
+    "Unauthenticated",
     "Worker",
     "task",
 ]
@@ -58,5 +59,6 @@ def test_sdk_errors_have_a_common_base() -> None:
         "InvalidArgument",
         "TaskDefinitionError",
         "TaskNotFound",
+    "Unauthenticated",
     ):
         assert issubclass(getattr(conductor_worker, name), conductor_worker.ConductorError)
