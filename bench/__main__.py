@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .harness import PostgresServer, Result
+from .harness import PostgresServer, Result, busy_cores
 from .peer_scenario import peer
 from .scenarios import SCENARIOS, Run
 
@@ -41,6 +41,18 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} cores ({cpu}){memory}, Python {platform.python_version()}"
+
+
+QUIET = 0.25  # busy cores below which the machine counts as quiet
+
+
+def wait_quiet(seconds: float) -> float:
+    """Busy cores just before a scenario, after waiting up to `seconds` for a quiet machine."""
+    deadline = time.monotonic() + seconds
+    load = busy_cores(1.0)
+    while load > QUIET and time.monotonic() < deadline:
+        load = busy_cores(2.0)
+    return load
 
 
 def parse_only(value: str) -> list[str]:
@@ -65,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="record the coordinator and worker with py-spy during S1-S3")
     parser.add_argument("--profile-native", action="store_true",
                         help="with --profile: record C frames too (py-spy --native)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each scenario, wait up to SECONDS for the machine to be"
+                        " quiet (under 0.25 busy cores); the load seen is reported either way")
     parser.add_argument("--logs", type=Path, metavar="DIR",
                         help="keep the coordinator and worker logs here (default: a temporary"
                         " folder, removed unless something failed)")
@@ -79,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {machine()}; {server.description}", file=sys.stderr, flush=True)
         run = Run(server, logs, args.profile, args.profile_native)
         for name in args.only:
+            load = wait_quiet(args.wait_quiet)
             started = time.monotonic()
             try:
                 scenario = SCENARIOS.get(name)
@@ -88,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 result = Result(name, "failed", f"{type(exc).__name__}: {exc}", {})
             result.figures["scenario_s"] = round(time.monotonic() - started, 1)
+            result.figures["busy_cores_before"] = round(load, 2)
+            if load > QUIET:
+                result.notes.append(f"machine busy before start: {load:.1f} cores")
             results[name] = result
             print(json.dumps(result.as_json()) if args.json else result.line(), flush=True)
     print(f"# done in {time.monotonic() - began:.0f} s", file=sys.stderr)

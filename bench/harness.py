@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +55,8 @@ class Result:
         if self.target is not None:
             verdict = "met" if self.met else "NOT met"
             text += f"  target {self.target}: {verdict}"
+        if self.notes:
+            text += f"  [{'; '.join(self.notes)}]"
         return text
 
     def as_json(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class Result:
             "target": self.target,
             "met": self.met,
             **self.figures,
+            "notes": self.notes,
         }
 
 
@@ -102,6 +105,11 @@ class PostgresServer:
         with psycopg.connect(self.url, autocommit=True) as conn:
             row = conn.execute("SHOW server_version").fetchone()
             self.version = row[0] if row else "?"
+            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        #: the postmaster, when the server runs on this machine (for CPU accounting)
+        self.postmaster: int | None = None
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            self.postmaster = int(_stat_fields(int(row[0]))[1]) if row else None
         self.description += f" PostgreSQL {self.version}"
         return self
 
@@ -234,6 +242,9 @@ class Stack:
         assert self.coordinator is not None
         return self.coordinator.pid
 
+    def cpu_meter(self, worker: int) -> CpuMeter:
+        return CpuMeter(self.coordinator_pid, worker, self.server.postmaster)
+
     def start_worker(self, *tasks: str) -> subprocess.Popen[bytes]:
         cmd = [PYTHON, "-m", "bench.worker", "--server", self.address, *tasks]
         with self._log("worker") as log:
@@ -343,30 +354,45 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICK
 
 
-class CpuMeter:
-    """CPU used by the coordinator, the worker's main process, its pool processes and
-    everything else (PostgreSQL, the bench itself, anything else running) over a block."""
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many cores the machine keeps busy now (averaged over `seconds`)."""
+    before = machine_cpu_seconds()
+    time.sleep(seconds)
+    return (machine_cpu_seconds() - before) / seconds
 
-    def __init__(self, coordinator: int, worker: int) -> None:
-        self.groups = {"coordinator": [coordinator], "worker": [worker],
-                       "pool": child_pids(worker)}
+
+class CpuMeter:
+    """CPU used over a block by the coordinator, the worker's main process, its pool
+    processes, PostgreSQL (the postmaster and its backends, when it runs on this machine)
+    and everything else (the bench itself, and whatever else runs on the machine)."""
+
+    def __init__(self, coordinator: int, worker: int, postmaster: int | None) -> None:
+        self.groups: dict[str, Callable[[], list[int]]] = {
+            "coordinator": lambda: [coordinator],
+            "worker": lambda: [worker],
+            "pool": lambda: child_pids(worker),
+            "postgres": (lambda: [postmaster, *child_pids(postmaster)]) if postmaster else list,
+        }
         self.used: dict[str, float] = {}
 
-    def _sample(self) -> dict[str, float]:
-        sample = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.groups.items()}
-        sample["machine"] = machine_cpu_seconds()
-        return sample
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {name: {p: cpu_seconds(p) for p in pids()} for name, pids in self.groups.items()}
 
     def __enter__(self) -> CpuMeter:
         self._start = self._sample()
+        self._machine = machine_cpu_seconds()
         self._began = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         end = self._sample()
         self.wall = time.monotonic() - self._began
-        self.used = {name: end[name] - self._start[name] for name in end}
-        self.used["rest"] = max(0.0, self.used["machine"] - sum(
+        self.used = {
+            name: sum(cpu - self._start[name].get(pid, 0.0) for pid, cpu in end[name].items())
+            for name in end
+        }
+        self.used["machine"] = machine_cpu_seconds() - self._machine
+        self.used["other"] = max(0.0, self.used["machine"] - sum(
             v for k, v in self.used.items() if k != "machine"))
 
     def per_item_us(self, items: int) -> dict[str, int]:
@@ -375,6 +401,6 @@ class CpuMeter:
 
     def brief(self, items: int, unit: str) -> str:
         us = self.per_item_us(items)
-        return (f"CPU per {unit}: coordinator {us['coordinator']} us, worker {us['worker']} us,"
-                f" pool {us['pool']} us, rest {us['rest']} us;"
+        return (f"CPU us per {unit}: coordinator {us['coordinator']}, worker {us['worker']},"
+                f" pool {us['pool']}, postgres {us['postgres']}, other {us['other']};"
                 f" {self.used['machine'] / self.wall:.1f} of {os.cpu_count()} cores busy")

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,7 +35,9 @@ def recording(
     if directory is None:
         yield
         return
-    py_spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).with_name("py-spy"))
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        py_spy = shutil.which("py-spy") or "py-spy"
     directory.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
     for name, pid in pids.items():
@@ -67,6 +70,9 @@ def recording(
                 (directory / f"{label}-{name}.summary.txt").write_text(text)
 
 
+PROJECT = ("conductor_server/", "conductor_worker/")
+ENTRY = ("conductor_worker/cli.py", "conductor_worker/__main__.py", "Worker.run ",
+         "Worker.run_async ")
 _LINE = re.compile(r"^(.*) (\d+)$")
 _FRAME = re.compile(r"^(.*) \((.*?)(:\d+)?\)$")
 #: Leaf frames that are a thread waiting (py-spy counts some of them as active).
@@ -161,6 +167,10 @@ def summarise(path: Path, top: int = 15, seconds: float | None = None) -> str:
         out += [f"  {n / busy:6.1%}  {name}" for name, n in tally.own.most_common(top)]
         out.append("top by inclusive time (share of busy samples):")
         out += [f"  {n / busy:6.1%}  {name}" for name, n in tally.inclusive.most_common(top)]
+        ours = [(name, n) for name, n in tally.inclusive.most_common()
+                if any(m in name for m in PROJECT) and not any(m in name for m in ENTRY)]
+        out.append("Conductor's own functions by inclusive time (share of busy samples):")
+        out += [f"  {n / busy:6.1%}  {name}" for name, n in ours[:top]]
     return "\n".join(out) + "\n"
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from .harness import (
     BenchError,
-    CpuMeter,
     PostgresServer,
     Result,
     Stack,
@@ -63,7 +62,7 @@ def s1_noop(run: Run) -> Result:
         stack.wait_registered(task)
         stack.warm_up(task, 200)
         with run.recording("S1", stack, worker.pid), \
-                CpuMeter(stack.coordinator_pid, worker.pid) as cpu:
+                stack.cpu_meter(worker.pid) as cpu:
             began = time.monotonic()
             ids = stack.client.invoke_batch(task, list(range(S1_COUNT)))
             enqueued = time.monotonic() - began
@@ -96,7 +95,7 @@ def s2_steps(run: Run) -> Result:
         stack.wait_registered(task)
         stack.warm_up(task, 20)
         with run.recording("S2", stack, worker.pid), \
-                CpuMeter(stack.coordinator_pid, worker.pid) as cpu:
+                stack.cpu_meter(worker.pid) as cpu:
             ids = stack.client.invoke_batch(task, list(range(S2_COUNT)))
             stack.wait_idle(task, timeout=180)
         done, first, last = stack.span(int(ids[0]), int(ids[-1]))
@@ -128,6 +127,8 @@ def dispatch_latencies(stack: Stack, task: str, n: int) -> dict[str, Any]:
     minus the client's time.time() right after Invoke returned (one machine, one clock)."""
     after: list[float] = []
     before: list[float] = []
+    queued: list[float] = []  # created_at -> started_at (the lease pass), coordinator clock
+    delivered: list[float] = []  # started_at -> handler start
     for i in range(n):
         called = time.time()
         execution_id = stack.client.invoke(task, i)
@@ -138,6 +139,10 @@ def dispatch_latencies(stack: Stack, task: str, n: int) -> dict[str, Any]:
         started = float(execution.result)
         after.append(started - returned)
         before.append(started - called)
+        if execution.created_at and execution.started_at:
+            leased = execution.started_at.timestamp()
+            queued.append(leased - execution.created_at.timestamp())
+            delivered.append(started - leased)
     ms = 1000.0
     return {
         "samples": n,
@@ -148,6 +153,8 @@ def dispatch_latencies(stack: Stack, task: str, n: int) -> dict[str, Any]:
         "started_before_invoke_returned": sum(1 for a in after if a < 0),
         "from_invoke_call_p50_ms": round(percentile(before, 50) * ms, 3),
         "from_invoke_call_p99_ms": round(percentile(before, 99) * ms, 3),
+        "created_to_lease_pass_p50_ms": round(percentile(queued, 50) * ms, 3),
+        "lease_pass_to_handler_p50_ms": round(percentile(delivered, 50) * ms, 3),
     }
 
 
@@ -160,7 +167,7 @@ def s3_latency(run: Run) -> Result:
         stack.warm_up(task, 20)
         dispatch_latencies(stack, task, 20)
         with run.recording("S3", stack, worker.pid), \
-                CpuMeter(stack.coordinator_pid, worker.pid) as cpu:
+                stack.cpu_meter(worker.pid) as cpu:
             figures = dispatch_latencies(stack, task, S3_COUNT)
         figures["cpu_us_per_invoke"] = cpu.per_item_us(S3_COUNT)
     p50, p99 = figures["p50_ms"], figures["p99_ms"]
@@ -179,7 +186,7 @@ def _queue_backlog(stack: Stack, task: str, n: int) -> None:
         " SELECT %s, now(), now(), 3 FROM generate_series(1, %s)",
         (task, n),
     )
-    stack.db.execute("ANALYZE conductor_executions")
+    stack.db.execute("VACUUM (ANALYZE) conductor_executions")  # steady state, no autovacuum
 
 
 def s5_depth(run: Run) -> Result:
@@ -213,7 +220,7 @@ def s5_depth(run: Run) -> Result:
         f"p50 {low['p50_ms']:.2f} -> {high['p50_ms']:.2f} ms ({ratio50:.2f}x),"
         f" p99 {low['p99_ms']:.2f} -> {high['p99_ms']:.2f} ms ({ratio99:.2f}x)"
         f" with {S5_DEPTHS[0]} -> {S5_DEPTHS[1]} ready executions queued"
-        f" ({S5_SAMPLES} samples each)",
+        f" ({S5_SAMPLES} samples each; max {low['max_ms']:.1f} / {high['max_ms']:.1f} ms)",
         {"depths": {str(d): v for d, v in by_depth.items()},
          "p50_ratio": round(ratio50, 3), "p99_ratio": round(ratio99, 3)},
         "p50 and p99 within 2x", ratio50 <= 2 and ratio99 <= 2,

@@ -273,13 +273,15 @@ class Dispatcher:
                 del self._due[task]
                 self._dirty.add(task)
         for task in list(self._dirty):
+            # Taken off before the query: a wake() arriving while it runs puts it back.
+            self._dirty.discard(task)
             try:
-                if not await self._lease_task(task, now):
-                    self._dirty.discard(task)
+                if await self._lease_task(task, self.clock.now()):
+                    self._dirty.add(task)
             except Exception:
                 log.exception("leasing %s failed; retrying shortly", task)
-                self.wake(task, now + timedelta(seconds=1))
-                self._dirty.discard(task)
+                self.wake(task, self.clock.now() + timedelta(seconds=1))
+        now = self.clock.now()
         self._check_windows(now)
         try:
             await self._check_drains(now)
