@@ -232,29 +232,19 @@ class Store:
 
     async def save_steps(self, writes: Sequence[StepWrite], now: datetime) -> list[StepWriteResult]:
         """Record step results of current leases; stale writes change nothing."""
-        async with self.pool.connection() as conn, conn.transaction():
-            current = await self._lock_leases(conn, {w.lease.execution_id for w in writes})
-            valid = [
-                w
-                for w in writes
-                if current.get(w.lease.execution_id) == (w.lease.token, State.RUNNING)
-            ]
-            recorded: dict[tuple[int, str], str] = {}
-            if valid:
-                pairs = {
-                    "ids": [w.lease.execution_id for w in valid],
-                    "names": [w.name for w in valid],
-                }
-                await conn.execute(
-                    _q("insert_steps"),
-                    {**pairs, "results": [w.result_json for w in valid], "now": now},
-                )
-                cur = await conn.execute(_q("get_steps"), pairs)
-                recorded = {(r[0], r[1]): r[2] for r in await cur.fetchall()}
-        valid_set = {id(w) for w in valid}
+        params = {
+            "ids": [w.lease.execution_id for w in writes],
+            "tokens": [w.lease.token for w in writes],
+            "names": [w.name for w in writes],
+            "results": [w.result_json for w in writes],
+            "now": now,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("save_steps"), params)
+            recorded = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
         return [
-            StepWriteResult(True, recorded[(w.lease.execution_id, w.name)])
-            if id(w) in valid_set
+            StepWriteResult(True, found)
+            if (found := recorded.get((w.lease.execution_id, w.lease.token, w.name))) is not None
             else StepWriteResult(False)
             for w in writes
         ]

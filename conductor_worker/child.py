@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import itertools
 import logging
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -49,42 +51,56 @@ class PipeLink:
         self.shutdown = False
         self.interrupts: dict[str, tuple[str, float | None]] = {}
         self.runs: queue.Queue[RunSpec | None] = queue.Queue()
-        self._acks: queue.Queue[tuple[str, str, str | None]] = queue.Queue()
-        self._results: queue.Queue[tuple[int, bool, Any]] = queue.Queue()
-        self._next_request = 0
+        #: answers awaited by handler threads: ("step", eid, name) or ("call", request id)
+        self._waiting: dict[tuple[Any, ...], queue.SimpleQueue[Any]] = {}
+        self._requests = itertools.count(1)
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
 
     def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
-            self.conn.send(message)
+            self.conn.send_bytes(data)
 
     def _read(self) -> None:
         try:
             while True:
-                message = self.conn.recv()
-                kind = message[0]
-                if kind == "run":
-                    self.runs.put(message[1])
-                elif kind == "step_ack":
-                    self._acks.put(message[1:])
-                elif kind == "call_result":
-                    self._results.put(message[1:])
-                elif kind == "interrupt":
-                    self.interrupts[message[1]] = (message[2], message[3])
-                elif kind == "shutdown":
-                    self.shutdown = True
-                elif kind == "stop":
-                    self.runs.put(None)
+                for message in pickle.loads(self.conn.recv_bytes()):
+                    self._handle(message)
         except (EOFError, OSError):
             os._exit(0)  # the worker is gone; nothing here may outlive it
 
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "run":
+            self.runs.put(message[1])
+        elif kind == "step_ack":
+            self._answer(("step", message[1], message[2]), message[3])
+        elif kind == "call_result":
+            self._answer(("call", message[1]), message[2:])
+        elif kind == "interrupt":
+            self.interrupts[message[1]] = (message[2], message[3])
+        elif kind == "shutdown":
+            self.shutdown = True
+        elif kind == "stop":
+            self.runs.put(None)
+
+    def _answer(self, key: tuple[Any, ...], value: Any) -> None:
+        waiter = self._waiting.pop(key, None)
+        if waiter is not None:
+            waiter.put(value)
+
+    def _ask(self, key: tuple[Any, ...], message: tuple[Any, ...]) -> Any:
+        """Send a request and block this handler thread until its answer arrives."""
+        waiter: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._waiting[key] = waiter
+        self.send(message)
+        return waiter.get()
+
     def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
-        self.send(("step", execution_id, token, name, result_json))
-        while True:
-            ack_id, ack_name, recorded = self._acks.get()
-            if ack_id == execution_id and ack_name == name:
-                break
+        recorded: str | None = self._ask(
+            ("step", execution_id, name), ("step", execution_id, token, name, result_json)
+        )
         if recorded is None:
             raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
         return recorded
@@ -92,13 +108,10 @@ class PipeLink:
 
     def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
         """Have the worker's main process call the coordinator's client API."""
-        self._next_request += 1
-        request_id = self._next_request
-        self.send(("call", execution_id, request_id, method, kwargs))
-        while True:
-            answer_id, ok, value = self._results.get()
-            if answer_id == request_id:
-                break
+        request_id = next(self._requests)
+        ok, value = self._ask(
+            ("call", request_id), ("call", execution_id, request_id, method, kwargs)
+        )
         if not ok:
             raise RuntimeError(f"{method} failed: {value}")
         return value
@@ -110,19 +123,34 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(conn: Connection, module: str, qualname: str, log_level: int) -> None:
-    """Entry point of a pool process."""
+def main(conn: Connection, module: str, qualname: str, log_level: int, threads: int = 1) -> None:
+    """Entry point of a pool process: runs up to `threads` executions at once."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     task = _load_task(module, qualname)
     link = PipeLink(conn)
-    loop = asyncio.new_event_loop() if task.is_async else None
     link.send(("ready", os.getpid()))
+    if threads == 1:
+        _serve(task, link, asyncio.new_event_loop() if task.is_async else None)
+        return
+    runners = [
+        threading.Thread(target=_serve, args=(task, link, None), name=f"run-{i}", daemon=True)
+        for i in range(threads)
+    ]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+
+
+def _serve(task: Task[..., Any], link: PipeLink, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Run executions from the queue one after another until told to stop."""
     while (spec := link.runs.get()) is not None:
         link.send(run(task, spec, link, loop))
         link.interrupts.pop(spec.execution_id, None)
+    link.runs.put(None)  # let the other runner threads stop too
 
 
 def run(
@@ -136,8 +164,9 @@ def run(
     started = time.perf_counter()
     try:
         event = spec.event()
-        if loop is not None:
-            result = loop.run_until_complete(task.fn(event, AsyncContext(spec, link)))
+        if task.is_async:
+            coroutine = task.fn(event, AsyncContext(spec, link))
+            result = loop.run_until_complete(coroutine) if loop else asyncio.run(coroutine)
         else:
             result = task.fn(event, Context(spec, link))
         return ("done", eid, encode_result(result))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from functools import cache
+import threading
 from typing import Any
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,9 +42,21 @@ def process_died(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-@cache
+_lock = threading.Lock()
+_metrics: Any = None
+
+
 def metrics() -> Any:
     """The metric objects (created on first use, in whichever process uses them)."""
+    global _metrics
+    if _metrics is None:
+        with _lock:
+            if _metrics is None:
+                _metrics = _create()
+    return _metrics
+
+
+def _create() -> Any:
     from prometheus_client import Counter, Gauge, Histogram
 
     class WorkerMetrics:

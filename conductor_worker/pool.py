@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -70,13 +71,14 @@ class Pool:
         processes: int,
         handler: Handler,
         *,
-        per_child: int = 2,
+        threads: int = 1,
         log_level: int = logging.INFO,
     ) -> None:
         self.task = task
         self.processes = processes
         self.handler = handler
-        self.per_child = per_child
+        self.threads = threads
+        self.per_child = 2 * threads  # running plus queued in the pipe
         self.log_level = log_level
         self.children: list[_Child] = []
         self.pending: deque[RunSpec] = deque()
@@ -100,7 +102,13 @@ class Pool:
         parent_conn, child_conn = self._mp.Pipe()
         process = self._mp.Process(
             target=child_module.main,
-            args=(child_conn, self.task.__module__, self.task.__qualname__, self.log_level),
+            args=(
+                child_conn,
+                self.task.__module__,
+                self.task.__qualname__,
+                self.log_level,
+                self.threads,
+            ),
             name=f"conductor-{self.task.name}",
             daemon=True,
         )
@@ -136,11 +144,14 @@ class Pool:
     # -- threads ------------------------------------------------------------------------
 
     def _reader(self, child: _Child) -> None:
+        """Hand whatever the child sent to the loop, a batch per wake-up."""
         assert self._loop is not None
         try:
             while True:
-                message = child.conn.recv()
-                self._loop.call_soon_threadsafe(self._on_message, child, message)
+                batch = [pickle.loads(child.conn.recv_bytes())]
+                while len(batch) < 256 and child.conn.poll(0):
+                    batch.append(pickle.loads(child.conn.recv_bytes()))
+                self._loop.call_soon_threadsafe(self._on_messages, child, batch)
         except (EOFError, OSError):
             child.process.join(5)
             with contextlib.suppress(RuntimeError):  # the worker's loop may be closed by now
@@ -149,11 +160,20 @@ class Pool:
             return  # the worker's event loop closed while this child was still talking
 
     def _writer(self, child: _Child) -> None:
-        while (message := child.outq.get()) is not None:
-            try:
-                child.conn.send(message)
-            except (OSError, ValueError):
-                return
+        """Send queued messages to the child, as many per write as are waiting."""
+        stop = False
+        while not stop:
+            batch = [child.outq.get()]
+            while len(batch) < 256 and not child.outq.empty():
+                batch.append(child.outq.get())
+            if None in batch:  # the stop sentinel: send what came before it, then end
+                batch = batch[: batch.index(None)]
+                stop = True
+            if batch:
+                try:
+                    child.conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+                except (OSError, ValueError):
+                    return
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -207,6 +227,10 @@ class Pool:
 
     # -- events from children -----------------------------------------------------------
 
+    def _on_messages(self, child: _Child, batch: list[tuple[Any, ...]]) -> None:
+        for message in batch:
+            self._on_message(child, message)
+
     def _on_message(self, child: _Child, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind in ("done", "error", "released", "abandoned"):
@@ -233,9 +257,11 @@ class Pool:
         if not self.stopping:
             metrics().restarts.labels(self.task.name).inc()
         if child.inflight:
+            log.error("pool process %s for %s %s", child.process.pid, self.task.name, how)
+        # runs start in order, `threads` at a time: those had started and die with the process
+        for _ in range(min(self.threads, len(child.inflight))):
             crashed = child.inflight.popleft()
             self._where.pop(crashed.execution_id, None)
-            log.error("pool process %s for %s %s", child.process.pid, self.task.name, how)
             self.handler(
                 (
                     "error",
@@ -246,6 +272,7 @@ class Pool:
                     True,
                 )
             )
+        if child.inflight:
             for spec in reversed(child.inflight):
                 self._where.pop(spec.execution_id, None)
                 self.pending.appendleft(spec)

@@ -144,7 +144,11 @@ class Worker:
             log.info("metrics on port %d", port)
         for name, t in self.tasks.items():
             self.pools[name] = Pool(
-                t, t.options.processes, self._on_pool_message, log_level=self.log_level
+                t,
+                t.options.processes,
+                self._on_pool_message,
+                threads=t.options.threads,
+                log_level=self.log_level,
             )
             self.pools[name].start()
         connection = asyncio.create_task(self._connection_loop(), name="connection")

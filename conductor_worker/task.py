@@ -31,6 +31,7 @@ class TaskOptions:
 
     name: str
     processes: int = 1
+    threads: int = 1
     max_attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 300.0
@@ -47,8 +48,8 @@ class TaskOptions:
 
     @property
     def capacity(self) -> int:
-        """Leases the worker accepts at once: one per process plus the prefetch."""
-        return self.processes + self.prefetch
+        """Leases the worker accepts at once: one per running slot plus the prefetch."""
+        return self.processes * self.threads + self.prefetch
 
 
 class Task(Generic[P, R]):
@@ -88,6 +89,7 @@ def task(
     *,
     name: str | None = None,
     processes: int = 1,
+    threads: int = 1,
     max_attempts: int = 3,
     backoff: float = 1.0,
     max_backoff: float = 300.0,
@@ -106,6 +108,9 @@ def task(
     process of the worker. `event.payload` is the JSON payload; the return value must be
     JSON-serialisable. Options are checked here, so a bad one fails at import time.
 
+    `threads` runs that many executions at once in each pool process (for handlers that
+    mostly wait on I/O); a process that dies then fails every run it had started.
+
     `cron` declares static schedules, read in `timezone`: one expression, a list of them
     (each named by its expression) or a dict {name: expression}. `event.schedule` tells the
     handler which one fired it (None for a direct invoke).
@@ -115,6 +120,7 @@ def task(
         options = TaskOptions(
             name=name or f.__name__,
             processes=processes,
+            threads=threads,
             max_attempts=max_attempts,
             backoff=backoff,
             max_backoff=max_backoff,
@@ -124,7 +130,7 @@ def task(
             window=tuple(window) if window is not None else None,  # type: ignore[arg-type]
             timezone=timezone,
             concurrency=concurrency,
-            prefetch=processes if prefetch is None else prefetch,
+            prefetch=processes * threads if prefetch is None else prefetch,
             schedules=_schedules(cron),
         )
         validate_options(options)
@@ -155,6 +161,7 @@ def validate_options(o: TaskOptions) -> None:
         fail("name", "1-200 characters of letters, digits and _ . : -")
     for option, value, low in (
         ("processes", o.processes, 1),
+        ("threads", o.threads, 1),
         ("max_attempts", o.max_attempts, 1),
         ("concurrency", o.concurrency, 0),
         ("prefetch", o.prefetch, 0),

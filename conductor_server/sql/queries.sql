@@ -127,20 +127,28 @@ WHERE id = ANY(%(ids)s::bigint[])
 ORDER BY id
 FOR SHARE;
 
--- name: insert_steps
--- Record step results (first write of a name wins).
-INSERT INTO conductor_steps (execution_id, name, result, created_at)
-SELECT u.execution_id, u.name, u.result::jsonb, %(now)s
-FROM unnest(%(ids)s::bigint[], %(names)s::text[], %(results)s::text[])
-    AS u(execution_id, name, result)
-ON CONFLICT (execution_id, name) DO NOTHING;
-
--- name: get_steps
--- Recorded step results for some (execution, name) pairs.
-SELECT s.execution_id, s.name, s.result::text
-FROM conductor_steps s
-JOIN unnest(%(ids)s::bigint[], %(names)s::text[]) AS u(execution_id, name)
-    ON s.execution_id = u.execution_id AND s.name = u.name;
+-- name: save_steps
+-- Record step results of current leases in one statement. Writes whose token is not current
+-- are left out (their absence from the result means stale); the first write of a name wins,
+-- and the recorded result is returned either way.
+WITH u AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(names)s::text[],
+        %(results)s::text[]) AS u(execution_id, token, name, result)
+), valid AS (
+    SELECT u.execution_id, u.token, u.name, u.result FROM u
+    JOIN conductor_executions e ON e.id = u.execution_id AND e.lease_token = u.token
+        AND e.state = 'running'
+    FOR SHARE OF e
+), inserted AS (
+    INSERT INTO conductor_steps (execution_id, name, result, created_at)
+    SELECT execution_id, name, result::jsonb, %(now)s FROM valid
+    ON CONFLICT (execution_id, name) DO NOTHING
+    RETURNING execution_id, name, result
+)
+SELECT v.execution_id, v.token::text, v.name, coalesce(i.result, s.result)::text
+FROM valid v
+LEFT JOIN inserted i ON i.execution_id = v.execution_id AND i.name = v.name
+LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.name;
 
 -- name: complete
 -- Finish running executions with a result; returns the ids that were still leased by the token.

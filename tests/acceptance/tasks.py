@@ -92,3 +92,19 @@ def manage_schedule(event: Event, ctx: Context) -> Any:
         "dynamic", event.payload["cron"], task="noop", payload={"set_by": action},
         timezone="Europe/Berlin",
     )
+
+
+@task(name="threaded", processes=1, threads=4, prefetch=0, max_attempts=1)
+def threaded(event: Event, ctx: Context) -> int:
+    """Waits until `together` runs have started: only possible if they run concurrently."""
+    path = Path(event.payload["effects"])
+    effect(str(path), f"start {os.getpid()}")
+    deadline = time.monotonic() + 30
+    while len(path.read_text().splitlines()) < event.payload["together"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other runs never started")
+        time.sleep(0.01)
+    ctx.step("after-meeting", lambda: event.payload["i"])
+    if event.payload.get("hang"):
+        time.sleep(120)
+    return os.getpid()

@@ -150,3 +150,31 @@ def test_signal_of_killed_child_is_in_the_error(address, spawn_worker, client, t
     assert execution.state == "failed"
     assert execution.error.type == "ProcessDied"
     assert "SIGKILL" in execution.error.message
+
+
+def test_threads_run_executions_concurrently_in_one_process(address, spawn_worker, client,
+                                                            tmp_path):
+    spawn_worker(address)
+    effects = tmp_path / "meet.txt"
+    ids = [client.invoke("threaded", {"effects": str(effects), "together": 4, "i": i})
+           for i in range(4)]
+    results = [client.wait(i, timeout=60) for i in ids]
+    assert [r.state for r in results] == ["succeeded"] * 4, [r.error for r in results]
+    assert len({r.result for r in results}) == 1, "all four ran in the one pool process"
+    assert len(effects.read_text().splitlines()) == 4
+
+
+def test_killed_threaded_process_fails_every_run_it_started(address, spawn_worker, client,
+                                                            tmp_path):
+    worker = spawn_worker(address)
+    effects = tmp_path / "meet.txt"
+    ids = [client.invoke("threaded", {"effects": str(effects), "together": 2, "i": i,
+                                      "hang": True}) for i in range(2)]
+    wait_for(lambda: all(len(client.steps(i)) == 1 for i in ids), what="both runs to meet")
+    pid = int(effects.read_text().split()[1])
+    os.kill(pid, signal.SIGKILL)
+    failed = [client.wait(i, timeout=60) for i in ids]
+    assert [f.state for f in failed] == ["failed", "failed"]
+    assert all("SIGKILL" in f.error.message for f in failed)
+    assert client.wait(client.invoke("noop", 5), timeout=30).result == 5
+    assert worker.process.poll() is None
