@@ -134,7 +134,7 @@ class Coordinator:
                     if channel == "conductor_ready":
                         self.dispatcher.wake(payload)
                     elif channel == "conductor_finished":
-                        self.dispatcher.waiters.finished(int(i) for i in payload.split(","))
+                        await self._finished(payload)
                     else:
                         for execution_id in payload.split(","):
                             self.dispatcher.cancel_running(int(execution_id))
@@ -144,6 +144,15 @@ class Coordinator:
                 log.exception("LISTEN connection lost; reconnecting")
                 self.dispatcher.wake_all()
                 await asyncio.sleep(1)
+
+    async def _finished(self, payload: str) -> None:
+        """Wake waiters named by a notification ('*': too many to name, so re-check)."""
+        assert self.store is not None and self.dispatcher is not None
+        waiters = self.dispatcher.waiters
+        if payload != "*":
+            waiters.finished(int(i) for i in payload.split(","))
+        elif waiting := waiters.waiting():
+            waiters.finished(await self.store.finished_among(waiting))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful stop: NOT_SERVING, close worker streams, drain calls, close the database."""

@@ -311,7 +311,7 @@ class Dispatcher:
     async def _lease_task(self, task: str, now: datetime) -> bool:
         """Lease ready work of `task` to workers with room; True if more may be ready."""
         definition = self.tasks.get(task)
-        takers = [s for s in self.sessions.values() if s.free(task) > 0]
+        takers = [s for s in self.sessions.values() if s.wants(task)]
         if definition is None or not takers:
             return False
         opening = next_opening(definition, now)

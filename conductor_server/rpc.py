@@ -536,6 +536,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             worker_id=register.worker_id,
             tasks=tasks,
             capacity={t.name: t.capacity for t in register.tasks},
+            slots={t.name: max(1, t.processes) for t in register.tasks},
             drain=register.drain,
             hostname=register.hostname,
             pid=register.pid,

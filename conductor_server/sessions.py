@@ -62,6 +62,8 @@ class Session:
     worker_id: str
     tasks: dict[str, TaskDef]
     capacity: dict[str, int]
+    #: pool processes per task (below this many leases the worker may go idle)
+    slots: dict[str, int] = field(default_factory=dict)
     hostname: str = ""
     pid: int = 0
     inflight: dict[int, str] = field(default_factory=dict)  # execution id -> task
@@ -79,6 +81,15 @@ class Session:
         if not self.leasing or task not in self.capacity:
             return 0
         return max(0, self.capacity[task] - self.used[task])
+
+    def wants(self, task: str) -> bool:
+        """Worth a lease query now: a quarter of the capacity is free, or the worker may be
+        running out of work (fewer leases than pool processes). Leasing in larger batches
+        keeps the cost per execution low under load; the second rule keeps latency low."""
+        free = self.free(task)
+        if free <= 0:
+            return False
+        return free >= max(1, self.capacity[task] // 4) or self.used[task] < self.slots.get(task, 1)
 
     def hold(self, execution_id: int, task: str) -> None:
         if execution_id not in self.inflight:

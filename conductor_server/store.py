@@ -261,17 +261,15 @@ class Store:
         for w in writes:
             by_kind[w.kind].append(w)
         applied: dict[int, OutcomeApplied] = {}
-        async with self.pool.connection() as conn, conn.transaction():
+        # Each kind is one statement (which also notifies other coordinators); no transaction
+        # spans them: every write stands alone, and the worker resends what was not acked.
+        async with self.pool.connection() as conn:
             for kind, items in by_kind.items():
                 if items:
                     for row in await self._apply_kind(conn, kind, items, now, lease_now):
-                        applied[row[0]] = OutcomeApplied(
-                            row[0], row[1], State(row[2]), row[3] if len(row) > 3 else None
-                        )
+                        applied[row[0]] = OutcomeApplied(row[0], row[1], State(row[2]), row[3])
             missing = {w.lease.execution_id for w in writes if w.lease.execution_id not in applied}
-            current = await self._lock_leases(conn, missing) if missing else {}
-            finished = [str(a.execution_id) for a in applied.values() if a.state.finished]
-            await self._notify(conn, "conductor_finished", finished)
+            current = await self._lease_states(conn, missing) if missing else {}
         results: list[OutcomeApplied | None] = []
         for w in writes:
             eid = w.lease.execution_id
@@ -310,10 +308,10 @@ class Store:
         )
         return await cur.fetchall()
 
-    async def _lock_leases(
+    async def _lease_states(
         self, conn: AsyncConnection[TupleRow], ids: Iterable[int]
     ) -> dict[int, tuple[str | None, State]]:
-        cur = await conn.execute(_q("lock_leases"), {"ids": sorted(ids)})
+        cur = await conn.execute(_q("lease_states"), {"ids": sorted(ids)})
         return {
             row[0]: (str(row[1]) if row[1] else None, State(row[2]))
             for row in await cur.fetchall()
@@ -336,6 +334,12 @@ class Store:
                 size += len(eid) + 1
 
     # -- client reads and cancellation ----------------------------------------------------
+
+    async def finished_among(self, ids: Sequence[int]) -> list[int]:
+        """Which of these executions are finished (for waiters after a '*' notification)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("finished_among"), {"ids": list(ids)})
+            return [row[0] for row in await cur.fetchall()]
 
     async def cancel(self, execution_id: int, now: datetime) -> tuple[State, str | None] | None:
         """Cancel; returns (state after, worker id) or None when not pending/running."""

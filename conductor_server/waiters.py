@@ -28,6 +28,10 @@ class Waiters:
             if not futures:
                 del self._waiting[execution_id]
 
+    def waiting(self) -> list[int]:
+        """Executions someone waits for."""
+        return list(self._waiting)
+
     def finished(self, execution_ids: Iterable[int]) -> None:
         if not self._waiting:
             return

@@ -120,12 +120,14 @@ FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
 RETURNING e.id, e.task, e.cancel_requested;
 
--- name: lock_leases
--- Lock the executions named by a batch of writes and return their current tokens and state.
-SELECT id, lease_token, state FROM conductor_executions
-WHERE id = ANY(%(ids)s::bigint[])
-ORDER BY id
-FOR SHARE;
+-- name: lease_states
+-- Current token and state of executions whose write was refused (to spot resent writes).
+SELECT id, lease_token, state FROM conductor_executions WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: finished_among
+-- Which of these executions are finished.
+SELECT id FROM conductor_executions
+WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelled');
 
 -- name: save_steps
 -- Record step results of current leases in one statement. Writes whose token is not current
@@ -151,14 +153,26 @@ LEFT JOIN inserted i ON i.execution_id = v.execution_id AND i.name = v.name
 LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.name;
 
 -- name: complete
--- Finish running executions with a result; returns the ids that were still leased by the token.
-UPDATE conductor_executions e
-SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
-        ::conductor_execution_state,
-    result = u.result::jsonb, error = NULL, finished_at = %(now)s, lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS u(id, token, result)
-WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
-RETURNING e.id, e.task, e.state::text;
+-- Finish running executions with a result; returns the ids that were still leased by the
+-- token. Like fail and release, it notifies other coordinators of finished executions
+-- ('*' when too many ids for one notification: waiters re-check).
+WITH done AS (
+    UPDATE conductor_executions e
+    SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
+            ::conductor_execution_state,
+        result = u.result::jsonb, error = NULL, finished_at = %(now)s, lease_expires_at = NULL
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[])
+        AS u(id, token, result)
+    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    RETURNING e.id, e.task, e.state::text AS state, e.run_at
+), finished AS (
+    SELECT string_agg(id::text, ',') AS ids FROM done
+    WHERE state IN ('succeeded', 'failed', 'cancelled')
+), notified AS (
+    SELECT pg_notify('conductor_finished', CASE WHEN length(ids) <= 7900 THEN ids ELSE '*' END)
+    FROM finished WHERE ids IS NOT NULL
+)
+SELECT id, task, state, run_at, (SELECT count(*) FROM notified) FROM done;
 
 -- name: fail
 -- Fail attempts: retry with backoff, or fail for good when attempts are used up, the error
@@ -182,28 +196,46 @@ WITH u AS (
         AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s)
     JOIN conductor_tasks t ON t.name = e.task
     FOR UPDATE OF e
+), done AS (
+    UPDATE conductor_executions e
+    SET state = target.next_state, error = target.error::jsonb, lease_expires_at = NULL,
+        lease_token = CASE WHEN target.lost THEN NULL ELSE e.lease_token END,
+        run_at = CASE WHEN target.next_state = 'pending' THEN target.retry_at ELSE e.run_at END,
+        finished_at = CASE WHEN target.next_state = 'pending' THEN NULL ELSE %(now)s END
+    FROM target
+    WHERE e.id = target.id
+    RETURNING e.id, e.task, e.state::text AS state, e.run_at
+), finished AS (
+    SELECT string_agg(id::text, ',') AS ids FROM done
+    WHERE state IN ('succeeded', 'failed', 'cancelled')
+), notified AS (
+    SELECT pg_notify('conductor_finished', CASE WHEN length(ids) <= 7900 THEN ids ELSE '*' END)
+    FROM finished WHERE ids IS NOT NULL
 )
-UPDATE conductor_executions e
-SET state = target.next_state, error = target.error::jsonb, lease_expires_at = NULL,
-    lease_token = CASE WHEN target.lost THEN NULL ELSE e.lease_token END,
-    run_at = CASE WHEN target.next_state = 'pending' THEN target.retry_at ELSE e.run_at END,
-    finished_at = CASE WHEN target.next_state = 'pending' THEN NULL ELSE %(now)s END
-FROM target
-WHERE e.id = target.id
-RETURNING e.id, e.task, e.state::text, e.run_at;
+SELECT id, task, state, run_at, (SELECT count(*) FROM notified) FROM done;
+
 
 -- name: release
 -- Give executions back without counting an attempt; cancelled ones end as cancelled.
-UPDATE conductor_executions e
-SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'pending' END
-        ::conductor_execution_state,
-    attempt = e.attempt - 1, lease_expires_at = NULL,
-    run_at = greatest(coalesce(u.run_at, %(now)s), %(now)s),
-    finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[])
-    AS u(id, token, run_at)
-WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
-RETURNING e.id, e.task, e.state::text, e.run_at;
+WITH done AS (
+    UPDATE conductor_executions e
+    SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'pending' END
+            ::conductor_execution_state,
+        attempt = e.attempt - 1, lease_expires_at = NULL,
+        run_at = greatest(coalesce(u.run_at, %(now)s), %(now)s),
+        finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[])
+        AS u(id, token, run_at)
+    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    RETURNING e.id, e.task, e.state::text AS state, e.run_at
+), finished AS (
+    SELECT string_agg(id::text, ',') AS ids FROM done
+    WHERE state IN ('succeeded', 'failed', 'cancelled')
+), notified AS (
+    SELECT pg_notify('conductor_finished', CASE WHEN length(ids) <= 7900 THEN ids ELSE '*' END)
+    FROM finished WHERE ids IS NOT NULL
+)
+SELECT id, task, state, run_at, (SELECT count(*) FROM notified) FROM done;
 
 -- name: expired_leases
 -- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock).
