@@ -446,6 +446,24 @@ def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
     )
 
 
+async def _drain(outbox: asyncio.Queue[Outgoing]) -> tuple[list[Outgoing], bool]:
+    """Everything queued for a worker, consecutive batches of one kind merged so that they
+    go down the stream as one message, and whether the session was closed."""
+    items = [await outbox.get()]
+    while not outbox.empty():
+        items.append(outbox.get_nowait())
+    merged: list[Outgoing] = []
+    for item in items:
+        if item is None:
+            return merged, True
+        last = merged[-1] if merged else None
+        if isinstance(item, list) and isinstance(last, list) and type(item[0]) is type(last[0]):
+            last.extend(item)  # type: ignore[arg-type]
+        else:
+            merged.append(item[:] if isinstance(item, list) else item)
+    return merged, False
+
+
 def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
     return worker_pb2.WRITE_STATUS_OK if ok else worker_pb2.WRITE_STATUS_STALE_LEASE
 
@@ -519,8 +537,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                     ],
                 )
             )
-            while (message := await session.outbox.get()) is not None:
-                yield outgoing_to_pb(message)
+            closed = False
+            while not closed:
+                batch, closed = await _drain(session.outbox)
+                for message in batch:
+                    yield outgoing_to_pb(message)
         finally:
             self.streams.discard(session)
             reader.cancel()

@@ -304,6 +304,7 @@ class Worker:
     ) -> None:
         while True:
             items = [await outbox.get()]
+            await asyncio.sleep(0)  # one loop turn: let results arriving together share a write
             while not outbox.empty():
                 items.append(outbox.get_nowait())
             for message in _coalesce(items):
