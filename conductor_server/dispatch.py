@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatever happened
 DRAINED = Drained()
 QUEUE_GAUGE_INTERVAL = 5.0  # seconds between queue depth refreshes
+BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real time)
 
 
 class Dispatcher:
@@ -68,6 +69,8 @@ class Dispatcher:
         self._dirty: set[str] = set()
         self._due: dict[str, datetime] = {}
         self._window_due: datetime | None = None
+        self._deferred: set[str] = set()
+        self._waited: set[str] = set()
         self._wake = asyncio.Event()
         self._passes = 0
         self._in_pass = False
@@ -311,8 +314,14 @@ class Dispatcher:
     async def _lease_task(self, task: str, now: datetime) -> bool:
         """Lease ready work of `task` to workers with room; True if more may be ready."""
         definition = self.tasks.get(task)
-        takers = [s for s in self.sessions.values() if s.wants(task)]
-        if definition is None or not takers:
+        candidates = [s for s in self.sessions.values() if s.free(task) > 0]
+        if definition is None or not candidates:
+            return False
+        waited = task in self._waited
+        self._waited.discard(task)
+        takers = candidates if waited else [s for s in candidates if s.wants(task)]
+        if not takers:  # only a little room: wait a moment so that a larger batch forms
+            self._defer(task)
             return False
         opening = next_opening(definition, now)
         if opening is not None:  # outside its window: come back when it opens
@@ -330,6 +339,16 @@ class Dispatcher:
                 more = False
                 break
         return more
+
+    def _defer(self, task: str) -> None:
+        if task not in self._deferred:
+            self._deferred.add(task)
+            asyncio.get_running_loop().call_later(BATCH_WAIT, self._undefer, task)
+
+    def _undefer(self, task: str) -> None:
+        self._deferred.discard(task)
+        self._waited.add(task)  # the next round leases whatever room there is
+        self.wake(task)
 
     async def _concurrency_room(self, definition: TaskDef) -> int:
         if definition.concurrency <= 0:

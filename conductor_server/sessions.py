@@ -83,9 +83,10 @@ class Session:
         return max(0, self.capacity[task] - self.used[task])
 
     def wants(self, task: str) -> bool:
-        """Worth a lease query now: a quarter of the capacity is free, or the worker may be
-        running out of work (fewer leases than pool processes). Leasing in larger batches
-        keeps the cost per execution low under load; the second rule keeps latency low."""
+        """Worth a lease query right now: a quarter of the capacity is free, or the worker
+        may run out of work (fewer leases than pool processes). Leasing in larger batches
+        keeps the cost per execution low under load; the second rule keeps latency low.
+        (Smaller room is still filled, after a short wait: see Dispatcher._defer.)"""
         free = self.free(task)
         if free <= 0:
             return False

@@ -89,3 +89,19 @@ def test_reconnecting_worker_keeps_its_leases(coordinator, db):
         assert client.get(execution_id).result == 7
         assert client.get(execution_id).attempt == 1
         again.close()
+
+
+def test_little_room_is_still_filled(coordinator):
+    """Leases go out in batches under load, but the last bit of room is filled too."""
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("roomy", capacity=20))
+    with Client(address) as client:
+        client.invoke_batch("roomy", list(range(16)))
+        got = 0
+        while got < 16:
+            got += len(worker.next("leases").leases.items)
+        client.invoke_batch("roomy", list(range(4)))  # 4 free of 20: below a quarter
+        while got < 20:
+            got += len(worker.next("leases", timeout=5).leases.items)
+    assert got == 20
+    worker.close()
