@@ -15,7 +15,7 @@ from conductor_worker import Context, Event, Task, task
 HOLD_SECONDS = 300.0
 
 
-@task(name="bench-noop", processes=2, prefetch=256)
+@task(name="bench-noop", processes=2, prefetch=1024)
 def noop(event: Event, ctx: Context) -> None:
     """S1: does nothing; the cost measured is Conductor's own."""
     return

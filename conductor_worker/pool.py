@@ -18,6 +18,7 @@ import pickle
 import queue
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 #: Receives every message a child sends (see child.py), plus synthesized "error" messages
 #: for runs whose process died.
 Handler = Callable[[tuple[Any, ...]], None]
+
+#: runs quicker than this on average (seconds) are queued deeper in the pool's pipes
+QUICK_RUN = 0.005
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -78,7 +82,13 @@ class Pool:
         self.processes = processes
         self.handler = handler
         self.threads = threads
-        self.per_child = 2 * threads  # running plus queued in the pipe
+        # Runs queued in a child's pipe beyond those running: a few while runs are slow (a
+        # queued run must not wait behind a long one), more once they are quick, so that
+        # short tasks stream through without waiting on the parent.
+        self.per_child = 2 * threads
+        self.per_child_quick = 16 * threads
+        self._run_seconds = 1.0  # moving average, from hand-over to outcome
+        self._sent_at: dict[str, float] = {}
         self.log_level = log_level
         self.children: list[_Child] = []
         self.pending: deque[RunSpec] = deque()
@@ -182,11 +192,14 @@ class Pool:
         self._assign()
 
     def _assign(self) -> None:
+        depth = self.per_child_quick if self._run_seconds < QUICK_RUN else self.per_child
+        now = time.monotonic()
         for child in self.children:
-            while self.pending and not child.dead and len(child.inflight) < self.per_child:
+            while self.pending and not child.dead and len(child.inflight) < depth:
                 spec = self.pending.popleft()
                 child.inflight.append(spec)
                 self._where[spec.execution_id] = child
+                self._sent_at[spec.execution_id] = now
                 child.send(("run", spec))
             if not self.pending:
                 return
@@ -240,6 +253,9 @@ class Pool:
 
     def _finish(self, child: _Child, execution_id: str) -> None:
         self._where.pop(execution_id, None)
+        sent = self._sent_at.pop(execution_id, None)
+        if sent is not None:
+            self._run_seconds = 0.9 * self._run_seconds + 0.1 * (time.monotonic() - sent)
         for spec in child.inflight:
             if spec.execution_id == execution_id:
                 child.inflight.remove(spec)
@@ -262,6 +278,7 @@ class Pool:
         for _ in range(min(self.threads, len(child.inflight))):
             crashed = child.inflight.popleft()
             self._where.pop(crashed.execution_id, None)
+            self._sent_at.pop(crashed.execution_id, None)
             self.handler(
                 (
                     "error",
