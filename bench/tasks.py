@@ -21,9 +21,9 @@ def noop(event: Event, ctx: Context) -> None:
     return
 
 
-@task(name="bench-steps", processes=2, threads=32, prefetch=64)
+@task(name="bench-steps", processes=2, threads=64, prefetch=64)
 def steps(event: Event, ctx: Context) -> int:
-    """S2: ten recorded steps, each durable before the next one starts. 32 runs at a time in
+    """S2: ten recorded steps, each durable before the next one starts. 64 runs at a time in
     each of the 2 pool processes, so that step saves from many runs share group commits."""
     for i in range(10):
         ctx.step(f"s{i}", lambda i=i: i)
