@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -57,7 +58,10 @@ def value(text: str, name: str, **labels: str) -> float:
 
 def promtool_check(text: str) -> None:
     promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: .ci/run installs Debian's prometheus package"
+    if promtool is None:
+        # CI installs it (.ci/run); elsewhere, say what is missing instead of failing
+        assert not os.environ.get("CI"), "promtool is missing: .ci/run installs it"
+        pytest.skip("promtool not on PATH (Debian package prometheus): metrics format unchecked")
     out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                          text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -97,7 +101,6 @@ def test_metrics_move_with_success_failure_and_retry(start_coordinator, spawn_wo
     assert delta("conductor_grpc_requests_total",
                  method="/conductor.v1.ConductorService/Invoke", code="OK") == 3
     assert "execution_id" not in after
-    promtool_check(after)
 
     worker_text = scrape(worker_port)
     executions = "conductor_worker_executions_total"
@@ -107,6 +110,7 @@ def test_metrics_move_with_success_failure_and_retry(start_coordinator, spawn_wo
     assert value(worker_text, "conductor_worker_handler_seconds_count",
                  task="fail-after-two-steps") == 2
     assert value(worker_text, "conductor_worker_steps_total", task="fail-after-two-steps") == 2
+    promtool_check(after)
     promtool_check(worker_text)
 
 
