@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any, TypeVar
 
 import grpc
@@ -155,7 +155,9 @@ class Coordinator:
             waiters.finished(await self.store.finished_among(waiting))
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Graceful stop: NOT_SERVING, close worker streams, drain calls, close the database."""
+        """Graceful stop: NOT_SERVING, close worker streams, drain calls, close the database.
+
+        Every phase has a time limit: a stuck phase is logged and the stop goes on."""
         await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_delay > 0:
             await asyncio.sleep(self.settings.shutdown_delay)
@@ -163,19 +165,26 @@ class Coordinator:
             for session in list(self.dispatcher.sessions.values()):
                 session.close()
         if self.server is not None:
-            await self.server.stop(grace)
+            await _bounded("gRPC server", self.server.stop(grace), grace + 5)
         if self._listener is not None:
             self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+            await _bounded("listener", asyncio.gather(self._listener, return_exceptions=True))
         if self.scheduler is not None:
-            await self.scheduler.stop()
+            await _bounded("scheduler", self.scheduler.stop())
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
+            await _bounded("dispatcher", self.dispatcher.stop())
         self.metrics.close()
         if self.store is not None:
-            await self.store.close()
+            await _bounded("database pool", self.store.close())
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+            await _bounded("embedded PostgreSQL", asyncio.to_thread(self.embedded.stop), 30)
+
+
+async def _bounded(what: str, step: Awaitable[object], seconds: float = 10.0) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.error("stopping the %s took more than %.0f s; going on", what, seconds)
 
 
 @contextlib.asynccontextmanager
