@@ -155,7 +155,7 @@ LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.na
 -- name: complete
 -- Finish running executions with a result; returns the ids that were still leased by the
 -- token. Like fail and release, it notifies other coordinators of finished executions
--- ('*' when too many ids for one notification: waiters re-check).
+-- (conductor_notify_finished, migration 0004).
 WITH done AS (
     UPDATE conductor_executions e
     SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
@@ -165,14 +165,11 @@ WITH done AS (
         AS u(id, token, result)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
-), finished AS (
-    SELECT string_agg(id::text, ',') AS ids FROM done
-    WHERE state IN ('succeeded', 'failed', 'cancelled')
-), notified AS (
-    SELECT pg_notify('conductor_finished', CASE WHEN length(ids) <= 7900 THEN ids ELSE '*' END)
-    FROM finished WHERE ids IS NOT NULL
 )
-SELECT id, task, state, run_at, (SELECT count(*) FROM notified) FROM done;
+SELECT id, task, state, run_at,
+    (SELECT conductor_notify_finished(array_agg(id)) FROM done
+     WHERE state IN ('succeeded', 'failed', 'cancelled'))
+FROM done;
 
 -- name: fail
 -- Fail attempts: retry with backoff, or fail for good when attempts are used up, the error
@@ -205,14 +202,11 @@ WITH u AS (
     FROM target
     WHERE e.id = target.id
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
-), finished AS (
-    SELECT string_agg(id::text, ',') AS ids FROM done
-    WHERE state IN ('succeeded', 'failed', 'cancelled')
-), notified AS (
-    SELECT pg_notify('conductor_finished', CASE WHEN length(ids) <= 7900 THEN ids ELSE '*' END)
-    FROM finished WHERE ids IS NOT NULL
 )
-SELECT id, task, state, run_at, (SELECT count(*) FROM notified) FROM done;
+SELECT id, task, state, run_at,
+    (SELECT conductor_notify_finished(array_agg(id)) FROM done
+     WHERE state IN ('succeeded', 'failed', 'cancelled'))
+FROM done;
 
 
 -- name: release
@@ -228,14 +222,11 @@ WITH done AS (
         AS u(id, token, run_at)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
-), finished AS (
-    SELECT string_agg(id::text, ',') AS ids FROM done
-    WHERE state IN ('succeeded', 'failed', 'cancelled')
-), notified AS (
-    SELECT pg_notify('conductor_finished', CASE WHEN length(ids) <= 7900 THEN ids ELSE '*' END)
-    FROM finished WHERE ids IS NOT NULL
 )
-SELECT id, task, state, run_at, (SELECT count(*) FROM notified) FROM done;
+SELECT id, task, state, run_at,
+    (SELECT conductor_notify_finished(array_agg(id)) FROM done
+     WHERE state IN ('succeeded', 'failed', 'cancelled'))
+FROM done;
 
 -- name: expired_leases
 -- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock).
