@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from .models import InvalidArgument, NewExecutions, NotFound, TaskDef
+from .windows import validate_window, zone
 
 MAX_QUEUE_NAME = 100
 MAX_DEDUPE_KEY = 500
@@ -140,8 +141,6 @@ def wait_timeout(seconds: float) -> float:
 
 def check_task_def(task: TaskDef, capacity: int, prefix: str) -> TaskDef:
     """Validate a task definition sent by a worker at registration."""
-    from .windows import validate_window
-
     if not task.name or len(task.name) > 200:
         raise InvalidArgument(f"{prefix}.name", "required, at most 200 characters")
     if task.max_attempts < 1:
@@ -167,7 +166,5 @@ def check_task_def(task: TaskDef, capacity: int, prefix: str) -> TaskDef:
             f"{prefix}.timezone",
         )
     else:
-        from .windows import zone
-
         zone(task.timezone, f"{prefix}.timezone")
     return task
