@@ -1,7 +1,8 @@
 """The pool process: runs handlers one at a time, talks only to its parent over a pipe.
 
 No gRPC and no database here: step saves go to the parent, which records them and answers.
-Messages (pickled tuples) from the parent:
+Both directions carry pickled lists of messages, as many per write as are waiting (one writer
+thread per side, so handler threads never contend for the pipe). Messages from the parent:
     ("run", RunSpec)                      run this next (queued in order)
     ("step_ack", execution_id, name, recorded_json | None)   None: the lease is lost
     ("interrupt", execution_id, reason, run_at | None)        release at the next checkpoint
@@ -25,7 +26,6 @@ import ctypes
 import itertools
 import logging
 import os
-import pickle
 import queue
 import signal
 import sys
@@ -38,6 +38,7 @@ from typing import Any
 from .context import AsyncContext, Context, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .metrics import metrics
+from .pipes import read_batch, write_batches
 from .task import Task, _load_task
 
 PR_SET_PDEATHSIG = 1
@@ -54,18 +55,28 @@ class PipeLink:
         #: answers awaited by handler threads: ("step", eid, name) or ("call", request id)
         self._waiting: dict[tuple[Any, ...], queue.SimpleQueue[Any]] = {}
         self._requests = itertools.count(1)
-        self._send_lock = threading.Lock()
+        self._outq: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
+        self._writer = threading.Thread(target=self._write, daemon=True, name="parent-writer")
+        self._writer.start()
 
     def send(self, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        with self._send_lock:
-            self.conn.send_bytes(data)
+        """Queue a message for the parent (sent by the writer thread, in order)."""
+        self._outq.put(message)
+
+    def close(self) -> None:
+        """Send everything queued, then stop the writer thread."""
+        self._outq.put(None)
+        self._writer.join()
+
+    def _write(self) -> None:
+        if not write_batches(self._outq, self.conn):
+            os._exit(0)  # the worker is gone; nothing here may outlive it
 
     def _read(self) -> None:
         try:
             while True:
-                for message in pickle.loads(self.conn.recv_bytes()):
+                for message in read_batch(self.conn):
                     self._handle(message)
         except (EOFError, OSError):
             os._exit(0)  # the worker is gone; nothing here may outlive it
@@ -134,15 +145,16 @@ def main(conn: Connection, module: str, qualname: str, log_level: int, threads: 
     link.send(("ready", os.getpid()))
     if threads == 1:
         _serve(task, link, asyncio.new_event_loop() if task.is_async else None)
-        return
-    runners = [
-        threading.Thread(target=_serve, args=(task, link, None), name=f"run-{i}", daemon=True)
-        for i in range(threads)
-    ]
-    for runner in runners:
-        runner.start()
-    for runner in runners:
-        runner.join()
+    else:
+        runners = [
+            threading.Thread(target=_serve, args=(task, link, None), name=f"run-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join()
+    link.close()
 
 
 def _serve(task: Task[..., Any], link: PipeLink, loop: asyncio.AbstractEventLoop | None) -> None:

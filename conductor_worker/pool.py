@@ -14,7 +14,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import pickle
 import queue
 import signal
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 from . import child as child_module
 from .context import RunSpec
 from .metrics import metrics, process_died
+from .pipes import MAX_BATCH, read_batch, write_batches
 from .task import Task
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,9 @@ class Pool:
         assert self._loop is not None
         try:
             while True:
-                batch = [pickle.loads(child.conn.recv_bytes())]
-                while len(batch) < 256 and child.conn.poll(0):
-                    batch.append(pickle.loads(child.conn.recv_bytes()))
+                batch = read_batch(child.conn)
+                while len(batch) < MAX_BATCH and child.conn.poll(0):
+                    batch.extend(read_batch(child.conn))
                 self._loop.call_soon_threadsafe(self._on_messages, child, batch)
         except (EOFError, OSError):
             child.process.join(5)
@@ -171,19 +171,7 @@ class Pool:
 
     def _writer(self, child: _Child) -> None:
         """Send queued messages to the child, as many per write as are waiting."""
-        stop = False
-        while not stop:
-            batch = [child.outq.get()]
-            while len(batch) < 256 and not child.outq.empty():
-                batch.append(child.outq.get())
-            if None in batch:  # the stop sentinel: send what came before it, then end
-                batch = batch[: batch.index(None)]
-                stop = True
-            if batch:
-                try:
-                    child.conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-                except (OSError, ValueError):
-                    return
+        write_batches(child.outq, child.conn)
 
     # -- runs ---------------------------------------------------------------------------
 
