@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -195,16 +196,19 @@ class Dispatcher:
     # -- worker writes ------------------------------------------------------------------
 
     async def save_steps(self, session: Session, writes: list[StepWrite]) -> None:
-        results = await asyncio.gather(*self._steps.submit_many(writes))
+        results = await self._steps.submit_all(writes)
         session.send(
-            [StepAck(w.lease.execution_id, w.name, r) for w, r in zip(writes, results, strict=True)]
+            [StepAck(str(w[0]), w[2], r) for w, r in zip(writes, results, strict=True)]
         )
+        saved: Counter[str] = Counter()
+        inflight = session.inflight
         for w, r in zip(writes, results, strict=True):
-            if r.ok:
-                task = session.inflight.get(w.lease.execution_id, "")
-                self.metrics.steps_saved.labels(task).inc()
+            if r is not None:
+                saved[inflight.get(w.execution_id, "")] += 1
             else:
-                self._forget(session, w.lease.execution_id)
+                self._forget(session, w.execution_id)
+        for task, count in saved.items():
+            self.metrics.steps_saved.labels(task).inc(count)
 
     async def apply_outcomes(self, session: Session, writes: list[OutcomeWrite]) -> None:
         results = await asyncio.gather(*self._outcomes.submit_many(writes))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 class State(enum.StrEnum):
@@ -173,21 +174,18 @@ class LeaseRef:
     token: str
 
 
-@dataclass(frozen=True)
-class StepWrite:
-    """A step result a worker asks to record."""
+class StepWrite(NamedTuple):
+    """A step result a worker asks to record (a tuple: there are many of these)."""
 
-    lease: LeaseRef
+    execution_id: int
+    token: str
     name: str
     result_json: str
 
 
-@dataclass(frozen=True)
-class StepWriteResult:
-    """The outcome of a StepWrite: ok with the recorded result, or stale."""
-
-    ok: bool
-    result_json: str = ""
+#: The outcome of a StepWrite: the recorded result JSON (the first one saved under that
+#: name), or None when the lease was stale and nothing was written.
+StepWriteResult = str | None
 
 
 class OutcomeKind(enum.Enum):

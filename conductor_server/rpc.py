@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,6 @@ from .models import (
     Schedule,
     State,
     StepWrite,
-    StepWriteResult,
     TaskDef,
 )
 from .scheduler import Scheduler, new_schedule, require_task
@@ -359,9 +359,14 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
 def _lease_ref(execution_id: str, token: str) -> LeaseRef | None:
     """A well-formed (id, token) pair, or None (which can only be stale)."""
     try:
-        return LeaseRef(validation.parse_execution_id(execution_id), str(uuid.UUID(token)))
+        if not _CANONICAL_UUID.fullmatch(token):  # what the coordinator hands out
+            token = str(uuid.UUID(token))
+        return LeaseRef(validation.parse_execution_id(execution_id), token)
     except (InvalidArgument, ValueError):
         return None
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def task_from_pb(t: worker_pb2.TaskDefinition, index: int) -> TaskDef:
@@ -464,16 +469,21 @@ async def _drain(outbox: asyncio.Queue[Outgoing]) -> tuple[list[Outgoing], bool]
     return merged, False
 
 
+_OK = worker_pb2.WRITE_STATUS_OK
+_STALE = worker_pb2.WRITE_STATUS_STALE_LEASE
+
+
 def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
     return worker_pb2.WRITE_STATUS_OK if ok else worker_pb2.WRITE_STATUS_STALE_LEASE
 
 
 def _step_ack(ack: StepAck) -> worker_pb2.StepAck:
+    if ack.recorded is None:
+        return worker_pb2.StepAck(
+            execution_id=ack.execution_id, name=ack.name, status=_STALE
+        )
     return worker_pb2.StepAck(
-        execution_id=str(ack.execution_id),
-        name=ack.name,
-        status=_status(ack.result.ok),
-        result_json=ack.result.result_json,
+        execution_id=ack.execution_id, name=ack.name, status=_OK, result_json=ack.recorded
     )
 
 
@@ -619,16 +629,18 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await self.dispatcher.heartbeat(session, refs)
 
     async def _on_step_saves(self, message: worker_pb2.StepSaves, session: Session) -> None:
-        writes, stale = [], []
+        writes: list[StepWrite] = []
+        stale: list[StepAck] = []
+        check = validation.check_payload
         for item in message.items:
             ref = _lease_ref(item.execution_id, item.lease_token)
             if ref is None:
-                stale.append(item)
+                stale.append(StepAck(item.execution_id, item.name, None))
                 continue
-            result = validation.check_payload(item.result_json, "result_json", 2**31)
-            writes.append(StepWrite(ref, item.name, result))
+            result = check(item.result_json, "result_json", 2**31)
+            writes.append(StepWrite(ref.execution_id, ref.token, item.name, result))
         if stale:
-            session.send([StepAck(0, s.name, _STALE_STEP) for s in stale])
+            session.send(stale)
         if writes:
             await self.dispatcher.save_steps(session, writes)
 
@@ -645,4 +657,3 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self.dispatcher.stop_leasing(session)
 
 
-_STALE_STEP = StepWriteResult(False)

@@ -7,19 +7,21 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from .models import Lease, LeaseRef, StepWriteResult, TaskDef
 
 _ids = itertools.count(1)
 
 
-@dataclass(frozen=True)
-class StepAck:
+class StepAck(NamedTuple):
     """Sent to the worker once a step save is durable (or rejected as stale)."""
 
-    execution_id: int
+    #: as the worker sent it
+    execution_id: str
     name: str
-    result: StepWriteResult
+    #: the recorded result JSON; None: stale lease, nothing written
+    recorded: StepWriteResult
 
 
 @dataclass(frozen=True)

@@ -232,22 +232,14 @@ class Store:
 
     async def save_steps(self, writes: Sequence[StepWrite], now: datetime) -> list[StepWriteResult]:
         """Record step results of current leases; stale writes change nothing."""
-        params = {
-            "ids": [w.lease.execution_id for w in writes],
-            "tokens": [w.lease.token for w in writes],
-            "names": [w.name for w in writes],
-            "results": [w.result_json for w in writes],
-            "now": now,
-        }
+        ids, tokens, names, results = (list(column) for column in zip(*writes, strict=True))
+        params = {"ids": ids, "tokens": tokens, "names": names, "results": results, "now": now}
+        recorded: list[StepWriteResult] = [None] * len(writes)
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("save_steps"), params)
-            recorded = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
-        return [
-            StepWriteResult(True, found)
-            if (found := recorded.get((w.lease.execution_id, w.lease.token, w.name))) is not None
-            else StepWriteResult(False)
-            for w in writes
-        ]
+            for n, text in await cur.fetchall():
+                recorded[n - 1] = text
+        return recorded
 
     async def apply_outcomes(
         self, writes: Sequence[OutcomeWrite], now: datetime, lease_now: datetime

@@ -31,7 +31,7 @@ def check_payload(text: str, field_name: str, limit: int) -> str:
     if size > limit:
         raise InvalidArgument(field_name, f"payload is {size} bytes; the limit is {limit} bytes")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except ValueError as exc:
         raise InvalidArgument(field_name, f"not valid JSON: {exc}") from exc
     if "\\u0000" in text and _has_nul(value):  # PostgreSQL's jsonb cannot store NUL
@@ -168,3 +168,6 @@ def check_task_def(task: TaskDef, capacity: int, prefix: str) -> TaskDef:
     else:
         zone(task.timezone, f"{prefix}.timezone")
     return task
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)

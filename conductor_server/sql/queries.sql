@@ -132,12 +132,12 @@ WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelle
 -- name: save_steps
 -- Record step results of current leases in one statement. Writes whose token is not current
 -- are left out (their absence from the result means stale); the first write of a name wins,
--- and the recorded result is returned either way.
+-- and the recorded result is returned either way, by the write's position (1-based).
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(names)s::text[],
-        %(results)s::text[]) AS u(execution_id, token, name, result)
+        %(results)s::text[]) WITH ORDINALITY AS u(execution_id, token, name, result, n)
 ), valid AS (
-    SELECT u.execution_id, u.token, u.name, u.result FROM u
+    SELECT u.n, u.execution_id, u.name, u.result FROM u
     JOIN conductor_executions e ON e.id = u.execution_id AND e.lease_token = u.token
         AND e.state = 'running'
     FOR SHARE OF e
@@ -147,7 +147,7 @@ WITH u AS (
     ON CONFLICT (execution_id, name) DO NOTHING
     RETURNING execution_id, name, result
 )
-SELECT v.execution_id, v.token::text, v.name, coalesce(i.result, s.result)::text
+SELECT v.n, coalesce(i.result, s.result)::text
 FROM valid v
 LEFT JOIN inserted i ON i.execution_id = v.execution_id AND i.name = v.name
 LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.name;

@@ -168,3 +168,41 @@ def test_stop_fails_pending_items() -> None:
         assert flush.batches == []
 
     asyncio.run(scenario())
+
+
+def test_items_submitted_together_share_a_flush_and_get_their_results_in_order() -> None:
+    async def scenario() -> None:
+        flush = FakeFlush()
+        batcher: Batcher[int, str] = Batcher("t", flush, max_batch=3)
+        single = batcher.submit(1)
+        group = batcher.submit_all([2, 3, 4])  # over max_batch with the one before: next flush
+        empty = batcher.submit_all([])
+        last = batcher.submit_all([5])
+        batcher.start()
+        try:
+            assert await asyncio.wait_for(single, timeout=2) == "r1"
+            assert await asyncio.wait_for(group, timeout=2) == ["r2", "r3", "r4"]
+            assert await asyncio.wait_for(last, timeout=2) == ["r5"]
+            assert empty.result() == []
+            assert flush.batches == [[1], [2, 3, 4], [5]]
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_returning_the_wrong_number_of_results_fails_its_batch() -> None:
+    async def scenario() -> None:
+        async def short(items: list[int]) -> list[str]:
+            return ["only one"]
+
+        batcher: Batcher[int, str] = Batcher("t", short)
+        group = batcher.submit_all([1, 2])
+        batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="1 results for 2 items"):
+                await asyncio.wait_for(group, timeout=2)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
