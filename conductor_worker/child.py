@@ -1,8 +1,12 @@
-"""The pool process: runs handlers one at a time, talks only to its parent over a pipe.
+"""The pool process: runs handlers, talks only to its parent over a pipe.
 
 No gRPC and no database here: step saves go to the parent, which records them and answers.
 Both directions carry pickled lists of messages, as many per write as are waiting (one writer
-thread per side, so handler threads never contend for the pipe). Messages from the parent:
+thread per side, so handler threads never contend for the pipe).
+
+Plain handlers run on `threads` handler threads; `async def` handlers run as coroutines on
+the process's event loop, up to `threads` at once, so a step costs no thread switch.
+Messages from the parent:
     ("run", RunSpec)                      run this next (queued in order)
     ("step_ack", execution_id, name, recorded_json | None)   None: the lease is lost
     ("interrupt", execution_id, reason, run_at | None)        release at the next checkpoint
@@ -32,22 +36,26 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .context import AsyncContext, Context, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .metrics import metrics
-from .pipes import read_batch, write_batches
+from .pipes import Outgoing, read_batch, write_batches
 from .task import Task, _load_task
 
 PR_SET_PDEATHSIG = 1
 
 
 class PipeLink:
-    """The child's side of the pipe; a reader thread keeps interrupt flags current."""
+    """The child's side of the pipe; a reader thread keeps interrupt flags current.
 
-    def __init__(self, conn: Connection) -> None:
+    With an event loop (`async def` handlers), runs and step answers are handed to the loop,
+    one hand-over per batch read from the pipe."""
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.conn = conn
         self.shutdown = False
         self.interrupts: dict[str, tuple[str, float | None]] = {}
@@ -55,7 +63,15 @@ class PipeLink:
         #: answers awaited by handler threads: ("step", eid, name) or ("call", request id)
         self._waiting: dict[tuple[Any, ...], queue.SimpleQueue[Any]] = {}
         self._requests = itertools.count(1)
-        self._outq: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
+        # -- the event loop's side (async handlers only)
+        self._loop = loop
+        self._futures: dict[tuple[Any, ...], asyncio.Future[str | None]] = {}
+        self._for_loop: list[tuple[Any, ...]] = []
+        self._soon: list[tuple[Any, ...]] = []
+        self.loop_runs: deque[RunSpec] = deque()
+        self.loop_stop = False
+        self.loop_wakeup = asyncio.Event()
         threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
         self._writer = threading.Thread(target=self._write, daemon=True, name="parent-writer")
         self._writer.start()
@@ -66,6 +82,7 @@ class PipeLink:
 
     def close(self) -> None:
         """Send everything queued, then stop the writer thread."""
+        self._flush_soon()
         self._outq.put(None)
         self._writer.join()
 
@@ -78,15 +95,26 @@ class PipeLink:
             while True:
                 for message in read_batch(self.conn):
                     self._handle(message)
+                if self._for_loop:
+                    assert self._loop is not None
+                    handed, self._for_loop = self._for_loop, []
+                    self._loop.call_soon_threadsafe(self._on_loop, handed)
         except (EOFError, OSError):
             os._exit(0)  # the worker is gone; nothing here may outlive it
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "run":
-            self.runs.put(message[1])
+            if self._loop is not None:
+                self._for_loop.append(message)
+            else:
+                self.runs.put(message[1])
         elif kind == "step_ack":
-            self._answer(("step", message[1], message[2]), message[3])
+            key = ("step", message[1], message[2])
+            if key in self._futures:
+                self._for_loop.append((key, message[3]))
+            else:
+                self._answer(key, message[3])
         elif kind == "call_result":
             self._answer(("call", message[1]), message[2:])
         elif kind == "interrupt":
@@ -94,7 +122,10 @@ class PipeLink:
         elif kind == "shutdown":
             self.shutdown = True
         elif kind == "stop":
-            self.runs.put(None)
+            if self._loop is not None:
+                self._for_loop.append(message)
+            else:
+                self.runs.put(None)
 
     def _answer(self, key: tuple[Any, ...], value: Any) -> None:
         waiter = self._waiting.pop(key, None)
@@ -112,10 +143,7 @@ class PipeLink:
         recorded: str | None = self._ask(
             ("step", execution_id, name), ("step", execution_id, token, name, result_json)
         )
-        if recorded is None:
-            raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
-        return recorded
-
+        return _checked(recorded, execution_id, name)
 
     def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
         """Have the worker's main process call the coordinator's client API."""
@@ -126,6 +154,49 @@ class PipeLink:
         if not ok:
             raise RuntimeError(f"{method} failed: {value}")
         return value
+
+    # -- on the event loop (async handlers) ---------------------------------------------
+
+    async def save_step_async(
+        self, execution_id: str, token: str, name: str, result_json: str
+    ) -> str:
+        assert self._loop is not None, "save_step_async needs the link's event loop"
+        key = ("step", execution_id, name)
+        future: asyncio.Future[str | None] = self._loop.create_future()
+        self._futures[key] = future
+        self.send_soon(("step", execution_id, token, name, result_json))
+        return _checked(await future, execution_id, name)
+
+    def send_soon(self, message: tuple[Any, ...]) -> None:
+        """Queue a message for the parent from the loop: everything queued in one pass of
+        the loop goes to the writer thread as one batch."""
+        if not self._soon:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush_soon)
+        self._soon.append(message)
+
+    def _flush_soon(self) -> None:
+        if self._soon:
+            batch, self._soon = self._soon, []
+            self._outq.put(batch)
+
+    def _on_loop(self, handed: list[tuple[Any, ...]]) -> None:
+        for item in handed:
+            if item[0] == "run":
+                self.loop_runs.append(item[1])
+            elif item[0] == "stop":
+                self.loop_stop = True
+            else:
+                future = self._futures.pop(item[0], None)
+                if future is not None and not future.done():
+                    future.set_result(item[1])
+        self.loop_wakeup.set()
+
+
+def _checked(recorded: str | None, execution_id: str, name: str) -> str:
+    if recorded is None:
+        raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
+    return recorded
 
 
 def _die_with_parent() -> None:
@@ -141,13 +212,19 @@ def main(conn: Connection, module: str, qualname: str, log_level: int, threads: 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     task = _load_task(module, qualname)
-    link = PipeLink(conn)
-    link.send(("ready", os.getpid()))
-    if threads == 1:
-        _serve(task, link, asyncio.new_event_loop() if task.is_async else None)
+    if task.is_async:
+        loop = asyncio.new_event_loop()
+        link = PipeLink(conn, loop)
+        link.send(("ready", os.getpid()))
+        try:
+            loop.run_until_complete(_serve_async(task, link, threads))
+        finally:
+            loop.close()
     else:
+        link = PipeLink(conn)
+        link.send(("ready", os.getpid()))
         runners = [
-            threading.Thread(target=_serve, args=(task, link, None), name=f"run-{i}", daemon=True)
+            threading.Thread(target=_serve, args=(task, link), name=f"run-{i}", daemon=True)
             for i in range(threads)
         ]
         for runner in runners:
@@ -157,38 +234,72 @@ def main(conn: Connection, module: str, qualname: str, log_level: int, threads: 
     link.close()
 
 
-def _serve(task: Task[..., Any], link: PipeLink, loop: asyncio.AbstractEventLoop | None) -> None:
+def _serve(task: Task[..., Any], link: PipeLink) -> None:
     """Run executions from the queue one after another until told to stop."""
     while (spec := link.runs.get()) is not None:
-        link.send(run(task, spec, link, loop))
+        link.send(run(task, spec, link))
         link.interrupts.pop(spec.execution_id, None)
     link.runs.put(None)  # let the other runner threads stop too
 
 
-def run(
-    task: Task[..., Any], spec: RunSpec, link: PipeLink, loop: asyncio.AbstractEventLoop | None
-) -> tuple[Any, ...]:
-    """Run one execution and return the message that reports how it ended."""
+async def _serve_async(task: Task[..., Any], link: PipeLink, slots: int) -> None:
+    """Run executions as coroutines, up to `slots` at once, in the order they came."""
+    running: set[asyncio.Task[None]] = set()
+
+    def ended(finished: asyncio.Task[None]) -> None:
+        running.discard(finished)
+        link.loop_wakeup.set()
+
+    while True:
+        while link.loop_runs and len(running) < slots:
+            started = asyncio.create_task(_run_async(task, link.loop_runs.popleft(), link))
+            running.add(started)
+            started.add_done_callback(ended)
+        if link.loop_stop and not link.loop_runs and not running:
+            return
+        await link.loop_wakeup.wait()
+        link.loop_wakeup.clear()
+
+
+def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
+    """Run one execution of a plain handler; returns the message that reports how it ended."""
     eid = spec.execution_id
     if link.shutdown or eid in link.interrupts:  # never start what must be let go
         reason, run_at = link.interrupts.get(eid, ("shutdown", None))
         return ("released", eid, reason, run_at)
     started = time.perf_counter()
     try:
-        event = spec.event()
-        if task.is_async:
-            coroutine = task.fn(event, AsyncContext(spec, link))
-            result = loop.run_until_complete(coroutine) if loop else asyncio.run(coroutine)
-        else:
-            result = task.fn(event, Context(spec, link))
-        return ("done", eid, encode_result(result))
-    except Interrupted as stop:
-        return ("released", eid, stop.reason, stop.run_at)
-    except LeaseLost:
-        return ("abandoned", eid)
-    except BaseException as exc:  # the attempt failed, whatever was raised
-        retryable = not isinstance(exc, NonRetryableError)
-        text = "".join(traceback.format_exception(exc))
-        return ("error", eid, type(exc).__name__, str(exc), text, retryable)
+        return ("done", eid, encode_result(task.fn(spec.event(), Context(spec, link))))
+    except BaseException as exc:  # the attempt ended early, whatever was raised
+        return _ended_by(eid, exc)
     finally:
         metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+
+
+async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
+    """Run one execution of an `async def` handler and report how it ended."""
+    eid = spec.execution_id
+    if link.shutdown or eid in link.interrupts:  # never start what must be let go
+        reason, run_at = link.interrupts.get(eid, ("shutdown", None))
+        link.send_soon(("released", eid, reason, run_at))
+        return
+    started = time.perf_counter()
+    try:
+        result = await task.fn(spec.event(), AsyncContext(spec, link))
+        outcome: tuple[Any, ...] = ("done", eid, encode_result(result))
+    except BaseException as exc:  # the attempt ended early, whatever was raised
+        outcome = _ended_by(eid, exc)
+    metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    link.send_soon(outcome)
+    link.interrupts.pop(eid, None)
+
+
+def _ended_by(eid: str, exc: BaseException) -> tuple[Any, ...]:
+    """The message for a run that raised: a release, an abandoned lease or a failure."""
+    if isinstance(exc, Interrupted):
+        return ("released", eid, exc.reason, exc.run_at)
+    if isinstance(exc, LeaseLost):
+        return ("abandoned", eid)
+    retryable = not isinstance(exc, NonRetryableError)
+    text = "".join(traceback.format_exception(exc))
+    return ("error", eid, type(exc).__name__, str(exc), text, retryable)

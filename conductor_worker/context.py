@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -73,6 +72,11 @@ class Link(Protocol):
     def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
         """Record a step durably and return the recorded result JSON (raises LeaseLost)."""
 
+    async def save_step_async(
+        self, execution_id: str, token: str, name: str, result_json: str
+    ) -> str:
+        """save_step for `async def` handlers (awaits on the pool process's event loop)."""
+
     def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
         """Call the client API through the worker (schedules); raises on failure."""
 
@@ -92,6 +96,7 @@ class Context:
         self._spec = spec
         self._link = link
         self._steps = dict(spec.steps)
+        self._steps_counter = metrics().steps.labels(spec.task)
 
     @property
     def cancelled(self) -> bool:
@@ -126,15 +131,22 @@ class Context:
 
         A step: once the sleep has passed, calling it again with the same name returns at
         once, so code before it is not repeated on resume (if it is in steps)."""
+        wake, recorded = self._sleep_until(name, seconds)
+        if not recorded:
+            self._record(name, {"sleep_until": wake})
+        self._wake_at(wake)
+
+    def _sleep_until(self, name: str, seconds: float) -> tuple[float, bool]:
+        """When ctx.sleep(name, seconds) ends, and whether that is recorded already."""
         _check_name(name)
         if seconds < 0 or seconds != seconds:
             raise ValueError(f"ctx.sleep({name!r}): seconds must be >= 0, got {seconds!r}")
         if name in self._steps:
-            wake = float(json.loads(self._steps[name])["sleep_until"])
-        else:
-            self.checkpoint()
-            wake = self._spec.coordinator_now() + seconds
-            self._record(name, {"sleep_until": wake})
+            return float(json.loads(self._steps[name])["sleep_until"]), True
+        self.checkpoint()
+        return self._spec.coordinator_now() + seconds, False
+
+    def _wake_at(self, wake: float) -> None:
         if self._spec.coordinator_now() < wake:
             raise Interrupted("sleep", wake)
 
@@ -172,9 +184,20 @@ class Context:
 
     def _record(self, name: str, value: Any) -> Any:
         encoded = _encode(value, f"result of step {name!r}")
-        recorded = self._link.save_step(self.execution_id, self._spec.token, name, encoded)
+        return self._recorded(
+            name, self._link.save_step(self.execution_id, self._spec.token, name, encoded)
+        )
+
+    async def _record_async(self, name: str, value: Any) -> Any:
+        encoded = _encode(value, f"result of step {name!r}")
+        return self._recorded(
+            name,
+            await self._link.save_step_async(self.execution_id, self._spec.token, name, encoded),
+        )
+
+    def _recorded(self, name: str, recorded: str) -> Any:
         self._steps[name] = recorded
-        metrics().steps.labels(self.task).inc()
+        self._steps_counter.inc()
         return json.loads(recorded)
 
 
@@ -190,11 +213,14 @@ class AsyncContext(Context):
         value = fn()
         if isinstance(value, Awaitable):
             value = await value
-        return await asyncio.to_thread(self._record, name, value)
+        return await self._record_async(name, value)
 
     async def sleep(self, name: str, seconds: float) -> None:  # type: ignore[override]
         """Like Context.sleep (`await ctx.sleep(...)`)."""
-        await asyncio.to_thread(Context.sleep, self, name, seconds)
+        wake, recorded = self._sleep_until(name, seconds)
+        if not recorded:
+            await self._record_async(name, {"sleep_until": wake})
+        self._wake_at(wake)
 
 
 def _check_name(name: str) -> None:

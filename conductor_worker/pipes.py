@@ -7,20 +7,31 @@ import queue
 from multiprocessing.connection import Connection
 from typing import Any
 
-#: messages per write at most
+#: messages per write at most (beyond the first item)
 MAX_BATCH = 256
 
+#: what a writer thread's queue holds: a message, a list of them, or None (stop)
+Outgoing = tuple[Any, ...] | list[tuple[Any, ...]] | None
 
-def write_batches(outq: queue.SimpleQueue[tuple[Any, ...] | None], conn: Connection) -> bool:
+
+def write_batches(outq: queue.SimpleQueue[Outgoing], conn: Connection) -> bool:
     """Send queued messages, as many per write as are waiting, until the None sentinel
     (returns True once everything before it was sent) or until the pipe breaks (False)."""
     while True:
-        batch = [outq.get()]
-        while len(batch) < MAX_BATCH and not outq.empty():
-            batch.append(outq.get())
-        stop = None in batch
-        if stop:  # send what came before the sentinel, then end
-            batch = batch[: batch.index(None)]
+        batch: list[tuple[Any, ...]] = []
+        stop = False
+        item = outq.get()
+        while True:
+            if item is None:  # send what came before the sentinel, then end
+                stop = True
+                break
+            if isinstance(item, list):
+                batch.extend(item)
+            else:
+                batch.append(item)
+            if len(batch) >= MAX_BATCH or outq.empty():
+                break
+            item = outq.get()
         if batch:
             try:
                 conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))

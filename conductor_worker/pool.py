@@ -27,7 +27,7 @@ from typing import Any
 from . import child as child_module
 from .context import RunSpec
 from .metrics import metrics, process_died
-from .pipes import MAX_BATCH, read_batch, write_batches
+from .pipes import MAX_BATCH, Outgoing, read_batch, write_batches
 from .task import Task
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,10 @@ class _Child:
         self.process = process
         self.conn = conn
         self.inflight: deque[RunSpec] = deque()
-        self.outq: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self.dead = False
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
         if not self.dead:
             self.outq.put(message)
 
@@ -192,8 +192,17 @@ class Pool:
             if not self.pending:
                 return
 
-    def step_ack(self, execution_id: str, name: str, recorded: str | None) -> None:
-        self.send_to(execution_id, ("step_ack", execution_id, name, recorded))
+    def step_acks(self, acks: list[tuple[str, str, str | None]]) -> None:
+        """Answer step saves: (execution id, name, recorded result or None if the lease is
+        lost), one hand-over per child process."""
+        by_child: dict[int, tuple[_Child, list[tuple[Any, ...]]]] = {}
+        for execution_id, name, recorded in acks:
+            child = self._where.get(execution_id)
+            if child is not None:
+                entry = by_child.setdefault(id(child), (child, []))
+                entry[1].append(("step_ack", execution_id, name, recorded))
+        for child, messages in by_child.values():
+            child.send(messages)
 
     def send_to(self, execution_id: str, message: tuple[Any, ...]) -> None:
         """Send a message to the process running the execution (if it still is)."""

@@ -306,11 +306,16 @@ class Worker:
     ) -> None:
         while True:
             items = [await outbox.get()]
-            # Busy (a backlog of leases): wait a moment so that more results share a message
-            # and the coordinator's group commit; idle: send at once, for latency.
-            await asyncio.sleep(BUSY_BATCH_WAIT if len(self.held) > BUSY_HELD else 0)
+            await asyncio.sleep(0)  # let whatever is ready on the loop join this message
             while not outbox.empty():
                 items.append(outbox.get_nowait())
+            # Busy (a backlog of leases) with only outcomes to send: wait a moment so that
+            # more of them share a message and the coordinator's group commit. A step save
+            # goes at once: a handler is waiting for it.
+            if len(self.held) > BUSY_HELD and not any(_is_step(i) for i in items):
+                await asyncio.sleep(BUSY_BATCH_WAIT)
+                while not outbox.empty():
+                    items.append(outbox.get_nowait())
             for message in _coalesce(items):
                 await call.write(message)
 
@@ -384,17 +389,19 @@ class Worker:
             )
 
     def _on_step_acks(self, acks: worker_pb2.StepAcks) -> None:
+        answers: dict[str, list[tuple[str, str, str | None]]] = {}
         for ack in acks.items:
-            self.pending_steps.pop((ack.execution_id, ack.name), None)
-            held = self.held.get(ack.execution_id)
+            eid, name = ack.execution_id, ack.name
+            self.pending_steps.pop((eid, name), None)
+            held = self.held.get(eid)
             if held is None:
                 continue
             ok = ack.status == worker_pb2.WRITE_STATUS_OK
             if not ok:
                 held.abandoned = True
-            self.pools[held.task].step_ack(
-                ack.execution_id, ack.name, ack.result_json if ok else None
-            )
+            answers.setdefault(held.task, []).append((eid, name, ack.result_json if ok else None))
+        for task, items in answers.items():
+            self.pools[task].step_acks(items)
 
     def _on_outcome_acks(self, acks: worker_pb2.OutcomeAcks) -> None:
         for ack in acks.items:
@@ -431,7 +438,7 @@ class Worker:
         elif kind == "step":
             _, _, token, name, result_json = message
             if held.abandoned:
-                self.pools[held.task].step_ack(eid, name, None)
+                self.pools[held.task].step_acks([(eid, name, None)])
                 return
             save = worker_pb2.StepSave(
                 execution_id=eid, lease_token=token, name=name, result_json=result_json
@@ -504,6 +511,10 @@ def _released(reason: str, run_at: float | None) -> worker_pb2.Released:
         ts.FromDatetime(datetime.fromtimestamp(run_at, UTC))
         released.run_at.CopyFrom(ts)
     return released
+
+
+def _is_step(item: worker_pb2.WorkerMessage | tuple[str, Any]) -> bool:
+    return isinstance(item, tuple) and item[0] == "step"
 
 
 def _coalesce(

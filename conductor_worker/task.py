@@ -108,7 +108,8 @@ def task(
     JSON-serialisable. Options are checked here, so a bad one fails at import time.
 
     `threads` runs that many executions at once in each pool process (for handlers that
-    mostly wait on I/O); a process that dies then fails every run it had started.
+    mostly wait on I/O): in threads for a `def` handler, as coroutines on the process's event
+    loop for an `async def` one. A process that dies then fails every run it had started.
 
     `cron` declares static schedules, read in `timezone`: one expression, a list of them
     (each named by its expression) or a dict {name: expression}. `event.schedule` tells the

@@ -6,6 +6,8 @@ worker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -69,6 +71,31 @@ def exit_hard(event: Event, ctx: Context) -> str:
 @task(name="always-fails", max_attempts=2, **FAST_RETRY)
 def always_fails(event: Event, ctx: Context) -> None:
     raise ValueError(f"bad value {event.payload!r}")
+
+
+_inside: dict[str, Any] = {"runs": 0, "peak": 0, "all_in": None}
+
+
+@task(name="async-together", processes=1, threads=4, prefetch=0)
+async def async_together(event: Event, ctx: Any) -> dict[str, int]:
+    """Waits (up to 20 s) until `expect` runs have been inside its one pool process at once,
+    which only happens if async runs share the process's event loop; returns the peak seen."""
+    pid = await ctx.step("pid", os.getpid)
+    if _inside["all_in"] is None:
+        _inside["all_in"] = asyncio.Event()
+    all_in: asyncio.Event = _inside["all_in"]
+    _inside["runs"] += 1
+    _inside["peak"] = max(_inside["peak"], _inside["runs"])
+    if _inside["peak"] >= event.payload["expect"]:
+        all_in.set()
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), timeout=20)
+        seen = _inside["peak"]
+    finally:
+        _inside["runs"] -= 1
+    together = await ctx.step("together", lambda: seen)
+    return {"pid": pid, "together": together}
 
 
 @task(name="async-echo")

@@ -55,6 +55,19 @@ def test_async_handler_and_batch(address, spawn_worker, client):
                        {"echo": [3], "attempt": 1}]
 
 
+def test_async_runs_share_one_pool_process(address, spawn_worker, client):
+    """threads=4 on an async task: four runs at once as coroutines in one process, each with
+    its steps recorded."""
+    spawn_worker(address)
+    ids = client.invoke_batch("async-together", [{"expect": 4}] * 4)
+    results = [client.wait(i, timeout=60).result for i in ids]
+    assert [r["together"] for r in results] == [4, 4, 4, 4]
+    assert len({r["pid"] for r in results}) == 1
+    for execution_id, result in zip(ids, results, strict=True):
+        steps = {s.name: s.result for s in client.steps(execution_id)}
+        assert steps == {"pid": result["pid"], "together": 4}
+
+
 def test_failed_step_attempt_retries_without_rerunning_steps(address, spawn_worker, client,
                                                              tmp_path):
     effects = tmp_path / "effects.txt"

@@ -29,6 +29,11 @@ class FakeLink:
         self.saved.append((execution_id, token, name, result_json))
         return self.recorded.get(name, result_json)
 
+    async def save_step_async(
+        self, execution_id: str, token: str, name: str, result_json: str
+    ) -> str:
+        return self.save_step(execution_id, token, name, result_json)
+
 
 class CountingFn:
     def __init__(self, value: Any) -> None:
