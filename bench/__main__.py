@@ -25,7 +25,7 @@ from .harness import PostgresServer, Result, busy_cores
 from .peer_scenario import peer
 from .scenarios import SCENARIOS, Run
 
-ORDER = ["S1", "peer", "S2", "S3", "S4", "S5", "S6"]
+ORDER = ["S1", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6"]
 
 
 def machine() -> str:
