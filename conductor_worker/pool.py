@@ -1,10 +1,10 @@
 """One process pool per task type; survives crashing children.
 
-Each child runs one execution at a time, with at most `per_child` runs queued in its pipe so
-that it never waits for the parent. Pipe I/O happens on one reader and one writer thread per
-child; everything else runs on the worker's event loop. When a child dies, the run it was in
-fails with the exit code or signal, the runs queued behind it go to other children, and a new
-child takes its place.
+Each child runs `threads` executions at a time (one by default; see child.py), with more
+runs queued in its pipe so that it never waits for the parent. Pipe I/O happens on one reader
+and one writer thread per child; everything else runs on the worker's event loop. When a
+child dies, the runs it had started fail with the exit code or signal, the runs queued behind
+them go to other children, and a new child takes its place.
 """
 
 from __future__ import annotations
@@ -195,13 +195,12 @@ class Pool:
     def step_acks(self, acks: list[tuple[str, str, str | None]]) -> None:
         """Answer step saves: (execution id, name, recorded result or None if the lease is
         lost), one hand-over per child process."""
-        by_child: dict[int, tuple[_Child, list[tuple[Any, ...]]]] = {}
+        by_child: dict[_Child, list[tuple[Any, ...]]] = {}
         for execution_id, name, recorded in acks:
             child = self._where.get(execution_id)
             if child is not None:
-                entry = by_child.setdefault(id(child), (child, []))
-                entry[1].append(("step_ack", execution_id, name, recorded))
-        for child, messages in by_child.values():
+                by_child.setdefault(child, []).append(("step_ack", execution_id, name, recorded))
+        for child, messages in by_child.items():
             child.send(messages)
 
     def send_to(self, execution_id: str, message: tuple[Any, ...]) -> None:
