@@ -6,13 +6,14 @@ tests count them outside the worker.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from conductor_worker import Context, Event, task
+from conductor_worker import AsyncContext, Context, Event, task
 
 _connections: dict[str, psycopg.Connection[Any]] = {}
 
@@ -46,6 +47,22 @@ def process_items(event: Event, ctx: Context) -> int:
 @task(name="process-dataset", processes=2)
 def process_dataset(event: Event, ctx: Context) -> dict[str, int]:
     return {"processed": process_items(event, ctx)}
+
+
+@task(name="process-dataset-async", processes=1, threads=4)
+async def process_dataset_async(event: Event, ctx: AsyncContext) -> dict[str, int]:
+    """process-dataset as an async handler; several runs share one pool process."""
+    items = await ctx.step("fetch-items", lambda: list(range(event.payload["count"])))
+    delay = event.payload.get("delay", 0.0)
+    for item in items:
+
+        async def process(item: int = item) -> None:
+            effect(event, f"item-{item}")
+            await asyncio.sleep(delay)
+
+        await ctx.step(f"process-{item}", process)
+        ctx.checkpoint()
+    return {"processed": len(items)}
 
 
 @task(name="delete-old-data")

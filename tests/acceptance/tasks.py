@@ -7,7 +7,6 @@ worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -73,31 +72,6 @@ def always_fails(event: Event, ctx: Context) -> None:
     raise ValueError(f"bad value {event.payload!r}")
 
 
-_inside: dict[str, Any] = {"runs": 0, "peak": 0, "all_in": None}
-
-
-@task(name="async-together", processes=1, threads=4, prefetch=0)
-async def async_together(event: Event, ctx: Any) -> dict[str, int]:
-    """Waits (up to 20 s) until `expect` runs have been inside its one pool process at once,
-    which only happens if async runs share the process's event loop; returns the peak seen."""
-    pid = await ctx.step("pid", os.getpid)
-    if _inside["all_in"] is None:
-        _inside["all_in"] = asyncio.Event()
-    all_in: asyncio.Event = _inside["all_in"]
-    _inside["runs"] += 1
-    _inside["peak"] = max(_inside["peak"], _inside["runs"])
-    if _inside["peak"] >= event.payload["expect"]:
-        all_in.set()
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_in.wait(), timeout=20)
-        seen = _inside["peak"]
-    finally:
-        _inside["runs"] -= 1
-    together = await ctx.step("together", lambda: seen)
-    return {"pid": pid, "together": together}
-
-
 @task(name="async-echo")
 async def async_echo(event: Event, ctx: Any) -> Any:
     value = await ctx.step("echo", lambda: event.payload)
@@ -134,4 +108,20 @@ def threaded(event: Event, ctx: Context) -> int:
     ctx.step("after-meeting", lambda: event.payload["i"])
     if event.payload.get("hang"):
         time.sleep(120)
+    return os.getpid()
+
+
+@task(name="threaded-async", processes=1, threads=4, prefetch=0, max_attempts=1)
+async def threaded_async(event: Event, ctx: Any) -> int:
+    """`threaded` as an async handler: the runs are coroutines on one event loop."""
+    path = Path(event.payload["effects"])
+    effect(str(path), f"start {os.getpid()}")
+    deadline = time.monotonic() + 30
+    while len(path.read_text().splitlines()) < event.payload["together"]:  # noqa: ASYNC240
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other runs never started")
+        await asyncio.sleep(0.01)
+    await ctx.step("after-meeting", lambda: event.payload["i"])
+    if event.payload.get("hang"):
+        await asyncio.sleep(120)
     return os.getpid()

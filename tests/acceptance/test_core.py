@@ -55,19 +55,6 @@ def test_async_handler_and_batch(address, spawn_worker, client):
                        {"echo": [3], "attempt": 1}]
 
 
-def test_async_runs_share_one_pool_process(address, spawn_worker, client):
-    """threads=4 on an async task: four runs at once as coroutines in one process, each with
-    its steps recorded."""
-    spawn_worker(address)
-    ids = client.invoke_batch("async-together", [{"expect": 4}] * 4)
-    results = [client.wait(i, timeout=60).result for i in ids]
-    assert [r["together"] for r in results] == [4, 4, 4, 4]
-    assert len({r["pid"] for r in results}) == 1
-    for execution_id, result in zip(ids, results, strict=True):
-        steps = {s.name: s.result for s in client.steps(execution_id)}
-        assert steps == {"pid": result["pid"], "together": 4}
-
-
 def test_failed_step_attempt_retries_without_rerunning_steps(address, spawn_worker, client,
                                                              tmp_path):
     effects = tmp_path / "effects.txt"
@@ -165,23 +152,32 @@ def test_signal_of_killed_child_is_in_the_error(address, spawn_worker, client, t
     assert "SIGKILL" in execution.error.message
 
 
+THREADED = pytest.mark.parametrize("task_name", ["threaded", "threaded-async"])
+
+
+@THREADED
 def test_threads_run_executions_concurrently_in_one_process(address, spawn_worker, client,
-                                                            tmp_path):
+                                                            tmp_path, task_name):
+    """threads=4: four runs at once in one pool process, in threads (def) or as coroutines
+    on the process's event loop (async def), each with its step recorded."""
     spawn_worker(address)
     effects = tmp_path / "meet.txt"
-    ids = [client.invoke("threaded", {"effects": str(effects), "together": 4, "i": i})
+    ids = [client.invoke(task_name, {"effects": str(effects), "together": 4, "i": i})
            for i in range(4)]
     results = [client.wait(i, timeout=60) for i in ids]
     assert [r.state for r in results] == ["succeeded"] * 4, [r.error for r in results]
     assert len({r.result for r in results}) == 1, "all four ran in the one pool process"
     assert len(effects.read_text().splitlines()) == 4
+    for i, execution_id in enumerate(ids):
+        assert [(s.name, s.result) for s in client.steps(execution_id)] == [("after-meeting", i)]
 
 
+@THREADED
 def test_killed_threaded_process_fails_every_run_it_started(address, spawn_worker, client,
-                                                            tmp_path):
+                                                            tmp_path, task_name):
     worker = spawn_worker(address)
     effects = tmp_path / "meet.txt"
-    ids = [client.invoke("threaded", {"effects": str(effects), "together": 2, "i": i,
+    ids = [client.invoke(task_name, {"effects": str(effects), "together": 2, "i": i,
                                       "hang": True}) for i in range(2)]
     wait_for(lambda: all(len(client.steps(i)) == 1 for i in ids), what="both runs to meet")
     pid = int(effects.read_text().split()[1])

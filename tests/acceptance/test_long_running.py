@@ -111,30 +111,35 @@ def test_window_tasks_run_inside_their_windows(
 # -- graceful shutdown -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("task_name", "runs"), [("process-dataset", 1),
+                                                  ("process-dataset-async", 3)])
 def test_sigterm_mid_loop_releases_and_a_new_worker_finishes_exactly_once(
-    address, spawn_worker, client, tables, database_url
+    address, spawn_worker, client, tables, database_url, task_name, runs
 ):
     first = spawn_worker(address, MODULE)
-    execution_id = client.invoke(
-        "process-dataset", {"dsn": database_url, "count": 40, "delay": 0.05}
+    ids = client.invoke_batch(
+        task_name, [{"dsn": database_url, "count": 40, "delay": 0.05}] * runs
     )
-    wait_for(lambda: len(effects(tables, execution_id)) >= 5, what="items to be processed")
+    for execution_id in ids:
+        wait_for(lambda e=execution_id: len(effects(tables, e)) >= 5,
+                 what="items to be processed")
     started = time.monotonic()
     first.process.send_signal(signal.SIGTERM)
     assert first.process.wait(30) == 0, first.output()
     took = time.monotonic() - started
-    state, attempt, _, steps = row(tables, execution_id)
-    assert (state, attempt) == ("pending", 0), "a release counts no attempt"
-    assert steps >= 6  # fetch-items + processed items
-    done_before = len(effects(tables, execution_id))
-    assert done_before < 40
     assert took < 10, f"worker took {took:.1f}s to stop after SIGTERM"
+    for execution_id in ids:
+        state, attempt, _, steps = row(tables, execution_id)
+        assert (state, attempt) == ("pending", 0), "a release counts no attempt"
+        assert steps >= 6  # fetch-items + processed items
+        assert len(effects(tables, execution_id)) < 40
 
     spawn_worker(address, MODULE)
-    execution = client.wait(execution_id, timeout=60)
-    assert execution.state == "succeeded" and execution.attempt == 1
-    items = effects(tables, execution_id)
-    assert sorted(items) == sorted(f"item-{i}" for i in range(40)), "each item exactly once"
+    for execution_id in ids:
+        execution = client.wait(execution_id, timeout=60)
+        assert execution.state == "succeeded" and execution.attempt == 1
+        items = effects(tables, execution_id)
+        assert sorted(items) == sorted(f"item-{i}" for i in range(40)), "each item exactly once"
 
 
 @pytest.mark.parametrize("how", ["second-signal", "drain-timeout"])
