@@ -41,6 +41,8 @@ RECONNECT_MIN = 0.1
 RECONNECT_MAX = 5.0
 BUSY_HELD = 16  # leases held above which the worker counts as busy
 BUSY_BATCH_WAIT = 0.002  # seconds a busy worker lets results gather before sending
+#: seconds new step saves wait at most for the previous batch's acknowledgement
+STEP_GATHER_MAX = 0.005
 #: answers that reconnecting cannot fix: the worker stops with exit code 1
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -117,6 +119,9 @@ class Worker:
         self.held: dict[str, _Held] = {}
         self.unacked: dict[str, worker_pb2.Outcome] = {}
         self.pending_steps: dict[tuple[str, str], worker_pb2.StepSave] = {}
+        #: step saves sent on the current stream and not yet acknowledged
+        self._steps_in_flight = 0
+        self._steps_landed = asyncio.Event()
         self._calls: set[asyncio.Task[None]] = set()
         self._client: Client | None = None
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] | None = None
@@ -134,6 +139,7 @@ class Worker:
 
     async def run_async(self) -> int:
         self._stop_requested = asyncio.Event()
+        self._steps_landed = asyncio.Event()
         self._abort = asyncio.Event()
         self._idle = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -275,6 +281,7 @@ class Worker:
             self._abandon(ref.execution_id)
         outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] = asyncio.Queue()
         self._outbox = outbox
+        self._steps_in_flight = 0  # a new stream: whatever was unacknowledged is resent below
         if self._stopping:
             self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
         for save in self.pending_steps.values():
@@ -309,13 +316,23 @@ class Worker:
             await asyncio.sleep(0)  # let whatever is ready on the loop join this message
             while not outbox.empty():
                 items.append(outbox.get_nowait())
-            # Busy (a backlog of leases) with only outcomes to send: wait a moment so that
-            # more of them share a message and the coordinator's group commit. A step save
-            # goes at once: a handler is waiting for it.
-            if len(self.held) > BUSY_HELD and not any(_is_step(i) for i in items):
+            steps = sum(1 for i in items if _is_step(i))
+            if steps == 0 and len(self.held) > BUSY_HELD:
+                # Busy (a backlog of leases) with only outcomes to send: wait a moment so that
+                # more of them share a message and the coordinator's group commit.
                 await asyncio.sleep(BUSY_BATCH_WAIT)
-                while not outbox.empty():
-                    items.append(outbox.get_nowait())
+            elif steps and self._steps_in_flight:
+                # A handler waits on each step save, but while the last batch of saves is
+                # being committed these could only queue behind it at the coordinator:
+                # gather them until it is acknowledged (bounded), then send them as one.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._steps_landed.wait(), STEP_GATHER_MAX)
+            while not outbox.empty():
+                items.append(outbox.get_nowait())
+            steps = sum(1 for i in items if _is_step(i))
+            if steps:
+                self._steps_in_flight += steps
+                self._steps_landed.clear()
             for message in _coalesce(items):
                 await call.write(message)
 
@@ -389,6 +406,9 @@ class Worker:
             )
 
     def _on_step_acks(self, acks: worker_pb2.StepAcks) -> None:
+        self._steps_in_flight = max(0, self._steps_in_flight - len(acks.items))
+        if not self._steps_in_flight:
+            self._steps_landed.set()
         answers: dict[str, list[tuple[str, str, str | None]]] = {}
         for ack in acks.items:
             eid, name = ack.execution_id, ack.name
