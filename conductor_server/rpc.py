@@ -471,6 +471,7 @@ async def _drain(outbox: asyncio.Queue[Outgoing]) -> tuple[list[Outgoing], bool]
 
 _OK = worker_pb2.WRITE_STATUS_OK
 _STALE = worker_pb2.WRITE_STATUS_STALE_LEASE
+_INVALID = worker_pb2.WRITE_STATUS_INVALID
 
 
 def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
@@ -479,6 +480,10 @@ def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
 
 def _step_ack(ack: StepAck) -> worker_pb2.StepAck:
     if ack.recorded is None:
+        if ack.error:
+            return worker_pb2.StepAck(
+                execution_id=ack.execution_id, name=ack.name, status=_INVALID, error=ack.error
+            )
         return worker_pb2.StepAck(
             execution_id=ack.execution_id, name=ack.name, status=_STALE
         )
@@ -498,7 +503,11 @@ def _outcome_ack(ack: OutcomeAck) -> worker_pb2.OutcomeAck:
 def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef) -> OutcomeWrite:
     kind = o.WhichOneof("result")
     if kind == "completed":
-        result = validation.check_payload(o.completed.result_json, "result_json", 2**31)
+        try:
+            result = validation.check_payload(o.completed.result_json, "result_json", 2**31)
+        except InvalidArgument as exc:  # not storable: a failed attempt, not a stuck run
+            error = ErrorInfo("InvalidResult", f"the handler's return value: {exc}", "")
+            return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=False)
         return OutcomeWrite(ref, OutcomeKind.COMPLETED, result_json=result)
     if kind == "failed":
         error = ErrorInfo(o.failed.error.type, o.failed.error.message, o.failed.error.traceback)
@@ -622,7 +631,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         try:
             await handler(message, session)
         except Exception:
-            log.exception("worker %s: handling a message failed", session.worker_id)
+            # Nothing of the message was acknowledged. End the stream: the worker reconnects
+            # and resends every write it holds unacknowledged (e.g. after a database error),
+            # rather than waiting for answers that never come.
+            log.exception("worker %s: handling a message failed; closing its stream",
+                          session.worker_id)
+            session.close()
 
     async def _on_heartbeat(self, message: worker_pb2.Heartbeat, session: Session) -> None:
         refs = [r for m in message.leases if (r := _lease_ref(m.execution_id, m.lease_token))]
@@ -630,17 +644,21 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def _on_step_saves(self, message: worker_pb2.StepSaves, session: Session) -> None:
         writes: list[StepWrite] = []
-        stale: list[StepAck] = []
+        refused: list[StepAck] = []  # stale tokens and invalid saves: answered, not written
         check = validation.check_payload
         for item in message.items:
             ref = _lease_ref(item.execution_id, item.lease_token)
             if ref is None:
-                stale.append(StepAck(item.execution_id, item.name, None))
+                refused.append(StepAck(item.execution_id, item.name, None))
                 continue
-            result = check(item.result_json, "result_json", 2**31)
+            try:
+                result = check(item.result_json, "result_json", 2**31)
+            except InvalidArgument as exc:
+                refused.append(StepAck(item.execution_id, item.name, None, str(exc)))
+                continue
             writes.append(StepWrite(ref.execution_id, ref.token, item.name, result))
-        if stale:
-            session.send(stale)
+        if refused:
+            session.send(refused)
         if writes:
             await self.dispatcher.save_steps(session, writes)
 

@@ -20,8 +20,10 @@ class StepAck(NamedTuple):
     #: as the worker sent it
     execution_id: str
     name: str
-    #: the recorded result JSON; None: stale lease, nothing written
+    #: the recorded result JSON; None: stale lease or refused write, nothing written
     recorded: StepWriteResult
+    #: why the write was refused (the save itself is invalid), naming the field
+    error: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Plain handlers run on `threads` handler threads; `async def` handlers run as cor
 the process's event loop, up to `threads` at once, so a step costs no thread switch.
 Messages from the parent:
     ("run", RunSpec)                      run this next (queued in order)
-    ("step_ack", execution_id, name, recorded_json | None)   None: the lease is lost
+    ("step_ack", execution_id, name, recorded_json | None, error)
+                                          None: refused (error says why) or the lease is lost
     ("interrupt", execution_id, reason, run_at | None)        release at the next checkpoint
     ("call_result", request_id, ok, value)   answer to a "call" (value or error text)
     ("shutdown",)                         the worker is stopping: release at the next checkpoint
@@ -66,7 +67,7 @@ class PipeLink:
         self._outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         # -- the event loop's side (async handlers only)
         self._loop = loop
-        self._futures: dict[tuple[Any, ...], asyncio.Future[str | None]] = {}
+        self._futures: dict[tuple[Any, ...], asyncio.Future[tuple[str | None, str]]] = {}
         self._for_loop: list[tuple[Any, ...]] = []
         self._soon: list[tuple[Any, ...]] = []
         self.loop_runs: deque[RunSpec] = deque()
@@ -112,9 +113,9 @@ class PipeLink:
         elif kind == "step_ack":
             key = ("step", message[1], message[2])
             if key in self._futures:
-                self._for_loop.append((key, message[3]))
+                self._for_loop.append((key, message[3:]))
             else:
-                self._answer(key, message[3])
+                self._answer(key, message[3:])
         elif kind == "call_result":
             self._answer(("call", message[1]), message[2:])
         elif kind == "interrupt":
@@ -140,10 +141,10 @@ class PipeLink:
         return waiter.get()
 
     def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
-        recorded: str | None = self._ask(
+        answer: tuple[str | None, str] = self._ask(
             ("step", execution_id, name), ("step", execution_id, token, name, result_json)
         )
-        return _checked(recorded, execution_id, name)
+        return _checked(answer, execution_id, name)
 
     def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
         """Have the worker's main process call the coordinator's client API."""
@@ -162,7 +163,7 @@ class PipeLink:
     ) -> str:
         assert self._loop is not None, "save_step_async needs the link's event loop"
         key = ("step", execution_id, name)
-        future: asyncio.Future[str | None] = self._loop.create_future()
+        future: asyncio.Future[tuple[str | None, str]] = self._loop.create_future()
         self._futures[key] = future
         self.send_soon(("step", execution_id, token, name, result_json))
         return _checked(await future, execution_id, name)
@@ -193,7 +194,11 @@ class PipeLink:
         self.loop_wakeup.set()
 
 
-def _checked(recorded: str | None, execution_id: str, name: str) -> str:
+def _checked(answer: tuple[str | None, str], execution_id: str, name: str) -> str:
+    """The recorded result from a step save's answer (recorded JSON or None, error)."""
+    recorded, error = answer
+    if error:
+        raise ValueError(f"step {name!r} was not recorded: {error}")
     if recorded is None:
         raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
     return recorded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -230,9 +231,16 @@ def _check_name(name: str) -> None:
 
 def _encode(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if "\\u0000" in text and _UNESCAPED_NUL.search(text):
+        raise ValueError(f"{what} contains a NUL character (\\u0000), which cannot be stored")
+    return text
+
+
+#: a JSON escape of NUL: \u0000 after an even number of backslashes (odd ones escape it)
+_UNESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def encode_result(value: Any) -> str:

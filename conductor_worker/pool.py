@@ -192,14 +192,16 @@ class Pool:
             if not self.pending:
                 return
 
-    def step_acks(self, acks: list[tuple[str, str, str | None]]) -> None:
-        """Answer step saves: (execution id, name, recorded result or None if the lease is
-        lost), one hand-over per child process."""
+    def step_acks(self, acks: list[tuple[str, str, str | None, str]]) -> None:
+        """Answer step saves: (execution id, name, recorded result or None, why the save was
+        refused or "" if the lease is lost), one hand-over per child process."""
         by_child: dict[_Child, list[tuple[Any, ...]]] = {}
-        for execution_id, name, recorded in acks:
+        for execution_id, name, recorded, error in acks:
             child = self._where.get(execution_id)
             if child is not None:
-                by_child.setdefault(child, []).append(("step_ack", execution_id, name, recorded))
+                by_child.setdefault(child, []).append(
+                    ("step_ack", execution_id, name, recorded, error)
+                )
         for child, messages in by_child.items():
             child.send(messages)
 

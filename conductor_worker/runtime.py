@@ -409,17 +409,22 @@ class Worker:
         self._steps_in_flight = max(0, self._steps_in_flight - len(acks.items))
         if not self._steps_in_flight:
             self._steps_landed.set()
-        answers: dict[str, list[tuple[str, str, str | None]]] = {}
+        answers: dict[str, list[tuple[str, str, str | None, str]]] = {}
         for ack in acks.items:
             eid, name = ack.execution_id, ack.name
             self.pending_steps.pop((eid, name), None)
             held = self.held.get(eid)
             if held is None:
                 continue
-            ok = ack.status == worker_pb2.WRITE_STATUS_OK
-            if not ok:
+            answer: tuple[str, str, str | None, str]
+            if ack.status == worker_pb2.WRITE_STATUS_OK:
+                answer = (eid, name, ack.result_json, "")
+            elif ack.status == worker_pb2.WRITE_STATUS_INVALID:  # the run fails at that step
+                answer = (eid, name, None, ack.error or "refused by the coordinator")
+            else:
                 held.abandoned = True
-            answers.setdefault(held.task, []).append((eid, name, ack.result_json if ok else None))
+                answer = (eid, name, None, "")
+            answers.setdefault(held.task, []).append(answer)
         for task, items in answers.items():
             self.pools[task].step_acks(items)
 
@@ -458,7 +463,7 @@ class Worker:
         elif kind == "step":
             _, _, token, name, result_json = message
             if held.abandoned:
-                self.pools[held.task].step_acks([(eid, name, None)])
+                self.pools[held.task].step_acks([(eid, name, None, "")])
                 return
             save = worker_pb2.StepSave(
                 execution_id=eid, lease_token=token, name=name, result_json=result_json

@@ -76,6 +76,11 @@ class _WriteStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WriteStat
     """Durable."""
     WRITE_STATUS_STALE_LEASE: _WriteStatus.ValueType  # 2
     """The lease token is no longer current; nothing was written and the worker must abandon the run."""
+    WRITE_STATUS_INVALID: _WriteStatus.ValueType  # 3
+    """The write itself is not acceptable (e.g. a step result that is not storable JSON); nothing
+    was written, `error` says why, and the run should fail. Only step saves are answered so:
+    an unacceptable completion is recorded as a failed attempt instead (error type InvalidResult).
+    """
 
 class WriteStatus(_WriteStatus, metaclass=_WriteStatusEnumTypeWrapper):
     """Whether a write was applied."""
@@ -86,6 +91,11 @@ WRITE_STATUS_OK: WriteStatus.ValueType  # 1
 """Durable."""
 WRITE_STATUS_STALE_LEASE: WriteStatus.ValueType  # 2
 """The lease token is no longer current; nothing was written and the worker must abandon the run."""
+WRITE_STATUS_INVALID: WriteStatus.ValueType  # 3
+"""The write itself is not acceptable (e.g. a step result that is not storable JSON); nothing
+was written, `error` says why, and the run should fail. Only step saves are answered so:
+an unacceptable completion is recorded as a failed attempt instead (error type InvalidResult).
+"""
 Global___WriteStatus: _TypeAlias = WriteStatus  # noqa: Y015
 
 @_typing.final
@@ -763,6 +773,7 @@ class StepAck(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     name: _builtins.str
@@ -771,6 +782,8 @@ class StepAck(_message.Message):
     """Whether it was recorded."""
     result_json: _builtins.str
     """The recorded result JSON (differs from the sent one when the name was already recorded)."""
+    error: _builtins.str
+    """With WRITE_STATUS_INVALID: what is wrong, naming the field."""
     def __init__(
         self,
         *,
@@ -778,10 +791,11 @@ class StepAck(_message.Message):
         name: _builtins.str = ...,
         status: Global___WriteStatus.ValueType = ...,
         result_json: _builtins.str = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "name", b"name", "result_json", b"result_json", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "execution_id", b"execution_id", "name", b"name", "result_json", b"result_json", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

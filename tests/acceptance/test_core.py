@@ -55,6 +55,33 @@ def test_async_handler_and_batch(address, spawn_worker, client):
                        {"echo": [3], "attempt": 1}]
 
 
+def test_failed_step_flush_closes_the_stream_and_the_worker_resends(coordinator, address,
+                                                                   spawn_worker, client):
+    """A database error while saving steps: the coordinator ends the worker's stream, the
+    worker reconnects and resends the unacknowledged save, and the run goes on (same attempt)."""
+    store = coordinator.coordinator.store
+    real = store.save_steps
+    failures: list[int] = []
+
+    async def fails_once(writes: Any, now: Any) -> Any:
+        if not failures:
+            failures.append(len(writes))
+            raise ConnectionError("simulated database outage")
+        return await real(writes, now)
+
+    store.save_steps = fails_once
+    try:
+        worker = spawn_worker(address)
+        execution = client.wait(client.invoke("async-echo", "again"), timeout=60)
+    finally:
+        store.save_steps = real
+    assert failures == [1]
+    assert execution.state == "succeeded"
+    assert execution.result == {"echo": "again", "attempt": 1}
+    assert [(s.name, s.result) for s in client.steps(execution.id)] == [("echo", "again")]
+    assert worker.output().count("connected to") == 2, worker.output()
+
+
 def test_failed_step_attempt_retries_without_rerunning_steps(address, spawn_worker, client,
                                                              tmp_path):
     effects = tmp_path / "effects.txt"

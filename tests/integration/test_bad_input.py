@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from conductor.v1 import client_pb2, client_pb2_grpc, worker_pb2
+from conductor_worker import Client
 from tests.integration.raw_worker import RawWorker, definition
 
 
@@ -95,3 +96,38 @@ def test_bad_task_definition_refuses_registration(coordinator, db):
         RawWorker(address, bad_zone)
     assert "register.tasks[0].timezone" in info.value.details()
     assert db.execute("SELECT count(*) FROM conductor_tasks").fetchone()[0] == 0
+
+
+def test_unstorable_worker_writes_are_refused_not_left_hanging(coordinator, db):
+    """A step result or return value that PostgreSQL cannot store (a NUL in a string) is
+    answered: the step save as INVALID naming the field, the completion as a failed attempt.
+    Nothing of it is written, and the other writes of the same message go through."""
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("unstorable", max_attempts=3))
+    with Client(address) as client:
+        execution_id = client.invoke("unstorable")
+        lease = worker.next("leases").leases.items[0]
+        token = lease.lease_token
+        worker.send(worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=[
+            worker_pb2.StepSave(execution_id=execution_id, lease_token=token, name="bad",
+                                result_json='"a\\u0000b"'),
+            worker_pb2.StepSave(execution_id=execution_id, lease_token=token, name="good",
+                                result_json='"a\\\\u0000b"'),  # an escaped backslash: fine
+        ])))
+        acks = {}
+        while len(acks) < 2:
+            for ack in worker.next("step_acks").step_acks.items:
+                acks[ack.name] = ack
+        assert acks["bad"].status == worker_pb2.WRITE_STATUS_INVALID
+        assert "result_json" in acks["bad"].error and "NUL" in acks["bad"].error
+        assert acks["good"].status == worker_pb2.WRITE_STATUS_OK
+        assert [s.name for s in client.steps(execution_id)] == ["good"]
+
+        ack = worker.complete(execution_id, token, '{"text": "\\u0000"}')
+        assert ack.status == worker_pb2.WRITE_STATUS_OK
+        execution = client.get(execution_id)
+        assert execution.state == "failed", "not retried: the same result would be refused"
+        assert execution.error.type == "InvalidResult"
+        assert "result_json" in execution.error.message
+        assert execution.result is None
+    worker.close()

@@ -190,3 +190,22 @@ def test_async_step_awaits_coroutines_and_records_once() -> None:
     asyncio.run(scenario())
     assert calls == 1
     assert [s[2] for s in link.saved] == ["fetch", "plain"]
+
+
+def test_step_result_with_a_nul_character_is_refused_before_it_is_sent() -> None:
+    ctx, link = make()
+    with pytest.raises(ValueError, match=r"result of step 'nul' contains a NUL character"):
+        ctx.step("nul", lambda: {"text": "a\x00b"})
+    assert link.saved == []
+    assert ctx.step("backslash", lambda: "a\\u0000b") == "a\\u0000b"  # not a NUL
+
+
+def test_refused_step_save_fails_the_run_and_lost_lease_abandons_it() -> None:
+    from conductor_worker.child import _checked
+    from conductor_worker.errors import LeaseLost
+
+    assert _checked(("1", ""), "7", "s") == "1"
+    with pytest.raises(ValueError, match="step 's' was not recorded: result_json: bad"):
+        _checked((None, "result_json: bad"), "7", "s")
+    with pytest.raises(LeaseLost):
+        _checked((None, ""), "7", "s")
