@@ -43,6 +43,8 @@ BUSY_HELD = 16  # leases held above which the worker counts as busy
 BUSY_BATCH_WAIT = 0.002  # seconds a busy worker lets results gather before sending
 #: seconds new step saves wait at most for the previous batch's acknowledgement
 STEP_GATHER_MAX = 0.005
+#: step saves that go at once even while an earlier batch is unacknowledged
+STEP_BATCH_ALONE = 16
 #: answers that reconnecting cannot fix: the worker stops with exit code 1
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -321,10 +323,11 @@ class Worker:
                 # Busy (a backlog of leases) with only outcomes to send: wait a moment so that
                 # more of them share a message and the coordinator's group commit.
                 await asyncio.sleep(BUSY_BATCH_WAIT)
-            elif steps and self._steps_in_flight:
+            elif 0 < steps < STEP_BATCH_ALONE and self._steps_in_flight:
                 # A handler waits on each step save, but while the last batch of saves is
-                # being committed these could only queue behind it at the coordinator:
+                # being committed a few more could only queue behind it at the coordinator:
                 # gather them until it is acknowledged (bounded), then send them as one.
+                # (Plain handlers produce saves one by one; async runs in bursts.)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._steps_landed.wait(), STEP_GATHER_MAX)
             while not outbox.empty():

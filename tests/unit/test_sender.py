@@ -1,7 +1,8 @@
 """conductor_worker.runtime: how the worker's stream sender groups step saves.
 
-One batch of step saves is in flight at a time: saves made while it is being committed wait
-for its acknowledgement (at most STEP_GATHER_MAX) and then go as one message."""
+While a batch of step saves is being committed, a few more saves wait for its
+acknowledgement (at most STEP_GATHER_MAX) and then go as one message; a burst of
+STEP_BATCH_ALONE or more goes at once."""
 
 from __future__ import annotations
 
@@ -89,5 +90,21 @@ def test_an_unacknowledged_batch_holds_the_next_one_back_only_briefly() -> None:
         await written(call, 2)  # no acknowledgement ever comes
         assert names(call.written[1]) == ["b"]
         assert loop.time() - began >= runtime.STEP_GATHER_MAX * 0.9
+
+    run_sender(scenario)
+
+
+def test_a_burst_of_saves_goes_at_once_even_while_a_batch_is_in_flight() -> None:
+    async def scenario(worker: Worker, call: FakeCall, outbox: asyncio.Queue[Any]) -> None:
+        outbox.put_nowait(save("a"))
+        await written(call, 1)
+        burst = [f"s{i}" for i in range(runtime.STEP_BATCH_ALONE)]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for name in burst:
+            outbox.put_nowait(save(name))
+        await written(call, 2)  # no acknowledgement of "a" needed
+        assert names(call.written[1]) == burst
+        assert loop.time() - began < runtime.STEP_GATHER_MAX
 
     run_sender(scenario)
