@@ -132,24 +132,27 @@ WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelle
 -- name: save_steps
 -- Record step results of current leases in one statement. Writes whose token is not current
 -- are left out (their absence from the result means stale); the first write of a name wins,
--- and the recorded result is returned either way, by the write's position (1-based).
+-- and the recorded result is returned either way, by the write's position (1-based): the one
+-- recorded before (s; the statement's snapshot does not see its own inserts) or else the
+-- first write of that name in this batch, which is the one inserted. (Matching the inserted
+-- rows back by a join would be planned as a nested loop, quadratic in the batch.)
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(names)s::text[],
         %(results)s::text[]) WITH ORDINALITY AS u(execution_id, token, name, result, n)
 ), valid AS (
-    SELECT u.n, u.execution_id, u.name, u.result FROM u
+    SELECT u.n, u.execution_id, u.name, u.result::jsonb AS result FROM u
     JOIN conductor_executions e ON e.id = u.execution_id AND e.lease_token = u.token
         AND e.state = 'running'
     FOR SHARE OF e
 ), inserted AS (
     INSERT INTO conductor_steps (execution_id, name, result, created_at)
-    SELECT execution_id, name, result::jsonb, %(now)s FROM valid
+    SELECT DISTINCT ON (execution_id, name) execution_id, name, result, %(now)s FROM valid
+    ORDER BY execution_id, name, n
     ON CONFLICT (execution_id, name) DO NOTHING
-    RETURNING execution_id, name, result
 )
-SELECT v.n, coalesce(i.result, s.result)::text
+SELECT v.n, coalesce(s.result, first_value(v.result) OVER (
+        PARTITION BY v.execution_id, v.name ORDER BY v.n))::text
 FROM valid v
-LEFT JOIN inserted i ON i.execution_id = v.execution_id AND i.name = v.name
 LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.name;
 
 -- name: complete

@@ -105,3 +105,40 @@ def test_little_room_is_still_filled(coordinator):
             got += len(worker.next("leases", timeout=5).leases.items)
     assert got == 20
     worker.close()
+
+
+def test_first_save_of_a_name_wins_within_a_batch_and_after_it(coordinator, db):
+    """One message with a name saved twice, a stale write and a fresh name: each is answered
+    by position; the recorded result is the first write's (as stored JSON), also later."""
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("first-wins"))
+    with Client(address) as client:
+        execution_id = client.invoke("first-wins")
+    token = worker.next("leases").leases.items[0].lease_token
+    stale = "00000000-0000-4000-8000-000000000000"
+
+    def item(name: str, result: str, lease_token: str = token) -> worker_pb2.StepSave:
+        return worker_pb2.StepSave(execution_id=execution_id, lease_token=lease_token,
+                                   name=name, result_json=result)
+
+    worker.send(worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=[
+        item("a", '{"y": 1,  "x": 2}'), item("a", '"second"'), item("c", "1", stale),
+        item("b", "[1, 2]"),
+    ])))
+    acks: list[worker_pb2.StepAck] = []
+    while len(acks) < 4:
+        acks.extend(worker.next("step_acks").step_acks.items)
+    by = {(a.name, a.result_json, a.status) for a in acks}
+    assert by == {
+        ("a", '{"x": 2, "y": 1}', worker_pb2.WRITE_STATUS_OK),  # both saves of "a"
+        ("c", "", worker_pb2.WRITE_STATUS_STALE_LEASE),
+        ("b", "[1, 2]", worker_pb2.WRITE_STATUS_OK),
+    }
+    assert sum(1 for a in acks if a.name == "a") == 2
+    assert all(a.execution_id == execution_id for a in acks)
+    later = worker.save_step(execution_id, token, "a", '"third"')
+    assert (later.status, later.result_json) == (worker_pb2.WRITE_STATUS_OK, '{"x": 2, "y": 1}')
+    rows = db.execute("SELECT name, result::text FROM conductor_steps WHERE execution_id = %s"
+                      " ORDER BY name", (int(execution_id),)).fetchall()
+    assert rows == [("a", '{"x": 2, "y": 1}'), ("b", "[1, 2]")]
+    worker.close()
