@@ -160,18 +160,33 @@ class Store:
     # -- leasing ------------------------------------------------------------------------
 
     async def lease(
-        self, task: str, limit: int, worker_id: str, now: datetime, expires_at: datetime
+        self,
+        task: str,
+        limit: int,
+        worker_id: str,
+        now: datetime,
+        expires_at: datetime,
+        cap: int = 0,
     ) -> list[Lease]:
+        """Lease up to `limit` ready executions of `task`; with a concurrency `cap` (> 0),
+        never more than `cap` running in all, whatever other coordinators lease meanwhile."""
         params = {
             "task": task,
             "limit": limit,
             "worker_id": worker_id,
             "now": now,
             "expires_at": expires_at,
+            "cap": cap,
         }
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_q("lease"), params)
-            rows = await cur.fetchall()
+            if cap > 0:
+                async with conn.transaction():
+                    await conn.execute(_q("lock_capped_task"), params)
+                    cur = await conn.execute(_q("lease"), params)
+                    rows = await cur.fetchall()
+            else:
+                cur = await conn.execute(_q("lease"), params)
+                rows = await cur.fetchall()
         return [
             Lease(
                 execution_id=row[0],

@@ -81,11 +81,16 @@ SELECT pg_notify(%(channel)s, %(payload)s);
 
 -- name: lease
 -- Lease up to %(limit)s ready executions of one task to one worker, with their saved steps.
+-- With a concurrency cap (%(cap)s > 0) no more than that many run in all: run it after
+-- lock_capped_task in one transaction, so that the count sees every lease committed before
+-- (without a cap the count is never evaluated).
 WITH picked AS (
     SELECT id FROM conductor_executions
     WHERE state = 'pending' AND task = %(task)s AND run_at <= %(now)s
     ORDER BY priority DESC, run_at, id
-    LIMIT %(limit)s
+    LIMIT CASE WHEN %(cap)s > 0 THEN least(%(limit)s, greatest(0, %(cap)s - (
+        SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s)))
+        ELSE %(limit)s END
     FOR UPDATE SKIP LOCKED
 )
 UPDATE conductor_executions e
@@ -97,6 +102,11 @@ WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
      WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at;
+
+-- name: lock_capped_task
+-- Serialise leasing of a task with a concurrency cap across coordinators until the end of the
+-- transaction (two-key form, so it cannot collide with the one-key locks above).
+SELECT pg_advisory_xact_lock(hashtext('conductor_concurrency'), hashtext(%(task)s));
 
 -- name: next_run_at
 -- When the next pending execution of a task becomes ready (null when none is pending).
