@@ -3,10 +3,15 @@
 // the execution to finish and print it as one JSON object on stdout.
 //
 //   node invoke.js --server HOST:PORT --task NAME [--payload JSON] [--timeout SECONDS]
+//                  [--token TOKEN] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
+//
+// The token and TLS files default to the environment variables the Python client reads:
+// CONDUCTOR_AUTH_TOKEN, CONDUCTOR_TLS_CA, CONDUCTOR_CLIENT_TLS_CERT, CONDUCTOR_CLIENT_TLS_KEY.
 //
 // Exit codes: 0 the execution succeeded; 1 it failed, was cancelled or did not finish within
 // the timeout; 2 usage error or gRPC error (status code name and details on stderr).
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,7 +23,9 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROTO_ROOT = path.resolve(HERE, '..', '..', 'proto');
 const CLIENT_PROTO = path.join(PROTO_ROOT, 'conductor', 'v1', 'client.proto');
 
-const USAGE = 'usage: node invoke.js --server HOST:PORT --task NAME [--payload JSON] [--timeout SECONDS]';
+const USAGE =
+  'usage: node invoke.js --server HOST:PORT --task NAME [--payload JSON] [--timeout SECONDS]' +
+  ' [--token TOKEN] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]';
 const DEFAULT_TIMEOUT_SECONDS = 60;
 // The gRPC deadline of WaitExecution is this much longer than its timeout_seconds, so the
 // coordinator answers with the execution (in whatever state) rather than the call expiring.
@@ -38,6 +45,10 @@ function parseCommandLine(argv) {
         task: { type: 'string' },
         payload: { type: 'string' },
         timeout: { type: 'string' },
+        token: { type: 'string' },
+        'tls-ca': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -70,7 +81,36 @@ function parseCommandLine(argv) {
       throw new UsageError(`--timeout must be a number of seconds >= 0, got ${JSON.stringify(values.timeout)}`);
     }
   }
-  return { server: values.server, task: values.task, payloadJson, timeout };
+  const env = process.env;
+  const token = values.token ?? env.CONDUCTOR_AUTH_TOKEN ?? '';
+  const tlsCa = values['tls-ca'] ?? env.CONDUCTOR_TLS_CA ?? '';
+  const tlsCert = values['tls-cert'] ?? env.CONDUCTOR_CLIENT_TLS_CERT ?? '';
+  const tlsKey = values['tls-key'] ?? env.CONDUCTOR_CLIENT_TLS_KEY ?? '';
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  if (tlsCert && !tlsCa) throw new UsageError('--tls-cert needs --tls-ca');
+  return {
+    server: values.server, task: values.task, payloadJson, timeout, token, tlsCa, tlsCert, tlsKey,
+  };
+}
+
+function readFile(option, file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${option}: cannot read ${file}: ${err.message}`);
+  }
+}
+
+// Plaintext, or TLS trusting --tls-ca (with a client certificate when one is given).
+function channelCredentials(args) {
+  if (!args.tlsCa) return grpc.credentials.createInsecure();
+  const ca = readFile('--tls-ca', args.tlsCa);
+  if (!args.tlsCert) return grpc.credentials.createSsl(ca);
+  return grpc.credentials.createSsl(
+    ca, readFile('--tls-key', args.tlsKey), readFile('--tls-cert', args.tlsCert),
+  );
 }
 
 function loadService() {
@@ -90,9 +130,9 @@ function deadline(seconds) {
   return new Date(Date.now() + seconds * 1000);
 }
 
-function call(client, method, request, seconds) {
+function call(client, method, request, seconds, metadata) {
   return new Promise((resolve, reject) => {
-    client[method](request, { deadline: deadline(seconds) }, (err, response) => {
+    client[method](request, metadata, { deadline: deadline(seconds) }, (err, response) => {
       if (err) reject(err);
       else resolve(response);
     });
@@ -124,28 +164,34 @@ function summarize(execution) {
 
 async function main() {
   let args;
+  let credentials;
   try {
     args = parseCommandLine(process.argv.slice(2));
+    credentials = channelCredentials(args);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`error: ${err.message}\n${USAGE}\n`);
     return 2;
   }
 
+  const metadata = new grpc.Metadata();
+  if (args.token) metadata.set('authorization', `Bearer ${args.token}`);
   const ConductorService = loadService();
-  const client = new ConductorService(args.server, grpc.credentials.createInsecure());
+  const client = new ConductorService(args.server, credentials);
   try {
     const invoked = await call(
       client,
       'Invoke',
       { task: args.task, payload_json: args.payloadJson },
       INVOKE_DEADLINE_SECONDS,
+      metadata,
     );
     const execution = await call(
       client,
       'WaitExecution',
       { execution_id: invoked.execution_id, timeout_seconds: args.timeout },
       args.timeout + DEADLINE_MARGIN_SECONDS,
+      metadata,
     );
     const summary = summarize(execution);
     process.stdout.write(`${JSON.stringify(summary)}\n`);

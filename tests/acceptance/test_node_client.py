@@ -4,6 +4,7 @@ and the .proto files, against a real coordinator and worker."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from conductor_worker import Client
+from tests.acceptance.certs import self_signed
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.acceptance
@@ -69,7 +71,11 @@ def node() -> str:
     return found
 
 
-def _invoke(node: str, address: str, task: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _invoke(
+    node: str, address: str, task: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run invoke.js; `env` adds to an environment without any CONDUCTOR_* variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
     return subprocess.run(
         [node, str(INVOKE_JS), "--server", address, "--task", task, *extra],
         cwd=ROOT,
@@ -77,6 +83,7 @@ def _invoke(node: str, address: str, task: str, *extra: str) -> subprocess.Compl
         text=True,
         timeout=RUN_TIMEOUT,
         check=False,
+        env={**clean, **(env or {})},
     )
 
 
@@ -139,3 +146,42 @@ def test_node_client_usage_error(node):
     )
     assert out.returncode == 2
     assert "--server is required" in out.stderr
+
+
+TOKEN = "node-token-value"
+
+
+def test_node_client_with_a_bearer_token(node, start_coordinator, spawn_worker, tmp_path):
+    address = start_coordinator(auth_token=TOKEN).coordinator.address
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    spawn_worker(address, "tests.acceptance.tasks", "--auth-token-file", str(token_file))
+    refused = _invoke(node, address, "noop", "--payload", "1")
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert "UNAUTHENTICATED" in refused.stderr
+    wrong = _invoke(node, address, "noop", "--payload", "1", "--token", "wrong")
+    assert wrong.returncode == 2 and "UNAUTHENTICATED" in wrong.stderr
+    out = _invoke(node, address, "noop", "--payload", "2", "--token", TOKEN)
+    assert out.returncode == 0, out.stderr
+    assert _printed(out)["result"] == 2
+    from_env = _invoke(node, address, "noop", "--payload", "3",
+                       env={"CONDUCTOR_AUTH_TOKEN": TOKEN})
+    assert from_env.returncode == 0, from_env.stderr
+    assert _printed(from_env)["result"] == 3
+    assert TOKEN not in out.stderr + from_env.stderr
+
+
+def test_node_client_over_tls(node, start_coordinator, spawn_worker, tmp_path):
+    cert, key = self_signed(tmp_path)
+    coordinator = start_coordinator(tls_cert=cert, tls_key=key)
+    address = f"localhost:{coordinator.coordinator.port}"
+    spawn_worker(address, "tests.acceptance.tasks", "--tls-ca", str(cert))
+    out = _invoke(node, address, "noop", "--payload", '"over tls"', "--tls-ca", str(cert))
+    assert out.returncode == 0, out.stderr
+    assert _printed(out)["result"] == "over tls"
+    plaintext = _invoke(node, address, "noop", "--payload", "1", "--timeout", "5")
+    assert plaintext.returncode == 2, (plaintext.stdout, plaintext.stderr)
+    assert "gRPC error: UNAVAILABLE" in plaintext.stderr
+    unreadable = _invoke(node, address, "noop", "--tls-ca", str(tmp_path / "missing.pem"))
+    assert unreadable.returncode == 2
+    assert "--tls-ca: cannot read" in unreadable.stderr

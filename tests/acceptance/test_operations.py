@@ -3,7 +3,6 @@ bearer tokens, TLS, and the inspection CLI."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -13,18 +12,14 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conductor_worker import Client
 from conductor_worker.errors import Unauthenticated
+from tests.acceptance.certs import self_signed
 from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -154,29 +149,8 @@ def test_bearer_token_for_clients_and_workers(start_coordinator, spawn_worker, c
     assert TOKEN not in worker.output() and TOKEN not in refused.output()
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_tls_round_trip_with_self_signed_certificate(start_coordinator, spawn_worker, tmp_path):
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     coordinator = start_coordinator(tls_cert=cert, tls_key=key)
     address = f"localhost:{coordinator.coordinator.port}"
     spawn_worker(address, "tests.acceptance.tasks", "--tls-ca", str(cert))
