@@ -55,7 +55,7 @@ class Run:
 
 def s1_noop(run: Run) -> Result:
     """20,000 no-op executions from one InvokeBatch, drained by one worker with 2 pool
-    processes (prefetch 256); tasks/s from the first lease to the last completion."""
+    processes (prefetch 1024); tasks/s from the first lease to the last completion."""
     task = "bench-noop"
     with run.stack("s1") as stack:
         worker = stack.start_worker(task)
