@@ -211,7 +211,7 @@ class Dispatcher:
             self.metrics.steps_saved.labels(task).inc(count)
 
     async def apply_outcomes(self, session: Session, writes: list[OutcomeWrite]) -> None:
-        results = await asyncio.gather(*self._outcomes.submit_many(writes))
+        results = await self._outcomes.submit_all(writes)
         session.send(
             [OutcomeAck(w.lease, r is not None) for w, r in zip(writes, results, strict=True)]
         )
@@ -388,7 +388,7 @@ class Dispatcher:
             OutcomeWrite(LeaseRef(lease.execution_id, lease.token), OutcomeKind.RELEASED)
             for lease in leases
         ]
-        await asyncio.gather(*self._outcomes.submit_many(writes))
+        await self._outcomes.submit_all(writes)
 
     # -- windows and drain mode -----------------------------------------------------------
 
@@ -461,7 +461,7 @@ class Dispatcher:
             return 0
         lost = ErrorInfo("WorkerLost", "worker lost: lease expired without a heartbeat")
         writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=lost, lost=True) for ref in expired]
-        results = await asyncio.gather(*self._outcomes.submit_many(writes))
+        results = await self._outcomes.submit_all(writes)
         for session in self.sessions.values():
             for ref in expired:
                 session.drop(ref.execution_id)

@@ -479,16 +479,13 @@ def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
 
 
 def _step_ack(ack: StepAck) -> worker_pb2.StepAck:
-    if ack.recorded is None:
-        if ack.error:
-            return worker_pb2.StepAck(
-                execution_id=ack.execution_id, name=ack.name, status=_INVALID, error=ack.error
-            )
+    if ack.recorded is not None:
         return worker_pb2.StepAck(
-            execution_id=ack.execution_id, name=ack.name, status=_STALE
+            execution_id=ack.execution_id, name=ack.name, status=_OK, result_json=ack.recorded
         )
-    return worker_pb2.StepAck(
-        execution_id=ack.execution_id, name=ack.name, status=_OK, result_json=ack.recorded
+    return worker_pb2.StepAck(  # refused (error says why) or stale
+        execution_id=ack.execution_id, name=ack.name,
+        status=_INVALID if ack.error else _STALE, error=ack.error,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -178,15 +179,13 @@ class Store:
             "expires_at": expires_at,
             "cap": cap,
         }
-        async with self.pool.connection() as conn:
-            if cap > 0:
-                async with conn.transaction():
-                    await conn.execute(_q("lock_capped_task"), params)
-                    cur = await conn.execute(_q("lease"), params)
-                    rows = await cur.fetchall()
-            else:
-                cur = await conn.execute(_q("lease"), params)
-                rows = await cur.fetchall()
+        async with self.pool.connection() as conn, (
+            conn.transaction() if cap > 0 else contextlib.nullcontext()
+        ):
+            if cap > 0:  # held until the lease commits: see lock_capped_task
+                await conn.execute(_q("lock_capped_task"), params)
+            cur = await conn.execute(_q("lease"), params)
+            rows = await cur.fetchall()
         return [
             Lease(
                 execution_id=row[0],

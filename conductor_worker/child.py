@@ -269,9 +269,8 @@ async def _serve_async(task: Task[..., Any], link: PipeLink, slots: int) -> None
 def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
     """Run one execution of a plain handler; returns the message that reports how it ended."""
     eid = spec.execution_id
-    if link.shutdown or eid in link.interrupts:  # never start what must be let go
-        reason, run_at = link.interrupts.get(eid, ("shutdown", None))
-        return ("released", eid, reason, run_at)
+    if (let_go := _let_go(spec, link)) is not None:
+        return let_go
     started = time.perf_counter()
     try:
         return ("done", eid, encode_result(task.fn(spec.event(), Context(spec, link))))
@@ -284,9 +283,8 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
 async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
     """Run one execution of an `async def` handler and report how it ended."""
     eid = spec.execution_id
-    if link.shutdown or eid in link.interrupts:  # never start what must be let go
-        reason, run_at = link.interrupts.get(eid, ("shutdown", None))
-        link.send_soon(("released", eid, reason, run_at))
+    if (let_go := _let_go(spec, link)) is not None:
+        link.send_soon(let_go)
         return
     started = time.perf_counter()
     try:
@@ -297,6 +295,14 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
     link.send_soon(outcome)
     link.interrupts.pop(eid, None)
+
+
+def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:
+    """The release message for a run that must not start (worker stopping, run interrupted)."""
+    if link.shutdown or spec.execution_id in link.interrupts:
+        reason, run_at = link.interrupts.get(spec.execution_id, ("shutdown", None))
+        return ("released", spec.execution_id, reason, run_at)
+    return None
 
 
 def _ended_by(eid: str, exc: BaseException) -> tuple[Any, ...]:
