@@ -36,6 +36,18 @@ SERVICE_NAMES = (
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 )
 
+#: HTTP/2 keepalive both ways: the server pings idle connections and drops those that do not
+#: answer, and accepts the pings workers send (conductor_worker.connection, every 10 s) even
+#: on a stream without data, however many. Stream liveness is also checked by the
+#: application (heartbeats and their acks: Dispatcher.check_liveness).
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
 
 class Coordinator:
     """One coordinator process's worth of machinery, started and stopped as a unit."""
@@ -83,7 +95,7 @@ class Coordinator:
         interceptors.append(ErrorInterceptor())
         self.server = grpc.aio.server(
             interceptors=interceptors,
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), *KEEPALIVE_OPTIONS],
         )
         client_pb2_grpc.add_ConductorServiceServicer_to_server(
             ClientService(

@@ -9,7 +9,10 @@ and pushes it down that worker's stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import heapq
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -31,7 +34,16 @@ from .models import (
     TaskDef,
     WorkerInfo,
 )
-from .sessions import CancelRequest, Drained, OutcomeAck, Session, StepAck, WindowRelease
+from .sessions import (
+    CancelRequest,
+    ClockSync,
+    Drained,
+    HeartbeatAck,
+    OutcomeAck,
+    Session,
+    StepAck,
+    WindowRelease,
+)
 from .settings import Settings
 from .store import Store
 from .waiters import Waiters
@@ -43,6 +55,11 @@ SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatev
 DRAINED = Drained()
 QUEUE_GAUGE_INTERVAL = 5.0  # seconds between queue depth refreshes
 BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real time)
+#: heartbeat intervals of silence after which no more leases go to a worker, and after which
+#: its stream is closed (its leases stay valid until they expire or it reconnects)
+SILENT_STOP_PUSHING = 1.5
+SILENT_CLOSE = 2.0
+CLOCK_SYNC_TIMEOUT = 5.0  # seconds a test clock's jump waits for workers to confirm it
 
 
 class Dispatcher:
@@ -68,7 +85,10 @@ class Dispatcher:
         self.sessions: dict[int, Session] = {}
         self.tasks: dict[str, TaskDef] = {}
         self._dirty: set[str] = set()
-        self._due: dict[str, datetime] = {}
+        #: future wake-ups, earliest first (every one is kept: retries, delays, releases and
+        #: window openings each start on time), and the same as a set to skip repeats
+        self._due: list[tuple[datetime, str]] = []
+        self._due_set: set[tuple[datetime, str]] = set()
         self._window_due: datetime | None = None
         self._deferred: set[str] = set()
         self._waited: set[str] = set()
@@ -77,6 +97,9 @@ class Dispatcher:
         self._in_pass = False
         self._pass_done = asyncio.Condition()
         self._loops: list[asyncio.Task[None]] = []
+        self._loop_thread: threading.Thread | None = None
+        self._clock_sequence = 0
+        self._clock_waits: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._steps: Batcher[StepWrite, StepWriteResult] = Batcher("steps", self._flush_steps)
         self._outcomes: Batcher[OutcomeWrite, OutcomeApplied | None] = Batcher(
             "outcomes", self._flush_outcomes
@@ -89,12 +112,14 @@ class Dispatcher:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        self._loop_thread = threading.current_thread()
         self._steps.start()
         self._outcomes.start()
         self._loops = [
             asyncio.create_task(self._lease_loop(), name="lease-loop"),
             asyncio.create_task(self._reaper_loop(), name="reaper"),
             asyncio.create_task(self._queue_gauges_loop(), name="queue-gauges"),
+            asyncio.create_task(self._liveness_loop(), name="liveness"),
         ]
 
     async def stop(self) -> None:
@@ -110,9 +135,43 @@ class Dispatcher:
         return self._real.now() + timedelta(seconds=self.settings.lease_timeout)
 
     def _clock_jumped(self) -> None:
+        """The (test) clock jumped: wake everything, ask for the releases that the new time
+        calls for before anything else runs, and hand the new time to every worker. Blocks
+        the caller (a test moving time) until the workers confirm, so that a run's window
+        boundary follows the jump exactly."""
         loop = self._loop_or_none()
-        if loop is not None:
-            loop.call_soon_threadsafe(self.wake_all)
+        if loop is None or loop.is_closed():
+            return
+        done = asyncio.run_coroutine_threadsafe(self._sync_clocks(), loop)
+        if threading.current_thread() is not self._loop_thread:
+            try:
+                done.result(CLOCK_SYNC_TIMEOUT + 1)
+            except Exception:
+                log.warning("workers did not confirm the clock jump in time", exc_info=True)
+
+    async def _sync_clocks(self) -> None:
+        self.wake_all()
+        now = self.clock.now()
+        self._check_windows(now)
+        waits = []
+        for session in self.sessions.values():
+            self._clock_sequence += 1
+            future = asyncio.get_running_loop().create_future()
+            self._clock_waits[(session.id, self._clock_sequence)] = future
+            session.send(ClockSync(now, self._clock_sequence))
+            waits.append(future)
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), CLOCK_SYNC_TIMEOUT)
+        finally:
+            for key, future in list(self._clock_waits.items()):
+                if future in waits:
+                    del self._clock_waits[key]
+
+    def clock_synced(self, session: Session, sequence: int) -> None:
+        """A worker uses the jumped clock now."""
+        future = self._clock_waits.pop((session.id, sequence), None)
+        if future is not None and not future.done():
+            future.set_result(None)
 
     def _loop_or_none(self) -> asyncio.AbstractEventLoop | None:
         return self._loops[0].get_loop() if self._loops else None
@@ -122,9 +181,12 @@ class Dispatcher:
     def wake(self, task: str, at: datetime | None = None) -> None:
         """Work of `task` may be ready now (or at `at`)."""
         if at is not None and at > self.clock.now():
-            if task not in self._due or at < self._due[task]:
-                self._due[task] = at
-                self._wake.set()
+            entry = (at, task)
+            if entry not in self._due_set:
+                self._due_set.add(entry)
+                heapq.heappush(self._due, entry)
+                if self._due[0] is entry:  # the earliest now: the loop's sleep is shorter
+                    self._wake.set()
             return
         self._dirty.add(task)
         self._wake.set()
@@ -147,13 +209,21 @@ class Dispatcher:
     # -- sessions -----------------------------------------------------------------------
 
     async def connect(self, session: Session, held: Sequence[LeaseRef]) -> list[LeaseRef]:
-        """Register a worker stream; returns the held leases that are no longer valid."""
+        """Register a worker stream; returns the held leases that are no longer valid.
+
+        A worker that reconnects replaces its old stream here (which may not have noticed
+        yet that it is dead), and leases granted to it that it does not hold were pushed into
+        a stream it never read: they are given back without counting an attempt."""
         now = self.clock.now()
+        for old in list(self.sessions.values()):
+            if old.worker_id == session.worker_id:
+                old.close()
         await self.store.upsert_tasks(session.tasks.values(), now)
         self.tasks.update(session.tasks)
         valid = await self.store.renew_leases(held, self._lease_expiry())
         for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task)
+        await self._release_unclaimed(session, {ref.execution_id for ref in held})
         self._push_cancels(session, valid)
         self.sessions[session.id] = session
         self.metrics.workers_connected.set(len(self.sessions))
@@ -162,6 +232,19 @@ class Dispatcher:
             next_at = await self.store.next_run_at(name)
             self.wake(name, next_at)
         return [ref for ref in held if ref.execution_id not in valid]
+
+    async def _release_unclaimed(self, session: Session, claimed: set[int]) -> None:
+        mine = await self.store.leases_of_worker(session.worker_id)
+        unclaimed = [lease for lease in mine if lease[0].execution_id not in claimed]
+        if not unclaimed:
+            return
+        writes = [OutcomeWrite(ref, OutcomeKind.RELEASED, reason="unclaimed")
+                  for ref, _ in unclaimed]
+        await self._outcomes.submit_all(writes)
+        for _, task in unclaimed:
+            self.metrics.leases_unclaimed.labels(task).inc()
+        log.info("worker %s never received %d leases; given back without an attempt",
+                 session.worker_id, len(unclaimed))
 
     def _worker_info(self, session: Session) -> WorkerInfo:
         now = self._real.now()
@@ -172,6 +255,10 @@ class Dispatcher:
 
     async def disconnect(self, session: Session) -> None:
         """The stream ended; its leases stay valid until they expire or the worker returns."""
+        for key, future in list(self._clock_waits.items()):
+            if key[0] == session.id:  # a closed stream confirms nothing: stop waiting for it
+                del self._clock_waits[key]
+                future.set_result(None)
         if self.sessions.pop(session.id, None) is not None:
             self.metrics.workers_connected.set(len(self.sessions))
             await self.store.disconnect_worker(session.worker_id, self.name, self._real.now())
@@ -180,10 +267,15 @@ class Dispatcher:
         session.leasing = False
 
     async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
+        """Renew the worker's leases and answer: the ack tells it the stream is alive, and
+        which of the leases it listed are gone (so their runs stop at their next step)."""
         valid = await self.store.renew_leases(refs, self._lease_expiry())
+        lost = []
         for ref in refs:
             if ref.execution_id not in valid:
+                lost.append(ref)
                 self._forget(session, ref.execution_id)
+        session.send(HeartbeatAck(self.clock.now(), lost))
         self._push_cancels(session, valid)
         await self.store.touch_worker(session.worker_id, len(session.inflight), self._real.now())
 
@@ -198,7 +290,7 @@ class Dispatcher:
     async def save_steps(self, session: Session, writes: list[StepWrite]) -> None:
         results = await self._steps.submit_all(writes)
         session.send(
-            [StepAck(str(w[0]), w[2], r) for w, r in zip(writes, results, strict=True)]
+            [StepAck(str(w[0]), w[2], r, token=w[1]) for w, r in zip(writes, results, strict=True)]
         )
         saved: Counter[str] = Counter()
         inflight = session.inflight
@@ -275,10 +367,12 @@ class Dispatcher:
                     self._pass_done.notify_all()
 
     async def _one_pass(self, now: datetime) -> None:
-        for task, at in list(self._due.items()):
-            if at <= now:
-                del self._due[task]
-                self._dirty.add(task)
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            self._due_set.discard(entry)
+            self._dirty.add(entry[1])
+        # Releases first: a window that closed must not wait for a leasing pass.
+        self._check_windows(now)
         for task in list(self._dirty):
             # Taken off before the query: a wake() arriving while it runs puts it back.
             self._dirty.discard(task)
@@ -307,7 +401,8 @@ class Dispatcher:
             return
         now = self.clock.now()
         windows = [self._window_due] if self._window_due else []
-        until = min([*self._due.values(), *windows, now + SAFETY_SWEEP])
+        due = [self._due[0][0]] if self._due else []
+        until = min([*due, *windows, now + SAFETY_SWEEP])
         timeout = max(0.0, (until - now).total_seconds())
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -372,6 +467,8 @@ class Dispatcher:
         if session.id not in self.sessions:  # the stream closed meanwhile: give them back
             await self._release_unsent(leases)
             return []
+        if definition is not None and definition.window_start:
+            leases = _with_window(leases, definition, now)
         started = time.monotonic()
         for lease in leases:
             session.hold(lease.execution_id, task)
@@ -389,6 +486,29 @@ class Dispatcher:
             for lease in leases
         ]
         await self._outcomes.submit_all(writes)
+
+    # -- liveness -----------------------------------------------------------------------
+
+    async def _liveness_loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval / 4)
+            self.check_liveness(time.monotonic())
+
+    def check_liveness(self, now: float) -> None:
+        """Stop pushing leases to workers silent for 1.5 heartbeat intervals (every worker
+        heartbeats each interval); close the streams of those silent for two. Their leases
+        stay valid until they expire, so a worker that comes back in time loses nothing."""
+        interval = self.settings.heartbeat_interval
+        for session in list(self.sessions.values()):
+            silent = now - session.last_heard
+            if silent > SILENT_CLOSE * interval and not session.closed:
+                log.warning("worker %s silent for %.1fs: closing its stream",
+                            session.worker_id, silent)
+                self.metrics.streams_silent.inc()
+                session.close()
+            elif silent > SILENT_STOP_PUSHING * interval:
+                session.silent = True
 
     # -- windows and drain mode -----------------------------------------------------------
 
@@ -475,3 +595,16 @@ class Dispatcher:
         for session in self.sessions.values():
             if execution_id in session.inflight:
                 session.send(CancelRequest([execution_id]))
+
+
+def _with_window(leases: list[Lease], definition: TaskDef, now: datetime) -> list[Lease]:
+    """Tell each run when its window closes, so that it lets go at its first step or
+    checkpoint after that instant without waiting for the coordinator to ask."""
+    closes = closes_at(definition, now)
+    if closes is None:
+        return leases
+    reopens = next_opening(definition, closes)
+    return [
+        dataclasses.replace(lease, window_closes_at=closes, window_reopens_at=reopens)
+        for lease in leases
+    ]

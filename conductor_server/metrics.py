@@ -65,6 +65,16 @@ class CoordinatorMetrics:
             "conductor_queue_oldest_ready_age_seconds",
             "Age of the oldest ready execution (0 when none is ready).", ["task"], registry=r,
         )
+        self.streams_silent = Counter(
+            "conductor_worker_streams_silent_total",
+            "Worker streams closed because the worker was silent for two heartbeat intervals.",
+            registry=r,
+        )
+        self.leases_unclaimed = Counter(
+            "conductor_leases_unclaimed_total",
+            "Leases a reconnecting worker never received (pushed into a dead stream), given "
+            "back without counting an attempt.", ["task"], registry=r,
+        )
         self.workers_connected = Gauge(
             "conductor_workers_connected", "Worker streams open on this coordinator.", registry=r
         )

@@ -164,6 +164,9 @@ class Lease:
     fire_time: datetime | None = None
     #: when it became ready (its run_at), for dispatch latency
     ready_at: datetime | None = None
+    #: for a task with a window: when the open window closes, and the opening after that
+    window_closes_at: datetime | None = None
+    window_reopens_at: datetime | None = None
 
 
 @dataclass(frozen=True)

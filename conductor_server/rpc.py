@@ -39,7 +39,9 @@ from .models import (
 from .scheduler import Scheduler, new_schedule, require_task
 from .sessions import (
     CancelRequest,
+    ClockSync,
     Drained,
+    HeartbeatAck,
     OutcomeAck,
     Outgoing,
     Session,
@@ -412,10 +414,28 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         coordinator_time=_ts(lease.granted_at),
         schedule=lease.schedule or "",
         fire_time=_ts(lease.fire_time),
+        window_closes_at=_ts(lease.window_closes_at),
+        window_reopens_at=_ts(lease.window_reopens_at),
     )
 
 
 def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
+    if isinstance(message, HeartbeatAck):
+        return worker_pb2.CoordinatorMessage(
+            heartbeat_ack=worker_pb2.HeartbeatAck(
+                coordinator_time=_ts(message.coordinator_time),
+                lost_leases=[
+                    worker_pb2.LeaseRef(execution_id=str(r.execution_id), lease_token=r.token)
+                    for r in message.lost
+                ],
+            )
+        )
+    if isinstance(message, ClockSync):
+        return worker_pb2.CoordinatorMessage(
+            clock_sync=worker_pb2.ClockSync(
+                coordinator_time=_ts(message.coordinator_time), sequence=message.sequence
+            )
+        )
     if isinstance(message, Drained):
         return worker_pb2.CoordinatorMessage(drained=worker_pb2.Drained())
     if isinstance(message, WindowRelease):
@@ -481,10 +501,11 @@ def _status(ok: bool) -> worker_pb2.WriteStatus.ValueType:
 def _step_ack(ack: StepAck) -> worker_pb2.StepAck:
     if ack.recorded is not None:
         return worker_pb2.StepAck(
-            execution_id=ack.execution_id, name=ack.name, status=_OK, result_json=ack.recorded
+            execution_id=ack.execution_id, lease_token=ack.token, name=ack.name, status=_OK,
+            result_json=ack.recorded,
         )
     return worker_pb2.StepAck(  # refused (error says why) or stale
-        execution_id=ack.execution_id, name=ack.name,
+        execution_id=ack.execution_id, lease_token=ack.token, name=ack.name,
         status=_INVALID if ack.error else _STALE, error=ack.error,
     )
 
@@ -598,10 +619,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             "step_saves": self._on_step_saves,
             "outcomes": self._on_outcomes,
             "stop_leasing": self._on_stop_leasing,
+            "clock_synced": self._on_clock_synced,
         }
         pending: set[asyncio.Task[None]] = set()
         try:
             async for message in requests:
+                session.heard()
                 kind = message.WhichOneof("kind")
                 handler = handlers.get(kind or "")
                 if handler is None:
@@ -646,12 +669,14 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         for item in message.items:
             ref = _lease_ref(item.execution_id, item.lease_token)
             if ref is None:
-                refused.append(StepAck(item.execution_id, item.name, None))
+                refused.append(StepAck(item.execution_id, item.name, None, token=item.lease_token))
                 continue
             try:
                 result = check(item.result_json, "result_json", 2**31)
             except InvalidArgument as exc:
-                refused.append(StepAck(item.execution_id, item.name, None, str(exc)))
+                refused.append(
+                    StepAck(item.execution_id, item.name, None, str(exc), item.lease_token)
+                )
                 continue
             writes.append(StepWrite(ref.execution_id, ref.token, item.name, result))
         if refused:
@@ -670,5 +695,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
         self.dispatcher.stop_leasing(session)
+
+    async def _on_clock_synced(self, message: worker_pb2.ClockSynced, session: Session) -> None:
+        self.dispatcher.clock_synced(session, message.sequence)
 
 

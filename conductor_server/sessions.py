@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,9 @@ class StepAck(NamedTuple):
     recorded: StepWriteResult
     #: why the write was refused (the save itself is invalid), naming the field
     error: str = ""
+    #: the lease token the save carried, as the worker sent it (a worker may hold an old
+    #: and a new lease of one execution for a moment; the answer belongs to one of them)
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,33 @@ class Drained:
     """Drain mode: nothing of the worker's tasks is runnable and it holds no lease."""
 
 
+@dataclass(frozen=True)
+class HeartbeatAck:
+    """The answer to a heartbeat: the stream works both ways; these leases are gone."""
+
+    coordinator_time: datetime
+    lost: list[LeaseRef]
+
+
+@dataclass(frozen=True)
+class ClockSync:
+    """The coordinator's (test) clock jumped; the worker confirms once it uses the new time."""
+
+    coordinator_time: datetime
+    sequence: int
+
+
 #: What the coordinator sends down a worker stream, before protobuf conversion.
 Outgoing = (
-    list[Lease] | list[StepAck] | list[OutcomeAck] | CancelRequest | WindowRelease | Drained | None
+    list[Lease]
+    | list[StepAck]
+    | list[OutcomeAck]
+    | CancelRequest
+    | WindowRelease
+    | Drained
+    | HeartbeatAck
+    | ClockSync
+    | None
 )
 
 
@@ -79,10 +107,15 @@ class Session:
     release_requested: set[int] = field(default_factory=set)
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     id: int = field(default_factory=lambda: next(_ids))
+    #: time.monotonic() when the worker was last heard from (any message)
+    last_heard: float = field(default_factory=time.monotonic)
+    #: silent for too long: no more leases are pushed to it (see Dispatcher.check_liveness)
+    silent: bool = False
+    closed: bool = False
 
     def free(self, task: str) -> int:
         """Leases of `task` this worker accepts now."""
-        if not self.leasing or task not in self.capacity:
+        if not self.leasing or self.silent or self.closed or task not in self.capacity:
             return 0
         return max(0, self.capacity[task] - self.used[task])
 
@@ -112,6 +145,12 @@ class Session:
     def send(self, message: Outgoing) -> None:
         self.outbox.put_nowait(message)
 
+    def heard(self) -> None:
+        """A message arrived from the worker."""
+        self.last_heard = time.monotonic()
+        self.silent = False
+
     def close(self) -> None:
         """End the stream: the rpc layer stops after draining the outbox."""
+        self.closed = True
         self.outbox.put_nowait(None)

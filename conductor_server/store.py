@@ -237,6 +237,12 @@ class Store:
             cur = await conn.execute(_q("renew_leases"), params)
             return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
 
+    async def leases_of_worker(self, worker_id: str) -> list[tuple[LeaseRef, str]]:
+        """The current leases granted to a worker, with their tasks."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("leases_of_worker"), {"worker_id": worker_id})
+            return [(LeaseRef(row[0], str(row[1])), row[2]) for row in await cur.fetchall()]
+
     async def expired_leases(self, now: datetime, limit: int = 1000) -> list[LeaseRef]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("expired_leases"), {"now": now, "limit": limit})

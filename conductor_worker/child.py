@@ -6,22 +6,27 @@ thread per side, so handler threads never contend for the pipe).
 
 Plain handlers run on `threads` handler threads; `async def` handlers run as coroutines on
 the process's event loop, up to `threads` at once, so a step costs no thread switch.
+Every message about a run names it by its key, (execution id, lease token), so an old run of
+an execution that is winding down and its re-lease can never be confused.
 Messages from the parent:
     ("run", RunSpec)                      run this next (queued in order)
-    ("step_ack", execution_id, name, recorded_json | None, error)
+    ("step_ack", key, name, recorded_json | None, error)
                                           None: refused (error says why) or the lease is lost
-    ("interrupt", execution_id, reason, run_at | None)        release at the next checkpoint
+    ("interrupt", key, reason, run_at | None)   release at the next checkpoint; reason "lost":
+                                          the lease is gone, so its waits are answered now
     ("call_result", request_id, ok, value)   answer to a "call" (value or error text)
+    ("clock", coordinator_time, monotonic, sequence)   the coordinator's clock jumped
     ("shutdown",)                         the worker is stopping: release at the next checkpoint
     ("stop",)                             exit when idle
 and to the parent:
     ("ready", pid)
-    ("step", execution_id, token, name, result_json)
-    ("done", execution_id, result_json)
-    ("error", execution_id, type, message, traceback, retryable)
-    ("released", execution_id, reason, run_at | None)
-    ("abandoned", execution_id)
-    ("call", execution_id, request_id, method, kwargs)   ask the worker to call the client API
+    ("step", key, name, result_json)
+    ("done", key, result_json)
+    ("error", key, type, message, traceback, retryable)
+    ("released", key, reason, run_at | None)
+    ("abandoned", key)
+    ("call", key, request_id, method, kwargs)   ask the worker to call the client API
+    ("clock_ack", sequence)               the clock sync is in use
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .context import AsyncContext, Context, RunSpec, encode_result
+from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
@@ -59,9 +64,11 @@ class PipeLink:
     def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.conn = conn
         self.shutdown = False
-        self.interrupts: dict[str, tuple[str, float | None]] = {}
+        self.interrupts: dict[RunKey, tuple[str, float | None]] = {}
+        self.clock_sync: tuple[float, float] | None = None
         self.runs: queue.Queue[RunSpec | None] = queue.Queue()
-        #: answers awaited by handler threads: ("step", eid, name) or ("call", request id)
+        #: answers awaited by handler threads: ("step", key, name) or ("call", request id);
+        #: a run's step waits are answered at once when its lease is lost
         self._waiting: dict[tuple[Any, ...], queue.SimpleQueue[Any]] = {}
         self._requests = itertools.count(1)
         self._outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
@@ -120,6 +127,11 @@ class PipeLink:
             self._answer(("call", message[1]), message[2:])
         elif kind == "interrupt":
             self.interrupts[message[1]] = (message[2], message[3])
+            if message[2] == "lost":
+                self._lost(message[1])
+        elif kind == "clock":
+            self.clock_sync = (message[1], message[2])
+            self.send(("clock_ack", message[3]))
         elif kind == "shutdown":
             self.shutdown = True
         elif kind == "stop":
@@ -127,6 +139,16 @@ class PipeLink:
                 self._for_loop.append(message)
             else:
                 self.runs.put(None)
+
+    def _lost(self, run: RunKey) -> None:
+        """The run's lease is gone: answer its waiting step saves (they raise LeaseLost)."""
+        lost: tuple[str | None, str] = (None, "")
+        for key in list(self._waiting):  # list(): handler threads add waits meanwhile
+            if key[0] == "step" and key[1] == run:
+                self._answer(key, lost)
+        for key in list(self._futures):
+            if key[1] == run:
+                self._for_loop.append((key, lost))
 
     def _answer(self, key: tuple[Any, ...], value: Any) -> None:
         waiter = self._waiting.pop(key, None)
@@ -140,33 +162,33 @@ class PipeLink:
         self.send(message)
         return waiter.get()
 
-    def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
+    def save_step(self, key: RunKey, name: str, result_json: str) -> str:
+        if key in self.interrupts and self.interrupts[key][0] == "lost":
+            return _checked((None, ""), key, name)
         answer: tuple[str | None, str] = self._ask(
-            ("step", execution_id, name), ("step", execution_id, token, name, result_json)
+            ("step", key, name), ("step", key, name, result_json)
         )
-        return _checked(answer, execution_id, name)
+        return _checked(answer, key, name)
 
-    def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
+    def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
         """Have the worker's main process call the coordinator's client API."""
         request_id = next(self._requests)
-        ok, value = self._ask(
-            ("call", request_id), ("call", execution_id, request_id, method, kwargs)
-        )
+        ok, value = self._ask(("call", request_id), ("call", key, request_id, method, kwargs))
         if not ok:
             raise RuntimeError(f"{method} failed: {value}")
         return value
 
     # -- on the event loop (async handlers) ---------------------------------------------
 
-    async def save_step_async(
-        self, execution_id: str, token: str, name: str, result_json: str
-    ) -> str:
+    async def save_step_async(self, key: RunKey, name: str, result_json: str) -> str:
         assert self._loop is not None, "save_step_async needs the link's event loop"
-        key = ("step", execution_id, name)
+        if key in self.interrupts and self.interrupts[key][0] == "lost":
+            return _checked((None, ""), key, name)
+        wait = ("step", key, name)
         future: asyncio.Future[tuple[str | None, str]] = self._loop.create_future()
-        self._futures[key] = future
-        self.send_soon(("step", execution_id, token, name, result_json))
-        return _checked(await future, execution_id, name)
+        self._futures[wait] = future
+        self.send_soon(("step", key, name, result_json))
+        return _checked(await future, key, name)
 
     def send_soon(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the parent from the loop: everything queued in one pass of
@@ -194,13 +216,13 @@ class PipeLink:
         self.loop_wakeup.set()
 
 
-def _checked(answer: tuple[str | None, str], execution_id: str, name: str) -> str:
+def _checked(answer: tuple[str | None, str], key: RunKey, name: str) -> str:
     """The recorded result from a step save's answer (recorded JSON or None, error)."""
     recorded, error = answer
     if error:
         raise ValueError(f"step {name!r} was not recorded: {error}")
     if recorded is None:
-        raise LeaseLost(f"execution {execution_id}: lease lost while saving step {name!r}")
+        raise LeaseLost(f"execution {key[0]}: lease lost while saving step {name!r}")
     return recorded
 
 
@@ -243,7 +265,7 @@ def _serve(task: Task[..., Any], link: PipeLink) -> None:
     """Run executions from the queue one after another until told to stop."""
     while (spec := link.runs.get()) is not None:
         link.send(run(task, spec, link))
-        link.interrupts.pop(spec.execution_id, None)
+        link.interrupts.pop(spec.key, None)
     link.runs.put(None)  # let the other runner threads stop too
 
 
@@ -268,49 +290,57 @@ async def _serve_async(task: Task[..., Any], link: PipeLink, slots: int) -> None
 
 def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
     """Run one execution of a plain handler; returns the message that reports how it ended."""
-    eid = spec.execution_id
+    key = spec.key
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
     started = time.perf_counter()
     try:
-        return ("done", eid, encode_result(task.fn(spec.event(), Context(spec, link))))
+        return ("done", key, encode_result(task.fn(spec.event(), Context(spec, link))))
     except BaseException as exc:  # the attempt ended early, whatever was raised
-        return _ended_by(eid, exc)
+        return _ended_by(key, exc)
     finally:
         metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
 
 
 async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
     """Run one execution of an `async def` handler and report how it ended."""
-    eid = spec.execution_id
+    key = spec.key
     if (let_go := _let_go(spec, link)) is not None:
         link.send_soon(let_go)
         return
     started = time.perf_counter()
     try:
         result = await task.fn(spec.event(), AsyncContext(spec, link))
-        outcome: tuple[Any, ...] = ("done", eid, encode_result(result))
+        outcome: tuple[Any, ...] = ("done", key, encode_result(result))
     except BaseException as exc:  # the attempt ended early, whatever was raised
-        outcome = _ended_by(eid, exc)
+        outcome = _ended_by(key, exc)
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
     link.send_soon(outcome)
-    link.interrupts.pop(eid, None)
+    link.interrupts.pop(key, None)
 
 
 def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:
     """The release message for a run that must not start (worker stopping, run interrupted)."""
-    if link.shutdown or spec.execution_id in link.interrupts:
-        reason, run_at = link.interrupts.get(spec.execution_id, ("shutdown", None))
-        return ("released", spec.execution_id, reason, run_at)
+    key = spec.key
+    if link.shutdown or key in link.interrupts:
+        reason, run_at = link.interrupts.get(key, ("shutdown", None))
+        if reason == "lost":
+            return ("abandoned", key)
+        return ("released", key, reason, run_at)
+    closes = spec.window_closes_at
+    if closes is not None and spec.coordinator_now(link.clock_sync) >= closes:
+        return ("released", key, "window", spec.window_reopens_at)
     return None
 
 
-def _ended_by(eid: str, exc: BaseException) -> tuple[Any, ...]:
+def _ended_by(key: RunKey, exc: BaseException) -> tuple[Any, ...]:
     """The message for a run that raised: a release, an abandoned lease or a failure."""
     if isinstance(exc, Interrupted):
-        return ("released", eid, exc.reason, exc.run_at)
+        if exc.reason == "lost":
+            return ("abandoned", key)
+        return ("released", key, exc.reason, exc.run_at)
     if isinstance(exc, LeaseLost):
-        return ("abandoned", eid)
+        return ("abandoned", key)
     retryable = not isinstance(exc, NonRetryableError)
     text = "".join(traceback.format_exception(exc))
-    return ("error", eid, type(exc).__name__, str(exc), text, retryable)
+    return ("error", key, type(exc).__name__, str(exc), text, retryable)

@@ -17,6 +17,10 @@ import grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 MAX_MESSAGE = 64 * 1024 * 1024
+#: milliseconds between HTTP/2 keepalive pings, and how long a ping may go unanswered (the
+#: coordinator allows pings this often: conductor_server.app.KEEPALIVE_OPTIONS)
+KEEPALIVE_TIME_MS = 10_000
+KEEPALIVE_TIMEOUT_MS = 5_000
 
 
 def _path(value: str | Path | None) -> Path | None:
@@ -77,6 +81,12 @@ class Connection:
         return [
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.max_receive_message_length", MAX_MESSAGE),
+            # HTTP/2 keepalive: a connection that died without a reset (a stalled network, a
+            # frozen peer) fails within KEEPALIVE_TIME + KEEPALIVE_TIMEOUT instead of never.
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
         ]
 
     def channel(self) -> grpc.Channel:

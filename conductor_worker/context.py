@@ -33,6 +33,11 @@ class Event:
     fire_time: datetime | None = None
 
 
+#: A run's identity: (execution id, lease token). Two runs of one execution (an old lease
+#: still winding down and its re-lease) never share one.
+RunKey = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One leased run, as the worker hands it to a pool process."""
@@ -52,6 +57,14 @@ class RunSpec:
     schedule: str | None = None
     #: its fire time (epoch seconds)
     fire_time: float | None = None
+    #: when the task's open window closes (coordinator's clock, epoch seconds), if it has one
+    window_closes_at: float | None = None
+    #: the opening after that close (epoch seconds)
+    window_reopens_at: float | None = None
+
+    @property
+    def key(self) -> RunKey:
+        return (self.execution_id, self.token)
 
     def event(self) -> Event:
         fired = datetime.fromtimestamp(self.fire_time, UTC) if self.fire_time else None
@@ -59,26 +72,31 @@ class RunSpec:
             json.loads(self.payload_json), self.task, self.execution_id, self.schedule, fired
         )
 
-    def coordinator_now(self) -> float:
-        """The coordinator's clock now, as far as this run can tell (epoch seconds)."""
-        return self.coordinator_time + (time.monotonic() - self.received_monotonic)
+    def coordinator_now(self, sync: tuple[float, float] | None = None) -> float:
+        """The coordinator's clock now, as far as this run can tell (epoch seconds): from
+        the lease, or from a later clock sync (coordinator time, monotonic time) if given."""
+        base, at = self.coordinator_time, self.received_monotonic
+        if sync is not None and sync[1] > at:
+            base, at = sync
+        return base + (time.monotonic() - at)
 
 
 class Link(Protocol):
     """The pool process's line to its worker (see child.py)."""
 
     shutdown: bool
-    interrupts: dict[str, tuple[str, float | None]]
+    #: runs asked to let go, by run key: (reason, run_at)
+    interrupts: dict[RunKey, tuple[str, float | None]]
+    #: the latest clock sync from the coordinator: (its time, time.monotonic() then)
+    clock_sync: tuple[float, float] | None
 
-    def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
+    def save_step(self, key: RunKey, name: str, result_json: str) -> str:
         """Record a step durably and return the recorded result JSON (raises LeaseLost)."""
 
-    async def save_step_async(
-        self, execution_id: str, token: str, name: str, result_json: str
-    ) -> str:
+    async def save_step_async(self, key: RunKey, name: str, result_json: str) -> str:
         """save_step for `async def` handlers (awaits on the pool process's event loop)."""
 
-    def call(self, execution_id: str, method: str, kwargs: dict[str, Any]) -> Any:
+    def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
         """Call the client API through the worker (schedules); raises on failure."""
 
 
@@ -95,24 +113,31 @@ class Context:
             {"execution_id": spec.execution_id, "attempt": spec.attempt},
         )
         self._spec = spec
+        self._key = spec.key
         self._link = link
         self._steps = dict(spec.steps)
         self._steps_counter = metrics().steps.labels(spec.task)
+        self._closes_at = spec.window_closes_at
 
     @property
     def cancelled(self) -> bool:
         """True once cancellation of this execution was requested."""
-        found = self._link.interrupts.get(self.execution_id)
+        found = self._link.interrupts.get(self._key)
         return found is not None and found[0] == "cancelled"
 
     def checkpoint(self) -> None:
         """Release the execution here if the worker is stopping, the task's window has
         closed or the execution was cancelled; otherwise return at once (a flag check)."""
-        if self._link.shutdown or self.execution_id in self._link.interrupts:
+        if self._link.shutdown or self._key in self._link.interrupts:
             self._interrupt()
+        if self._closes_at is not None and self._now() >= self._closes_at:
+            raise Interrupted("window", self._spec.window_reopens_at)
+
+    def _now(self) -> float:
+        return self._spec.coordinator_now(self._link.clock_sync)
 
     def _interrupt(self) -> None:
-        reason, run_at = self._link.interrupts.get(self.execution_id, ("shutdown", None))
+        reason, run_at = self._link.interrupts.get(self._key, ("shutdown", None))
         raise Interrupted(reason, run_at)
 
     def step(self, name: str, fn: Callable[[], T]) -> T:
@@ -145,10 +170,10 @@ class Context:
         if name in self._steps:
             return float(json.loads(self._steps[name])["sleep_until"]), True
         self.checkpoint()
-        return self._spec.coordinator_now() + seconds, False
+        return self._now() + seconds, False
 
     def _wake_at(self, wake: float) -> None:
-        if self._spec.coordinator_now() < wake:
+        if self._now() < wake:
             raise Interrupted("sleep", wake)
 
     def schedule(
@@ -173,27 +198,27 @@ class Context:
             "missed": missed,
             "missed_limit": missed_limit,
         }
-        result: dict[str, Any] = self._link.call(self.execution_id, "schedule", kwargs)
+        result: dict[str, Any] = self._link.call(self._key, "schedule", kwargs)
         return result
 
     def unschedule(self, name: str, *, task: str | None = None) -> int:
         """Delete a schedule (and cancel its pending fires); returns how many were cancelled.
         Deleting a schedule that does not exist returns 0."""
         kwargs = {"task": task or self.task, "name": name}
-        cancelled: int = self._link.call(self.execution_id, "unschedule", kwargs)
+        cancelled: int = self._link.call(self._key, "unschedule", kwargs)
         return cancelled
 
     def _record(self, name: str, value: Any) -> Any:
         encoded = _encode(value, f"result of step {name!r}")
         return self._recorded(
-            name, self._link.save_step(self.execution_id, self._spec.token, name, encoded)
+            name, self._link.save_step(self._key, name, encoded)
         )
 
     async def _record_async(self, name: str, value: Any) -> Any:
         encoded = _encode(value, f"result of step {name!r}")
         return self._recorded(
             name,
-            await self._link.save_step_async(self.execution_id, self._spec.token, name, encoded),
+            await self._link.save_step_async(self._key, name, encoded),
         )
 
     def _recorded(self, name: str, recorded: str) -> Any:

@@ -83,5 +83,9 @@ def _create() -> Any:
         leases = Gauge(
             "conductor_worker_leases_held", "Leases this worker holds.", multiprocess_mode="livesum"
         )
+        stream_silences = Counter(
+            "conductor_worker_stream_silences_total",
+            "Streams given up because the coordinator was silent for two heartbeat intervals.",
+        )
 
     return WorkerMetrics

@@ -25,7 +25,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from . import child as child_module
-from .context import RunSpec
+from .context import RunKey, RunSpec
 from .metrics import metrics, process_died
 from .pipes import MAX_BATCH, Outgoing, read_batch, write_batches
 from .task import Task
@@ -88,13 +88,15 @@ class Pool:
         self.per_child = 2 * threads
         self.per_child_quick = 16 * threads
         self._run_seconds = 1.0  # moving average, from hand-over to outcome
-        self._sent_at: dict[str, float] = {}
+        self._sent_at: dict[RunKey, float] = {}
         self.log_level = log_level
         self.children: list[_Child] = []
         self.pending: deque[RunSpec] = deque()
         self.shutting_down = False
         self.stopping = False
-        self._where: dict[str, _Child] = {}
+        self._where: dict[RunKey, _Child] = {}
+        #: clock syncs sent to the children and the children yet to apply each
+        self._clock_waits: dict[int, tuple[set[_Child], asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         method = os.environ.get("CONDUCTOR_START_METHOD", "spawn")
         if method not in ("spawn", "forkserver"):
@@ -186,54 +188,80 @@ class Pool:
             while self.pending and not child.dead and len(child.inflight) < depth:
                 spec = self.pending.popleft()
                 child.inflight.append(spec)
-                self._where[spec.execution_id] = child
-                self._sent_at[spec.execution_id] = now
+                self._where[spec.key] = child
+                self._sent_at[spec.key] = now
                 child.send(("run", spec))
             if not self.pending:
                 return
 
-    def step_acks(self, acks: list[tuple[str, str, str | None, str]]) -> None:
-        """Answer step saves: (execution id, name, recorded result or None, why the save was
+    def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:
+        """Answer step saves: (run key, name, recorded result or None, why the save was
         refused or "" if the lease is lost), one hand-over per child process."""
         by_child: dict[_Child, list[tuple[Any, ...]]] = {}
-        for execution_id, name, recorded, error in acks:
-            child = self._where.get(execution_id)
+        for key, name, recorded, error in acks:
+            child = self._where.get(key)
             if child is not None:
-                by_child.setdefault(child, []).append(
-                    ("step_ack", execution_id, name, recorded, error)
-                )
+                by_child.setdefault(child, []).append(("step_ack", key, name, recorded, error))
         for child, messages in by_child.items():
             child.send(messages)
 
-    def send_to(self, execution_id: str, message: tuple[Any, ...]) -> None:
-        """Send a message to the process running the execution (if it still is)."""
-        child = self._where.get(execution_id)
+    def send_to(self, key: RunKey, message: tuple[Any, ...]) -> None:
+        """Send a message to the process running the run (if it still is)."""
+        child = self._where.get(key)
         if child is not None:
             child.send(message)
 
-    def interrupt(self, execution_id: str, reason: str, run_at: float | None = None) -> None:
-        """Release the execution at its next checkpoint (at once if it has not started)."""
-        for spec in list(self.pending):
-            if spec.execution_id == execution_id:
+    def interrupt(self, key: RunKey, reason: str, run_at: float | None = None) -> None:
+        """Release the run at its next checkpoint (at once if it has not started). Reason
+        "lost": the lease is gone; the run is abandoned and its waits are answered now."""
+        for spec in self.pending:
+            if spec.key == key:
                 self.pending.remove(spec)
-                self.handler(("released", execution_id, reason, run_at))
+                if reason == "lost":
+                    self.handler(("abandoned", key))
+                else:
+                    self.handler(("released", key, reason, run_at))
                 return
-        child = self._where.get(execution_id)
+        child = self._where.get(key)
         if child is not None:
-            child.send(("interrupt", execution_id, reason, run_at))
+            child.send(("interrupt", key, reason, run_at))
+
+    def sync_clock(self, coordinator_time: float, sequence: int) -> asyncio.Future[None]:
+        """Hand a jumped coordinator clock to every child; done once all of them use it."""
+        assert self._loop is not None
+        done: asyncio.Future[None] = self._loop.create_future()
+        children = {c for c in self.children if not c.dead}
+        if not children:
+            done.set_result(None)
+            return done
+        self._clock_waits[sequence] = (children, done)
+        message = ("clock", coordinator_time, time.monotonic(), sequence)
+        for child in children:
+            child.send(message)
+        return done
+
+    def _clock_applied(self, child: _Child, sequence: int) -> None:
+        waiting = self._clock_waits.get(sequence)
+        if waiting is None:
+            return
+        waiting[0].discard(child)
+        if not waiting[0]:
+            del self._clock_waits[sequence]
+            if not waiting[1].done():
+                waiting[1].set_result(None)
 
     def shutdown(self) -> None:
         """Release what has not started; running handlers release at their next checkpoint."""
         self.shutting_down = True
         while self.pending:
             spec = self.pending.popleft()
-            self.handler(("released", spec.execution_id, "shutdown", None))
+            self.handler(("released", spec.key, "shutdown", None))
         for child in self.children:
             child.send(("shutdown",))
 
-    def running(self) -> list[str]:
-        return [s.execution_id for c in self.children for s in c.inflight] + [
-            s.execution_id for s in self.pending
+    def running(self) -> list[RunKey]:
+        return [s.key for c in self.children for s in c.inflight] + [
+            s.key for s in self.pending
         ]
 
     # -- events from children -----------------------------------------------------------
@@ -246,16 +274,18 @@ class Pool:
         kind = message[0]
         if kind in ("done", "error", "released", "abandoned"):
             self._finish(child, message[1])
-        if kind != "ready":
+        if kind == "clock_ack":
+            self._clock_applied(child, message[1])
+        elif kind != "ready":
             self.handler(message)
 
-    def _finish(self, child: _Child, execution_id: str) -> None:
-        self._where.pop(execution_id, None)
-        sent = self._sent_at.pop(execution_id, None)
+    def _finish(self, child: _Child, key: RunKey) -> None:
+        self._where.pop(key, None)
+        sent = self._sent_at.pop(key, None)
         if sent is not None:
             self._run_seconds = 0.9 * self._run_seconds + 0.1 * (time.monotonic() - sent)
         for spec in child.inflight:
-            if spec.execution_id == execution_id:
+            if spec.key == key:
                 child.inflight.remove(spec)
                 break
         self._assign()
@@ -265,6 +295,8 @@ class Pool:
         child.outq.put(None)
         if child in self.children:
             self.children.remove(child)
+        for sequence in list(self._clock_waits):  # a dead child applies nothing any more
+            self._clock_applied(child, sequence)
         how = describe_exit(child.process.exitcode)
         if child.process.pid is not None:
             process_died(child.process.pid)
@@ -275,12 +307,12 @@ class Pool:
         # runs start in order, `threads` at a time: those had started and die with the process
         for _ in range(min(self.threads, len(child.inflight))):
             crashed = child.inflight.popleft()
-            self._where.pop(crashed.execution_id, None)
-            self._sent_at.pop(crashed.execution_id, None)
+            self._where.pop(crashed.key, None)
+            self._sent_at.pop(crashed.key, None)
             self.handler(
                 (
                     "error",
-                    crashed.execution_id,
+                    crashed.key,
                     "ProcessDied",
                     f"pool process {child.process.pid} {how}",
                     "",
@@ -289,7 +321,7 @@ class Pool:
             )
         if child.inflight:
             for spec in reversed(child.inflight):
-                self._where.pop(spec.execution_id, None)
+                self._where.pop(spec.key, None)
                 self.pending.appendleft(spec)
         if not self.stopping:
             self._spawn()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -30,7 +32,7 @@ from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from . import metrics as worker_metrics
 from .client import Client
 from .connection import Connection
-from .context import RunSpec
+from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
 from .pool import Pool
 from .task import Task, check_registrable, registered
@@ -38,7 +40,12 @@ from .task import Task, check_registrable, registered
 log = logging.getLogger(__name__)
 
 RECONNECT_MIN = 0.1
-RECONNECT_MAX = 5.0
+#: the longest wait between reconnection attempts (so a healed network is found within ~1 s)
+RECONNECT_MAX = 1.0
+#: seconds the coordinator may take to answer Register
+REGISTER_TIMEOUT = 15.0
+#: heartbeat intervals without any message from the coordinator before the stream is given up
+SILENCE_INTERVALS = 2.0
 BUSY_HELD = 16  # leases held above which the worker counts as busy
 BUSY_BATCH_WAIT = 0.002  # seconds a busy worker lets results gather before sending
 #: seconds new step saves wait at most for the previous batch's acknowledgement
@@ -61,7 +68,6 @@ _RELEASE_REASONS = {
 class _Held:
     """A lease this worker holds until the coordinator acknowledges its outcome."""
 
-    token: str
     task: str
     abandoned: bool = False
 
@@ -118,9 +124,18 @@ class Worker:
         self.on_connected = on_connected
         self.drain_mode = drain
         self.pools: dict[str, Pool] = {}
-        self.held: dict[str, _Held] = {}
-        self.unacked: dict[str, worker_pb2.Outcome] = {}
-        self.pending_steps: dict[tuple[str, str], worker_pb2.StepSave] = {}
+        #: every lease held, by run key (execution id, token), until its outcome is acked
+        self.held: dict[RunKey, _Held] = {}
+        #: the newest lease token of each execution held (cancel and release requests name
+        #: executions; an older lease of one is abandoned as soon as a newer one arrives)
+        self.tokens: dict[str, str] = {}
+        self.unacked: dict[RunKey, worker_pb2.Outcome] = {}
+        self.pending_steps: dict[tuple[RunKey, str], worker_pb2.StepSave] = {}
+        #: time.monotonic() when the coordinator was last heard from on the current stream
+        self._last_heard = 0.0
+        self._registered = False
+        self._registered_msg = worker_pb2.Registered()
+        self._clock_syncs: set[asyncio.Task[None]] = set()
         #: step saves sent on the current stream and not yet acknowledged
         self._steps_in_flight = 0
         self._steps_landed = asyncio.Event()
@@ -156,7 +171,7 @@ class Worker:
             self.pools[name] = Pool(
                 t,
                 t.options.processes,
-                self._on_pool_message,
+                functools.partial(self._on_pool_message, name),
                 threads=t.options.threads,
                 log_level=self.log_level,
             )
@@ -219,9 +234,9 @@ class Worker:
         assert self._idle is not None
         for pool in self.pools.values():
             pool.kill()
-        for eid, held in self.held.items():
-            if eid not in self.unacked and not held.abandoned:
-                self._outcome(eid, released=worker_pb2.Released(
+        for key, held in list(self.held.items()):
+            if key not in self.unacked and not held.abandoned:
+                self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=10)
@@ -235,10 +250,11 @@ class Worker:
     async def _connection_loop(self) -> None:
         delay = RECONNECT_MIN
         while True:
+            self._registered = False
+            wait = delay * random.uniform(0.5, 1.0)  # jitter: workers do not return in step
             try:
                 async with self.connection.aio_channel() as channel:
                     await self._session(worker_pb2_grpc.WorkerServiceStub(channel))
-                delay = RECONNECT_MIN
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
@@ -248,12 +264,15 @@ class Worker:
                     self.stop()
                     return
                 log.warning("coordinator %s: %s; reconnecting in %.1fs", self.server,
-                            exc.code().name, delay)
+                            exc.code().name, wait)
+            except ConnectionError as exc:
+                log.warning("coordinator %s: %s; reconnecting in %.1fs", self.server, exc, wait)
             except Exception:
-                log.exception("worker stream failed; reconnecting in %.1fs", delay)
+                log.exception("worker stream failed; reconnecting in %.1fs", wait)
             self._outbox = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            await asyncio.sleep(wait)
+            # a stream that registered was a success: the next cut starts from the minimum
+            delay = RECONNECT_MIN if self._registered else min(delay * 2, RECONNECT_MAX)
 
     def _register_message(self) -> worker_pb2.WorkerMessage:
         return worker_pb2.WorkerMessage(
@@ -263,8 +282,9 @@ class Worker:
                 pid=os.getpid(),
                 tasks=[task_definition(t) for t in self.tasks.values()],
                 held_leases=[
-                    worker_pb2.LeaseRef(execution_id=eid, lease_token=h.token)
-                    for eid, h in self.held.items()
+                    worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
+                    for (eid, token), h in self.held.items()
+                    if not h.abandoned
                 ],
                 drain=self.drain_mode,
             )
@@ -272,15 +292,17 @@ class Worker:
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
         call = stub.Connect(metadata=self.connection.metadata)
-        await call.write(self._register_message())
-        first = await call.read()
-        if not isinstance(first, worker_pb2.CoordinatorMessage) or (
-            first.WhichOneof("kind") != "registered"
-        ):
-            raise ConnectionError("coordinator did not answer Register")
-        registered_msg = first.registered
+        try:
+            await asyncio.wait_for(self._register(call), REGISTER_TIMEOUT)
+        except TimeoutError:
+            call.cancel()
+            raise ConnectionError(
+                f"no answer to Register within {REGISTER_TIMEOUT:.0f}s"
+            ) from None
+        registered_msg = self._registered_msg
+        self._registered = True
         for ref in registered_msg.lost_leases:
-            self._abandon(ref.execution_id)
+            self._abandon((ref.execution_id, ref.lease_token))
         outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] = asyncio.Queue()
         self._outbox = outbox
         self._steps_in_flight = 0  # a new stream: whatever was unacknowledged is resent below
@@ -294,19 +316,57 @@ class Worker:
         if self.on_connected is not None:
             self.on_connected()
             self.on_connected = None
+        interval = registered_msg.heartbeat_interval_seconds
         tasks = [
             asyncio.create_task(self._sender(call, outbox)),
-            asyncio.create_task(self._heartbeats(registered_msg.heartbeat_interval_seconds)),
+            asyncio.create_task(self._heartbeats(interval)),
         ]
+        reader = asyncio.create_task(self._read(call))
+        watchdog = asyncio.create_task(self._watchdog(interval))
         try:
-            while isinstance(message := await call.read(), worker_pb2.CoordinatorMessage):
-                self._on_coordinator_message(message)
+            done, _ = await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()  # raises what ended the stream
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Give the stream up for good: whatever it still delivers (leases that arrive
+            # late after a stall) is never read, so it can never start running.
             call.cancel()
+            for t in [*tasks, reader, watchdog]:
+                t.cancel()
+            await asyncio.gather(*tasks, reader, watchdog, return_exceptions=True)
         raise ConnectionError("coordinator closed the stream")
+
+    async def _register(
+        self,
+        call: grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.CoordinatorMessage],
+    ) -> None:
+        await call.write(self._register_message())
+        first = await call.read()
+        if not isinstance(first, worker_pb2.CoordinatorMessage) or (
+            first.WhichOneof("kind") != "registered"
+        ):
+            raise ConnectionError("coordinator did not answer Register")
+        self._registered_msg = first.registered
+        self._last_heard = time.monotonic()
+
+    async def _read(
+        self,
+        call: grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.CoordinatorMessage],
+    ) -> None:
+        while isinstance(message := await call.read(), worker_pb2.CoordinatorMessage):
+            self._last_heard = time.monotonic()
+            self._on_coordinator_message(message)
+
+    async def _watchdog(self, interval: float) -> None:
+        """End the stream when the coordinator has been silent for about two heartbeat
+        intervals (it answers every heartbeat), e.g. a connection that died without a reset."""
+        limit = SILENCE_INTERVALS * interval
+        while True:
+            await asyncio.sleep(interval / 4)
+            silent = time.monotonic() - self._last_heard
+            if silent > limit:
+                worker_metrics.metrics().stream_silences.inc()
+                raise ConnectionError(f"no message from the coordinator for {silent:.1f}s")
 
     async def _sender(
         self,
@@ -347,8 +407,8 @@ class Worker:
                 worker_pb2.WorkerMessage(
                     heartbeat=worker_pb2.Heartbeat(
                         leases=[
-                            worker_pb2.LeaseRef(execution_id=eid, lease_token=h.token)
-                            for eid, h in self.held.items()
+                            worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
+                            for (eid, token), h in self.held.items()
                             if not h.abandoned
                         ]
                     )
@@ -376,17 +436,44 @@ class Worker:
             for request in message.release_requests.items:
                 run_at = request.run_at.ToDatetime(UTC).timestamp()
                 self._interrupt(request.execution_id, "window", run_at)
+        elif kind == "heartbeat_ack":
+            for ref in message.heartbeat_ack.lost_leases:
+                self._abandon((ref.execution_id, ref.lease_token))
+        elif kind == "clock_sync":
+            self._sync_clock(message.clock_sync)
         elif kind == "drained":
             log.info("drained: nothing runnable is left")
             self.stop()
+
+    def _sync_clock(self, sync: worker_pb2.ClockSync) -> None:
+        """Hand the coordinator's jumped clock to every pool process, then confirm."""
+        now = sync.coordinator_time.ToDatetime(UTC).timestamp()
+        sequence = sync.sequence
+        futures = [pool.sync_clock(now, sequence) for pool in self.pools.values()]
+
+        async def confirm() -> None:
+            await asyncio.gather(*futures)
+            self._send(worker_pb2.WorkerMessage(
+                clock_synced=worker_pb2.ClockSynced(sequence=sequence)))
+
+        task = asyncio.create_task(confirm())
+        self._clock_syncs.add(task)
+        task.add_done_callback(self._clock_syncs.discard)
 
     def _on_leases(self, leases: worker_pb2.Leases) -> None:
         received = time.monotonic()
         for lease in leases.items:
             pool = self.pools.get(lease.task)
-            self.held[lease.execution_id] = _Held(lease.lease_token, lease.task)
+            key = (lease.execution_id, lease.lease_token)
+            older = self.tokens.get(lease.execution_id)
+            if older is not None and older != lease.lease_token:
+                # Re-leased while an old run may still be winding down here (a cut longer
+                # than the lease timeout): the old lease is gone, so that run is abandoned.
+                self._abandon((lease.execution_id, older))
+            self.tokens[lease.execution_id] = lease.lease_token
+            self.held[key] = _Held(lease.task)
             if pool is None or self._stopping:
-                self._outcome(lease.execution_id, released=worker_pb2.Released(
+                self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
                     else worker_pb2.RELEASE_REASON_UNAVAILABLE))
                 continue
@@ -402,8 +489,12 @@ class Worker:
                     coordinator_time=lease.coordinator_time.ToDatetime(UTC).timestamp(),
                     received_monotonic=received,
                     schedule=lease.schedule or None,
-                    fire_time=lease.fire_time.ToDatetime(UTC).timestamp()
-                    if lease.HasField("fire_time")
+                    fire_time=_epoch(lease.fire_time) if lease.HasField("fire_time") else None,
+                    window_closes_at=_epoch(lease.window_closes_at)
+                    if lease.HasField("window_closes_at")
+                    else None,
+                    window_reopens_at=_epoch(lease.window_reopens_at)
+                    if lease.HasField("window_reopens_at")
                     else None,
                 )
             )
@@ -412,79 +503,94 @@ class Worker:
         self._steps_in_flight = max(0, self._steps_in_flight - len(acks.items))
         if not self._steps_in_flight:
             self._steps_landed.set()
-        answers: dict[str, list[tuple[str, str, str | None, str]]] = {}
+        answers: dict[str, list[tuple[RunKey, str, str | None, str]]] = {}
         for ack in acks.items:
-            eid, name = ack.execution_id, ack.name
-            self.pending_steps.pop((eid, name), None)
-            held = self.held.get(eid)
+            key, name = (ack.execution_id, ack.lease_token), ack.name
+            self.pending_steps.pop((key, name), None)
+            held = self.held.get(key)
             if held is None:
                 continue
-            answer: tuple[str, str, str | None, str]
+            answer: tuple[RunKey, str, str | None, str]
             if ack.status == worker_pb2.WRITE_STATUS_OK:
-                answer = (eid, name, ack.result_json, "")
+                answer = (key, name, ack.result_json, "")
             elif ack.status == worker_pb2.WRITE_STATUS_INVALID:  # the run fails at that step
-                answer = (eid, name, None, ack.error or "refused by the coordinator")
+                answer = (key, name, None, ack.error or "refused by the coordinator")
             else:
                 held.abandoned = True
-                answer = (eid, name, None, "")
+                answer = (key, name, None, "")
             answers.setdefault(held.task, []).append(answer)
         for task, items in answers.items():
             self.pools[task].step_acks(items)
 
     def _on_outcome_acks(self, acks: worker_pb2.OutcomeAcks) -> None:
         for ack in acks.items:
-            outcome = self.unacked.get(ack.execution_id)
-            if outcome is not None and outcome.lease_token == ack.lease_token:
-                del self.unacked[ack.execution_id]
-                self.held.pop(ack.execution_id, None)
+            key = (ack.execution_id, ack.lease_token)
+            if self.unacked.pop(key, None) is not None:
+                self._drop(key)
                 if ack.status != worker_pb2.WRITE_STATUS_OK:
                     log.warning("execution %s: outcome refused (lease lost)", ack.execution_id)
         self._check_idle()
 
-    def _interrupt(self, execution_id: str, reason: str, run_at: float | None = None) -> None:
-        held = self.held.get(execution_id)
-        if held is not None:
-            self.pools[held.task].interrupt(execution_id, reason, run_at)
+    def _drop(self, key: RunKey) -> _Held | None:
+        """Forget a lease (its outcome is acknowledged, or its run was abandoned)."""
+        held = self.held.pop(key, None)
+        if self.tokens.get(key[0]) == key[1]:
+            del self.tokens[key[0]]
+        return held
 
-    def _abandon(self, execution_id: str) -> None:
-        held = self.held.get(execution_id)
-        if held is not None:
+    def _interrupt(self, execution_id: str, reason: str, run_at: float | None = None) -> None:
+        """Ask the current run of an execution to let go at its next step or checkpoint."""
+        token = self.tokens.get(execution_id)
+        held = self.held.get((execution_id, token)) if token is not None else None
+        if token is not None and held is not None:
+            self.pools[held.task].interrupt((execution_id, token), reason, run_at)
+
+    def _abandon(self, key: RunKey) -> None:
+        """The lease is gone: its run stops at its next step or checkpoint, and a step save
+        it waits for is answered at once (the run can never wait forever)."""
+        held = self.held.get(key)
+        if held is not None and not held.abandoned:
             held.abandoned = True
-            self._interrupt(execution_id, "lost")
+            self.pools[held.task].interrupt(key, "lost")
 
     # -- from the pools -----------------------------------------------------------------
 
-    def _on_pool_message(self, message: tuple[Any, ...]) -> None:
-        kind, eid = message[0], message[1]
-        held = self.held.get(eid)
+    def _on_pool_message(self, task: str, message: tuple[Any, ...]) -> None:
+        kind, key = message[0], message[1]
+        held = self.held.get(key)
         if held is None:
+            if kind == "step":  # never leave a run waiting, whatever happened to its lease
+                self.pools[task].step_acks([(key, message[2], None, "")])
             return
         if kind == "call":
-            task = asyncio.create_task(self._serve_call(held.task, *message[1:]))
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+            call = asyncio.create_task(self._serve_call(held.task, *message[1:]))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
         elif kind == "step":
-            _, _, token, name, result_json = message
+            _, _, name, result_json = message
             if held.abandoned:
-                self.pools[held.task].step_acks([(eid, name, None, "")])
+                self.pools[held.task].step_acks([(key, name, None, "")])
                 return
             save = worker_pb2.StepSave(
-                execution_id=eid, lease_token=token, name=name, result_json=result_json
+                execution_id=key[0], lease_token=key[1], name=name, result_json=result_json
             )
-            self.pending_steps[(eid, name)] = save
+            self.pending_steps[(key, name)] = save
             self._send(("step", save))
         elif held.abandoned or kind == "abandoned":
-            self.held.pop(eid, None)
+            self._drop(key)
+            for pending in [k for k in self.pending_steps if k[0] == key]:
+                del self.pending_steps[pending]
             worker_metrics.metrics().executions.labels(held.task, "abandoned").inc()
             self._check_idle()
         elif kind == "done":
-            self._outcome(eid, completed=worker_pb2.Completed(result_json=message[2]))
+            self._outcome(key, completed=worker_pb2.Completed(result_json=message[2]))
         elif kind == "error":
             _, _, etype, text, tb, retryable = message
             error = common_pb2.ErrorInfo(type=etype, message=text, traceback=tb)
-            self._outcome(eid, failed=worker_pb2.Failed(error=error, retryable=retryable))
+            self._outcome(key, failed=worker_pb2.Failed(error=error, retryable=retryable))
         elif kind == "released":
-            self._outcome(eid, released=_released(message[2], message[3]))
+            self._outcome(key, released=_released(message[2], message[3]))
+
 
     def _count(self, task: str, result: dict[str, Any]) -> None:
         m = worker_metrics.metrics()
@@ -496,7 +602,7 @@ class Worker:
             m.releases.labels(task, reason).inc()
 
     async def _serve_call(
-        self, task: str, execution_id: str, request_id: int, method: str, kwargs: dict[str, Any]
+        self, task: str, key: RunKey, request_id: int, method: str, kwargs: dict[str, Any]
     ) -> None:
         """Run a client API call for a pool process (ctx.schedule, ctx.unschedule)."""
         try:
@@ -504,7 +610,7 @@ class Worker:
             answer: tuple[Any, ...] = ("call_result", request_id, True, value)
         except Exception as exc:
             answer = ("call_result", request_id, False, f"{type(exc).__name__}: {exc}")
-        self.pools[task].send_to(execution_id, answer)
+        self.pools[task].send_to(key, answer)
 
     def _call_client(self, method: str, kwargs: dict[str, Any]) -> Any:
         if self._client is None:
@@ -515,15 +621,15 @@ class Worker:
             return self._client.unschedule(**kwargs)
         raise ValueError(f"unknown call {method!r}")
 
-    def _outcome(self, execution_id: str, **result: Any) -> None:
+    def _outcome(self, key: RunKey, **result: Any) -> None:
         """Report how a run ended; the first outcome of a lease wins (a child killed after
         its run was released must not also fail it)."""
-        if execution_id in self.unacked:
+        if key in self.unacked:
             return
-        held = self.held[execution_id]
+        held = self.held[key]
         self._count(held.task, result)
-        outcome = worker_pb2.Outcome(execution_id=execution_id, lease_token=held.token, **result)
-        self.unacked[execution_id] = outcome
+        outcome = worker_pb2.Outcome(execution_id=key[0], lease_token=key[1], **result)
+        self.unacked[key] = outcome
         self._send(("outcome", outcome))
 
 
@@ -539,6 +645,10 @@ def _released(reason: str, run_at: float | None) -> worker_pb2.Released:
         ts.FromDatetime(datetime.fromtimestamp(run_at, UTC))
         released.run_at.CopyFrom(ts)
     return released
+
+
+def _epoch(ts: Timestamp) -> float:
+    return ts.ToDatetime(UTC).timestamp()
 
 
 def _is_step(item: worker_pb2.WorkerMessage | tuple[str, Any]) -> bool:

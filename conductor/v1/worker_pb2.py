@@ -26,7 +26,7 @@ from conductor.v1 import common_pb2 as conductor_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63onductor/v1/worker.proto\x12\x0c\x63onductor.v1\x1a\x19\x63onductor/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x0bRetryPolicy\x12\x1f\n\x17initial_backoff_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13max_backoff_seconds\x18\x02 \x01(\x01\x12\x12\n\nmultiplier\x18\x03 \x01(\x01\x12\x0e\n\x06jitter\x18\x04 \x01(\x01\x12\x1c\n\x14non_retryable_errors\x18\x05 \x03(\t\"$\n\x06Window\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\"\x81\x02\n\x0eTaskDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tprocesses\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12(\n\x05retry\x18\x05 \x01(\x0b\x32\x19.conductor.v1.RetryPolicy\x12$\n\x06window\x18\x06 \x01(\x0b\x32\x14.conductor.v1.Window\x12\x10\n\x08timezone\x18\x07 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\x12/\n\tschedules\x18\t \x03(\x0b\x32\x1c.conductor.v1.StaticSchedule\",\n\x0eStaticSchedule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\"5\n\x08LeaseRef\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\"\xa5\x01\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12+\n\x05tasks\x18\x04 \x03(\x0b\x32\x1c.conductor.v1.TaskDefinition\x12+\n\x0bheld_leases\x18\x05 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\x12\r\n\x05\x64rain\x18\x06 \x01(\x08\"3\n\tHeartbeat\x12&\n\x06leases\x18\x01 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\"X\n\x08StepSave\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\"2\n\tStepSaves\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.conductor.v1.StepSave\" \n\tCompleted\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"C\n\x06\x46\x61iled\x12&\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x17.conductor.v1.ErrorInfo\x12\x11\n\tretryable\x18\x02 \x01(\x08\"c\n\x08Released\x12+\n\x06reason\x18\x01 \x01(\x0e\x32\x1b.conductor.v1.ReleaseReason\x12*\n\x06run_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc0\x01\n\x07Outcome\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\x12,\n\tcompleted\x18\x03 \x01(\x0b\x32\x17.conductor.v1.CompletedH\x00\x12&\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x14.conductor.v1.FailedH\x00\x12*\n\x08released\x18\x05 \x01(\x0b\x32\x16.conductor.v1.ReleasedH\x00\x42\x08\n\x06result\"0\n\x08Outcomes\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.conductor.v1.Outcome\"\r\n\x0bStopLeasing\"\xff\x01\n\rWorkerMessage\x12*\n\x08register\x18\x01 \x01(\x0b\x32\x16.conductor.v1.RegisterH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.conductor.v1.HeartbeatH\x00\x12-\n\nstep_saves\x18\x03 \x01(\x0b\x32\x17.conductor.v1.StepSavesH\x00\x12*\n\x08outcomes\x18\x04 \x01(\x0b\x32\x16.conductor.v1.OutcomesH\x00\x12\x31\n\x0cstop_leasing\x18\x05 \x01(\x0b\x32\x19.conductor.v1.StopLeasingH\x00\x42\x06\n\x04kind\"|\n\nRegistered\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\x01\x12\x1d\n\x15lease_timeout_seconds\x18\x02 \x01(\x01\x12+\n\x0blost_leases\x18\x03 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\"\xd1\x02\n\x05Lease\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0blease_token\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x14\n\x0cpayload_json\x18\x06 \x01(\t\x12-\n\x05steps\x18\x07 \x03(\x0b\x32\x1e.conductor.v1.Lease.StepsEntry\x12\x34\n\x10\x63oordinator_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08schedule\x18\t \x01(\t\x12-\n\tfire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a,\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x06Leases\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.conductor.v1.Lease\"|\n\x07StepAck\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.conductor.v1.WriteStatus\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"0\n\x08StepAcks\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.conductor.v1.StepAck\"b\n\nOutcomeAck\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.conductor.v1.WriteStatus\"6\n\x0bOutcomeAcks\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.conductor.v1.OutcomeAck\"\'\n\x0e\x43\x61ncelRequests\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"\x7f\n\x0eReleaseRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.conductor.v1.ReleaseReason\x12*\n\x06run_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x0fReleaseRequests\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.conductor.v1.ReleaseRequest\"\t\n\x07\x44rained\"\xf2\x02\n\x12\x43oordinatorMessage\x12.\n\nregistered\x18\x01 \x01(\x0b\x32\x18.conductor.v1.RegisteredH\x00\x12&\n\x06leases\x18\x02 \x01(\x0b\x32\x14.conductor.v1.LeasesH\x00\x12+\n\tstep_acks\x18\x03 \x01(\x0b\x32\x16.conductor.v1.StepAcksH\x00\x12\x31\n\x0coutcome_acks\x18\x04 \x01(\x0b\x32\x19.conductor.v1.OutcomeAcksH\x00\x12\x37\n\x0f\x63\x61ncel_requests\x18\x05 \x01(\x0b\x32\x1c.conductor.v1.CancelRequestsH\x00\x12\x39\n\x10release_requests\x18\x06 \x01(\x0b\x32\x1d.conductor.v1.ReleaseRequestsH\x00\x12(\n\x07\x64rained\x18\x07 \x01(\x0b\x32\x15.conductor.v1.DrainedH\x00\x42\x06\n\x04kind*\xbf\x01\n\rReleaseReason\x12\x1e\n\x1aRELEASE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17RELEASE_REASON_SHUTDOWN\x10\x01\x12\x19\n\x15RELEASE_REASON_WINDOW\x10\x02\x12\x18\n\x14RELEASE_REASON_SLEEP\x10\x03\x12\x1e\n\x1aRELEASE_REASON_UNAVAILABLE\x10\x04\x12\x1c\n\x18RELEASE_REASON_CANCELLED\x10\x05*x\n\x0bWriteStatus\x12\x1c\n\x18WRITE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fWRITE_STATUS_OK\x10\x01\x12\x1c\n\x18WRITE_STATUS_STALE_LEASE\x10\x02\x12\x18\n\x14WRITE_STATUS_INVALID\x10\x03\x32]\n\rWorkerService\x12L\n\x07\x43onnect\x12\x1b.conductor.v1.WorkerMessage\x1a .conductor.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63onductor/v1/worker.proto\x12\x0c\x63onductor.v1\x1a\x19\x63onductor/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x0bRetryPolicy\x12\x1f\n\x17initial_backoff_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13max_backoff_seconds\x18\x02 \x01(\x01\x12\x12\n\nmultiplier\x18\x03 \x01(\x01\x12\x0e\n\x06jitter\x18\x04 \x01(\x01\x12\x1c\n\x14non_retryable_errors\x18\x05 \x03(\t\"$\n\x06Window\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\"\x81\x02\n\x0eTaskDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tprocesses\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12(\n\x05retry\x18\x05 \x01(\x0b\x32\x19.conductor.v1.RetryPolicy\x12$\n\x06window\x18\x06 \x01(\x0b\x32\x14.conductor.v1.Window\x12\x10\n\x08timezone\x18\x07 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\x12/\n\tschedules\x18\t \x03(\x0b\x32\x1c.conductor.v1.StaticSchedule\",\n\x0eStaticSchedule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\"5\n\x08LeaseRef\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\"\xa5\x01\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12+\n\x05tasks\x18\x04 \x03(\x0b\x32\x1c.conductor.v1.TaskDefinition\x12+\n\x0bheld_leases\x18\x05 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\x12\r\n\x05\x64rain\x18\x06 \x01(\x08\"3\n\tHeartbeat\x12&\n\x06leases\x18\x01 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\"X\n\x08StepSave\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\"2\n\tStepSaves\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.conductor.v1.StepSave\" \n\tCompleted\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"C\n\x06\x46\x61iled\x12&\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x17.conductor.v1.ErrorInfo\x12\x11\n\tretryable\x18\x02 \x01(\x08\"c\n\x08Released\x12+\n\x06reason\x18\x01 \x01(\x0e\x32\x1b.conductor.v1.ReleaseReason\x12*\n\x06run_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc0\x01\n\x07Outcome\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\x12,\n\tcompleted\x18\x03 \x01(\x0b\x32\x17.conductor.v1.CompletedH\x00\x12&\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x14.conductor.v1.FailedH\x00\x12*\n\x08released\x18\x05 \x01(\x0b\x32\x16.conductor.v1.ReleasedH\x00\x42\x08\n\x06result\"0\n\x08Outcomes\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.conductor.v1.Outcome\"\r\n\x0bStopLeasing\"\xb2\x02\n\rWorkerMessage\x12*\n\x08register\x18\x01 \x01(\x0b\x32\x16.conductor.v1.RegisterH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.conductor.v1.HeartbeatH\x00\x12-\n\nstep_saves\x18\x03 \x01(\x0b\x32\x17.conductor.v1.StepSavesH\x00\x12*\n\x08outcomes\x18\x04 \x01(\x0b\x32\x16.conductor.v1.OutcomesH\x00\x12\x31\n\x0cstop_leasing\x18\x05 \x01(\x0b\x32\x19.conductor.v1.StopLeasingH\x00\x12\x31\n\x0c\x63lock_synced\x18\x06 \x01(\x0b\x32\x19.conductor.v1.ClockSyncedH\x00\x42\x06\n\x04kind\"\x1f\n\x0b\x43lockSynced\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"|\n\nRegistered\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\x01\x12\x1d\n\x15lease_timeout_seconds\x18\x02 \x01(\x01\x12+\n\x0blost_leases\x18\x03 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\"\xbe\x03\n\x05Lease\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0blease_token\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x14\n\x0cpayload_json\x18\x06 \x01(\t\x12-\n\x05steps\x18\x07 \x03(\x0b\x32\x1e.conductor.v1.Lease.StepsEntry\x12\x34\n\x10\x63oordinator_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08schedule\x18\t \x01(\t\x12-\n\tfire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10window_closes_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11window_reopens_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a,\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x06Leases\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.conductor.v1.Lease\"\x91\x01\n\x07StepAck\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.conductor.v1.WriteStatus\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x13\n\x0blease_token\x18\x06 \x01(\t\"0\n\x08StepAcks\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.conductor.v1.StepAck\"b\n\nOutcomeAck\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.conductor.v1.WriteStatus\"6\n\x0bOutcomeAcks\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.conductor.v1.OutcomeAck\"\'\n\x0e\x43\x61ncelRequests\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"\x7f\n\x0eReleaseRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.conductor.v1.ReleaseReason\x12*\n\x06run_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x0fReleaseRequests\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.conductor.v1.ReleaseRequest\"\t\n\x07\x44rained\"\xd6\x03\n\x12\x43oordinatorMessage\x12.\n\nregistered\x18\x01 \x01(\x0b\x32\x18.conductor.v1.RegisteredH\x00\x12&\n\x06leases\x18\x02 \x01(\x0b\x32\x14.conductor.v1.LeasesH\x00\x12+\n\tstep_acks\x18\x03 \x01(\x0b\x32\x16.conductor.v1.StepAcksH\x00\x12\x31\n\x0coutcome_acks\x18\x04 \x01(\x0b\x32\x19.conductor.v1.OutcomeAcksH\x00\x12\x37\n\x0f\x63\x61ncel_requests\x18\x05 \x01(\x0b\x32\x1c.conductor.v1.CancelRequestsH\x00\x12\x39\n\x10release_requests\x18\x06 \x01(\x0b\x32\x1d.conductor.v1.ReleaseRequestsH\x00\x12(\n\x07\x64rained\x18\x07 \x01(\x0b\x32\x15.conductor.v1.DrainedH\x00\x12\x33\n\rheartbeat_ack\x18\x08 \x01(\x0b\x32\x1a.conductor.v1.HeartbeatAckH\x00\x12-\n\nclock_sync\x18\t \x01(\x0b\x32\x17.conductor.v1.ClockSyncH\x00\x42\x06\n\x04kind\"q\n\x0cHeartbeatAck\x12\x34\n\x10\x63oordinator_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0blost_leases\x18\x02 \x03(\x0b\x32\x16.conductor.v1.LeaseRef\"S\n\tClockSync\x12\x34\n\x10\x63oordinator_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x02 \x01(\x04*\xbf\x01\n\rReleaseReason\x12\x1e\n\x1aRELEASE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17RELEASE_REASON_SHUTDOWN\x10\x01\x12\x19\n\x15RELEASE_REASON_WINDOW\x10\x02\x12\x18\n\x14RELEASE_REASON_SLEEP\x10\x03\x12\x1e\n\x1aRELEASE_REASON_UNAVAILABLE\x10\x04\x12\x1c\n\x18RELEASE_REASON_CANCELLED\x10\x05*x\n\x0bWriteStatus\x12\x1c\n\x18WRITE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fWRITE_STATUS_OK\x10\x01\x12\x1c\n\x18WRITE_STATUS_STALE_LEASE\x10\x02\x12\x18\n\x14WRITE_STATUS_INVALID\x10\x03\x32]\n\rWorkerService\x12L\n\x07\x43onnect\x12\x1b.conductor.v1.WorkerMessage\x1a .conductor.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LEASE_STEPSENTRY']._loaded_options = None
   _globals['_LEASE_STEPSENTRY']._serialized_options = b'8\001'
-  _globals['_RELEASEREASON']._serialized_start=3194
-  _globals['_RELEASEREASON']._serialized_end=3385
-  _globals['_WRITESTATUS']._serialized_start=3387
-  _globals['_WRITESTATUS']._serialized_end=3507
+  _globals['_RELEASEREASON']._serialized_start=3709
+  _globals['_RELEASEREASON']._serialized_end=3900
+  _globals['_WRITESTATUS']._serialized_start=3902
+  _globals['_WRITESTATUS']._serialized_end=4022
   _globals['_RETRYPOLICY']._serialized_start=104
   _globals['_RETRYPOLICY']._serialized_end=245
   _globals['_WINDOW']._serialized_start=247
@@ -70,33 +70,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOPLEASING']._serialized_start=1458
   _globals['_STOPLEASING']._serialized_end=1471
   _globals['_WORKERMESSAGE']._serialized_start=1474
-  _globals['_WORKERMESSAGE']._serialized_end=1729
-  _globals['_REGISTERED']._serialized_start=1731
-  _globals['_REGISTERED']._serialized_end=1855
-  _globals['_LEASE']._serialized_start=1858
-  _globals['_LEASE']._serialized_end=2195
-  _globals['_LEASE_STEPSENTRY']._serialized_start=2151
-  _globals['_LEASE_STEPSENTRY']._serialized_end=2195
-  _globals['_LEASES']._serialized_start=2197
-  _globals['_LEASES']._serialized_end=2241
-  _globals['_STEPACK']._serialized_start=2243
-  _globals['_STEPACK']._serialized_end=2367
-  _globals['_STEPACKS']._serialized_start=2369
-  _globals['_STEPACKS']._serialized_end=2417
-  _globals['_OUTCOMEACK']._serialized_start=2419
-  _globals['_OUTCOMEACK']._serialized_end=2517
-  _globals['_OUTCOMEACKS']._serialized_start=2519
-  _globals['_OUTCOMEACKS']._serialized_end=2573
-  _globals['_CANCELREQUESTS']._serialized_start=2575
-  _globals['_CANCELREQUESTS']._serialized_end=2614
-  _globals['_RELEASEREQUEST']._serialized_start=2616
-  _globals['_RELEASEREQUEST']._serialized_end=2743
-  _globals['_RELEASEREQUESTS']._serialized_start=2745
-  _globals['_RELEASEREQUESTS']._serialized_end=2807
-  _globals['_DRAINED']._serialized_start=2809
-  _globals['_DRAINED']._serialized_end=2818
-  _globals['_COORDINATORMESSAGE']._serialized_start=2821
-  _globals['_COORDINATORMESSAGE']._serialized_end=3191
-  _globals['_WORKERSERVICE']._serialized_start=3509
-  _globals['_WORKERSERVICE']._serialized_end=3602
+  _globals['_WORKERMESSAGE']._serialized_end=1780
+  _globals['_CLOCKSYNCED']._serialized_start=1782
+  _globals['_CLOCKSYNCED']._serialized_end=1813
+  _globals['_REGISTERED']._serialized_start=1815
+  _globals['_REGISTERED']._serialized_end=1939
+  _globals['_LEASE']._serialized_start=1942
+  _globals['_LEASE']._serialized_end=2388
+  _globals['_LEASE_STEPSENTRY']._serialized_start=2344
+  _globals['_LEASE_STEPSENTRY']._serialized_end=2388
+  _globals['_LEASES']._serialized_start=2390
+  _globals['_LEASES']._serialized_end=2434
+  _globals['_STEPACK']._serialized_start=2437
+  _globals['_STEPACK']._serialized_end=2582
+  _globals['_STEPACKS']._serialized_start=2584
+  _globals['_STEPACKS']._serialized_end=2632
+  _globals['_OUTCOMEACK']._serialized_start=2634
+  _globals['_OUTCOMEACK']._serialized_end=2732
+  _globals['_OUTCOMEACKS']._serialized_start=2734
+  _globals['_OUTCOMEACKS']._serialized_end=2788
+  _globals['_CANCELREQUESTS']._serialized_start=2790
+  _globals['_CANCELREQUESTS']._serialized_end=2829
+  _globals['_RELEASEREQUEST']._serialized_start=2831
+  _globals['_RELEASEREQUEST']._serialized_end=2958
+  _globals['_RELEASEREQUESTS']._serialized_start=2960
+  _globals['_RELEASEREQUESTS']._serialized_end=3022
+  _globals['_DRAINED']._serialized_start=3024
+  _globals['_DRAINED']._serialized_end=3033
+  _globals['_COORDINATORMESSAGE']._serialized_start=3036
+  _globals['_COORDINATORMESSAGE']._serialized_end=3506
+  _globals['_HEARTBEATACK']._serialized_start=3508
+  _globals['_HEARTBEATACK']._serialized_end=3621
+  _globals['_CLOCKSYNC']._serialized_start=3623
+  _globals['_CLOCKSYNC']._serialized_end=3706
+  _globals['_WORKERSERVICE']._serialized_start=4024
+  _globals['_WORKERSERVICE']._serialized_end=4117
 # @@protoc_insertion_point(module_scope)

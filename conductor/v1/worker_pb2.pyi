@@ -584,6 +584,7 @@ class WorkerMessage(_message.Message):
     STEP_SAVES_FIELD_NUMBER: _builtins.int
     OUTCOMES_FIELD_NUMBER: _builtins.int
     STOP_LEASING_FIELD_NUMBER: _builtins.int
+    CLOCK_SYNCED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First message of the stream."""
@@ -604,6 +605,10 @@ class WorkerMessage(_message.Message):
     def stop_leasing(self) -> Global___StopLeasing:
         """Stop pushing leases to this connection."""
 
+    @_builtins.property
+    def clock_synced(self) -> Global___ClockSynced:
+        """The worker applied a ClockSync (test clocks only)."""
+
     def __init__(
         self,
         *,
@@ -612,16 +617,39 @@ class WorkerMessage(_message.Message):
         step_saves: Global___StepSaves | None = ...,
         outcomes: Global___Outcomes | None = ...,
         stop_leasing: Global___StopLeasing | None = ...,
+        clock_synced: Global___ClockSynced | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___WorkerMessage: _TypeAlias = WorkerMessage  # noqa: Y015
+
+@_typing.final
+class ClockSynced(_message.Message):
+    """Answer to ClockSync, once every pool process of the worker uses the new time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The ClockSync's sequence number."""
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockSynced: _TypeAlias = ClockSynced  # noqa: Y015
 
 @_typing.final
 class Registered(_message.Message):
@@ -691,6 +719,8 @@ class Lease(_message.Message):
     COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     FIRE_TIME_FIELD_NUMBER: _builtins.int
+    WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
+    WINDOW_REOPENS_AT_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     task: _builtins.str
@@ -717,6 +747,17 @@ class Lease(_message.Message):
     def fire_time(self) -> _timestamp_pb2.Timestamp:
         """The fire time it was created for (with schedule)."""
 
+    @_builtins.property
+    def window_closes_at(self) -> _timestamp_pb2.Timestamp:
+        """For a task with a time window: when the window that is open now closes (coordinator's
+        clock). The run releases itself at its first step or checkpoint at or after this time,
+        without waiting for the coordinator to ask.
+        """
+
+    @_builtins.property
+    def window_reopens_at(self) -> _timestamp_pb2.Timestamp:
+        """With window_closes_at: the opening after that close (the released run's run_at)."""
+
     def __init__(
         self,
         *,
@@ -730,10 +771,12 @@ class Lease(_message.Message):
         coordinator_time: _timestamp_pb2.Timestamp | None = ...,
         schedule: _builtins.str = ...,
         fire_time: _timestamp_pb2.Timestamp | None = ...,
+        window_closes_at: _timestamp_pb2.Timestamp | None = ...,
+        window_reopens_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "schedule", b"schedule", "steps", b"steps", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "schedule", b"schedule", "steps", b"steps", "task", b"task", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -774,6 +817,7 @@ class StepAck(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     name: _builtins.str
@@ -784,6 +828,10 @@ class StepAck(_message.Message):
     """The recorded result JSON (differs from the sent one when the name was already recorded)."""
     error: _builtins.str
     """With WRITE_STATUS_INVALID: what is wrong, naming the field."""
+    lease_token: _builtins.str
+    """The lease token the save carried: a worker may hold an old and a new lease of one
+    execution for a moment (after a reconnect), and the answer belongs to one of them.
+    """
     def __init__(
         self,
         *,
@@ -792,10 +840,11 @@ class StepAck(_message.Message):
         status: Global___WriteStatus.ValueType = ...,
         result_json: _builtins.str = ...,
         error: _builtins.str = ...,
+        lease_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "execution_id", b"execution_id", "name", b"name", "result_json", b"result_json", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "execution_id", b"execution_id", "lease_token", b"lease_token", "name", b"name", "result_json", b"result_json", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -989,6 +1038,8 @@ class CoordinatorMessage(_message.Message):
     CANCEL_REQUESTS_FIELD_NUMBER: _builtins.int
     RELEASE_REQUESTS_FIELD_NUMBER: _builtins.int
     DRAINED_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
+    CLOCK_SYNC_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___Registered:
         """Answer to Register."""
@@ -1017,6 +1068,14 @@ class CoordinatorMessage(_message.Message):
     def drained(self) -> Global___Drained:
         """Drain mode: nothing more to run."""
 
+    @_builtins.property
+    def heartbeat_ack(self) -> Global___HeartbeatAck:
+        """Answer to every Heartbeat: the stream is alive both ways."""
+
+    @_builtins.property
+    def clock_sync(self) -> Global___ClockSync:
+        """The coordinator's clock was moved (test clocks only): use this time from now on."""
+
     def __init__(
         self,
         *,
@@ -1027,13 +1086,81 @@ class CoordinatorMessage(_message.Message):
         cancel_requests: Global___CancelRequests | None = ...,
         release_requests: Global___ReleaseRequests | None = ...,
         drained: Global___Drained | None = ...,
+        heartbeat_ack: Global___HeartbeatAck | None = ...,
+        clock_sync: Global___ClockSync | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "drained", b"drained", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "clock_sync", b"clock_sync", "drained", b"drained", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "drained", b"drained", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "clock_sync", b"clock_sync", "drained", b"drained", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "leases", "step_acks", "outcome_acks", "cancel_requests", "release_requests", "drained"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "leases", "step_acks", "outcome_acks", "cancel_requests", "release_requests", "drained", "heartbeat_ack", "clock_sync"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CoordinatorMessage: _TypeAlias = CoordinatorMessage  # noqa: Y015
+
+@_typing.final
+class HeartbeatAck(_message.Message):
+    """The coordinator's answer to a Heartbeat. A worker that hears nothing from its coordinator
+    (no ack, no other message) for about two heartbeat intervals gives the stream up and
+    reconnects; the coordinator does the same with a worker it has not heard from.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
+    LOST_LEASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coordinator_time(self) -> _timestamp_pb2.Timestamp:
+        """The coordinator's clock now."""
+
+    @_builtins.property
+    def lost_leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
+        """Leases the heartbeat listed that are no longer this worker's (expired and re-leased,
+        or finished): their runs stop at their next step or checkpoint.
+        """
+
+    def __init__(
+        self,
+        *,
+        coordinator_time: _timestamp_pb2.Timestamp | None = ...,
+        lost_leases: _abc.Iterable[Global___LeaseRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "lost_leases", b"lost_leases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatAck: _TypeAlias = HeartbeatAck  # noqa: Y015
+
+@_typing.final
+class ClockSync(_message.Message):
+    """The coordinator's clock jumped (only a test's injectable clock does). The worker hands the
+    new time to its pool processes and answers ClockSynced, so that a run's window boundary
+    follows the jump exactly.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Echoed in ClockSynced."""
+    @_builtins.property
+    def coordinator_time(self) -> _timestamp_pb2.Timestamp:
+        """The coordinator's clock now."""
+
+    def __init__(
+        self,
+        *,
+        coordinator_time: _timestamp_pb2.Timestamp | None = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockSync: _TypeAlias = ClockSync  # noqa: Y015

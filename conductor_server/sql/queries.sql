@@ -130,6 +130,11 @@ FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
 RETURNING e.id, e.task, e.cancel_requested;
 
+-- name: leases_of_worker
+-- The running executions leased to one worker (to give back those it never received).
+SELECT id, lease_token, task FROM conductor_executions
+WHERE state = 'running' AND worker_id = %(worker_id)s;
+
 -- name: lease_states
 -- Current token and state of executions whose write was refused (to spot resent writes).
 SELECT id, lease_token, state FROM conductor_executions WHERE id = ANY(%(ids)s::bigint[]);

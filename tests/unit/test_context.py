@@ -20,19 +20,18 @@ class FakeLink:
 
     def __init__(self) -> None:
         self.shutdown = False
-        self.interrupts: dict[str, tuple[str, float | None]] = {}
+        self.interrupts: dict[tuple[str, str], tuple[str, float | None]] = {}
+        self.clock_sync: tuple[float, float] | None = None
         self.saved: list[tuple[str, str, str, str]] = []
         #: What the coordinator answers per step name (default: what was sent).
         self.recorded: dict[str, str] = {}
 
-    def save_step(self, execution_id: str, token: str, name: str, result_json: str) -> str:
-        self.saved.append((execution_id, token, name, result_json))
+    def save_step(self, key: tuple[str, str], name: str, result_json: str) -> str:
+        self.saved.append((*key, name, result_json))
         return self.recorded.get(name, result_json)
 
-    async def save_step_async(
-        self, execution_id: str, token: str, name: str, result_json: str
-    ) -> str:
-        return self.save_step(execution_id, token, name, result_json)
+    async def save_step_async(self, key: tuple[str, str], name: str, result_json: str) -> str:
+        return self.save_step(key, name, result_json)
 
 
 class CountingFn:
@@ -117,7 +116,7 @@ def test_non_json_result_raises_type_error_naming_step() -> None:
 
 def test_checkpoint_returns_when_nothing_is_flagged() -> None:
     ctx, link = make()
-    link.interrupts["some-other-execution"] = ("cancelled", None)
+    link.interrupts[("some-other-execution", TOKEN)] = ("cancelled", None)
     assert ctx.checkpoint() is None
     assert ctx.cancelled is False
 
@@ -133,7 +132,7 @@ def test_checkpoint_on_shutdown() -> None:
 
 def test_checkpoint_with_interrupt_uses_its_reason() -> None:
     ctx, link = make()
-    link.interrupts[EXECUTION] = ("window", 1_790_000_000.0)
+    link.interrupts[(EXECUTION, TOKEN)] = ("window", 1_790_000_000.0)
     with pytest.raises(Interrupted) as info:
         ctx.checkpoint()
     assert info.value.reason == "window"
@@ -144,7 +143,7 @@ def test_checkpoint_with_interrupt_uses_its_reason() -> None:
 def test_interrupt_reason_wins_over_shutdown() -> None:
     ctx, link = make()
     link.shutdown = True
-    link.interrupts[EXECUTION] = ("cancelled", None)
+    link.interrupts[(EXECUTION, TOKEN)] = ("cancelled", None)
     with pytest.raises(Interrupted) as info:
         ctx.checkpoint()
     assert info.value.reason == "cancelled"
@@ -153,13 +152,13 @@ def test_interrupt_reason_wins_over_shutdown() -> None:
 def test_cancelled_reflects_cancel_interrupt() -> None:
     ctx, link = make()
     assert ctx.cancelled is False
-    link.interrupts[EXECUTION] = ("cancelled", None)
+    link.interrupts[(EXECUTION, TOKEN)] = ("cancelled", None)
     assert ctx.cancelled is True
 
 
 def test_new_step_checkpoints_before_running_fn() -> None:
     ctx, link = make()
-    link.interrupts[EXECUTION] = ("cancelled", None)
+    link.interrupts[(EXECUTION, TOKEN)] = ("cancelled", None)
     fn = CountingFn(1)
     with pytest.raises(Interrupted) as info:
         ctx.step("work", fn)
