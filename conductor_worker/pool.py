@@ -227,10 +227,11 @@ class Pool:
             child.send(("interrupt", key, reason, run_at))
 
     def sync_clock(self, coordinator_time: float, sequence: int) -> asyncio.Future[None]:
-        """Hand a jumped coordinator clock to every child; done once all of them use it."""
+        """Hand a jumped coordinator clock to every child; done once those running something
+        use it (a run handed over later reads it first: the pipe keeps order)."""
         assert self._loop is not None
         done: asyncio.Future[None] = self._loop.create_future()
-        children = {c for c in self.children if not c.dead}
+        children = {c for c in self.children if not c.dead and c.inflight}
         if not children:
             done.set_result(None)
             return done

@@ -167,3 +167,28 @@ def checkpoint_loop(event: Event, ctx: Context) -> int:
         ctx.checkpoint()
         if rounds >= event.payload.get("max_rounds", 10**9):
             return rounds
+
+
+def _gated(event: Event, ctx: Context) -> None:
+    ctx.step("before", lambda: effect(event, "before"))
+    gate = Path(event.payload["gate"])
+    while not gate.exists():
+        time.sleep(0.01)
+
+
+@task(name="window-gate", window=("09:00", "17:00"))
+def window_gate(event: Event, ctx: Context) -> str:
+    """Runs a step, waits for the test to open a gate file, then runs another step."""
+    _gated(event, ctx)
+    ctx.step("after", lambda: effect(event, "after"))
+    return "done"
+
+
+@task(name="window-gate-async", window=("09:00", "17:00"))
+async def window_gate_async(event: Event, ctx: AsyncContext) -> str:
+    await ctx.step("before", lambda: effect(event, "before"))
+    gate = Path(event.payload["gate"])
+    while not gate.exists():
+        await asyncio.sleep(0.01)
+    await ctx.step("after", lambda: effect(event, "after"))
+    return "done"

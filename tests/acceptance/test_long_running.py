@@ -212,6 +212,32 @@ def test_window_closing_mid_run_releases_until_next_opening(
     assert sorted(effects(tables, execution_id)) == sorted(f"item-{i}" for i in range(400))
 
 
+@pytest.mark.parametrize("task", ["window-gate", "window-gate-async"])
+@pytest.mark.parametrize("how", ["clock-jump", "time-passes"])
+def test_no_step_starts_after_its_window_closed(
+    coordinator, clock, spawn_worker, client, tables, database_url, tmp_path, task, how
+):
+    """The run knows when its window closes (from its lease, and from the coordinator's
+    clock when a test moves it): a step that would start after the close releases instead,
+    however late the coordinator's own release request arrives."""
+    close = datetime(2026, 6, 10, 17, 0, tzinfo=UTC)
+    spawn_worker(coordinator.coordinator.address, MODULE)
+    clock.set(close - timedelta(seconds=3 if how == "time-passes" else 3600))
+    gate = tmp_path / "gate"
+    execution_id = client.invoke(task, {"dsn": database_url, "gate": str(gate)})
+    wait_for(lambda: effects(tables, execution_id) == ["before"], what="the first step")
+    if how == "clock-jump":
+        clock.set(close + timedelta(milliseconds=1))  # returns once the workers use it
+    else:
+        wait_for(lambda: clock.now() >= close, what="the window to close")
+    gate.touch()
+    wait_for(lambda: row(tables, execution_id)[0] == "pending", what="the release")
+    state, attempt, run_at, steps = row(tables, execution_id)
+    assert (attempt, steps) == (0, 1)
+    assert run_at == datetime(2026, 6, 11, 9, 0, tzinfo=UTC)
+    assert effects(tables, execution_id) == ["before"], "a step started after the close"
+
+
 def test_invocation_outside_window_waits_for_opening(coordinator, clock, spawn_worker, client,
                                                      tables, database_url):
     clock.set(datetime(2026, 1, 15, 12, 0, tzinfo=BERLIN))

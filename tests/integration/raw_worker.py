@@ -49,6 +49,7 @@ class RawWorker:
         try:
             for message in self._responses:
                 self.received.put(message)
+            self.received.put(EOFError("the coordinator ended the stream"))
         except grpc.RpcError as exc:
             self.received.put(exc)
 
