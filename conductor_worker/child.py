@@ -16,6 +16,7 @@ Messages from the parent:
                                           the lease is gone, so its waits are answered now
     ("call_result", request_id, ok, value)   answer to a "call" (value or error text)
     ("clock", coordinator_time, monotonic, sequence)   the coordinator's clock jumped
+    ("renewed", monotonic)                every lease the worker holds is valid until then
     ("shutdown",)                         the worker is stopping: release at the next checkpoint
     ("stop",)                             exit when idle
 and to the parent:
@@ -32,6 +33,7 @@ and to the parent:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -43,6 +45,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -53,6 +56,8 @@ from .pipes import Outgoing, read_batch, write_batches
 from .task import Task, _load_task
 
 PR_SET_PDEATHSIG = 1
+#: seconds between re-checks of a run that waits for its lease to be renewed
+LEASE_POLL = 0.5
 
 
 class PipeLink:
@@ -66,6 +71,8 @@ class PipeLink:
         self.shutdown = False
         self.interrupts: dict[RunKey, tuple[str, float | None]] = {}
         self.clock_sync: tuple[float, float] | None = None
+        self.renewed_until = 0.0
+        self._lease_changed = threading.Condition()
         self.runs: queue.Queue[RunSpec | None] = queue.Queue()
         #: answers awaited by handler threads: ("step", key, name) or ("call", request id);
         #: a run's step waits are answered at once when its lease is lost
@@ -80,6 +87,7 @@ class PipeLink:
         self.loop_runs: deque[RunSpec] = deque()
         self.loop_stop = False
         self.loop_wakeup = asyncio.Event()
+        self.lease_event = asyncio.Event()
         threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
         self._writer = threading.Thread(target=self._write, daemon=True, name="parent-writer")
         self._writer.start()
@@ -112,33 +120,61 @@ class PipeLink:
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        if kind == "run":
-            if self._loop is not None:
-                self._for_loop.append(message)
-            else:
-                self.runs.put(message[1])
-        elif kind == "step_ack":
+        if kind == "step_ack":  # the most frequent
             key = ("step", message[1], message[2])
             if key in self._futures:
                 self._for_loop.append((key, message[3:]))
             else:
                 self._answer(key, message[3:])
+        elif kind in ("run", "stop"):
+            if self._loop is not None:
+                self._for_loop.append(message)
+            else:
+                self.runs.put(message[1] if kind == "run" else None)
         elif kind == "call_result":
             self._answer(("call", message[1]), message[2:])
-        elif kind == "interrupt":
+        else:
+            self._handle_control(kind, message)
+
+    def _handle_control(self, kind: str, message: tuple[Any, ...]) -> None:
+        if kind == "interrupt":
             self.interrupts[message[1]] = (message[2], message[3])
             if message[2] == "lost":
                 self._lost(message[1])
+                self._lease_news()
+        elif kind == "renewed":
+            self.renewed_until = max(self.renewed_until, message[1])
+            self._lease_news()
         elif kind == "clock":
             self.clock_sync = (message[1], message[2])
             self.send(("clock_ack", message[3]))
         elif kind == "shutdown":
             self.shutdown = True
-        elif kind == "stop":
-            if self._loop is not None:
-                self._for_loop.append(message)
-            else:
-                self.runs.put(None)
+
+    def _lease_news(self) -> None:
+        """Wake the runs waiting to know whether their lease is still valid."""
+        with self._lease_changed:
+            self._lease_changed.notify_all()
+        if self._loop is not None:
+            self._for_loop.append(("lease",))
+
+    def _check_lost(self, key: RunKey) -> None:
+        if key in self.interrupts and self.interrupts[key][0] == "lost":
+            raise LeaseLost(f"execution {key[0]}: lease lost")
+
+    def wait_lease(self, key: RunKey, valid: Callable[[], bool]) -> None:
+        """Block a handler thread until its lease is renewed (valid()) or lost (raises)."""
+        with self._lease_changed:
+            while not valid():
+                self._check_lost(key)
+                self._lease_changed.wait(LEASE_POLL)
+
+    async def wait_lease_async(self, key: RunKey, valid: Callable[[], bool]) -> None:
+        while not valid():
+            self._check_lost(key)
+            self.lease_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.lease_event.wait(), LEASE_POLL)
 
     def _lost(self, run: RunKey) -> None:
         """The run's lease is gone: answer its waiting step saves (they raise LeaseLost)."""
@@ -209,6 +245,8 @@ class PipeLink:
                 self.loop_runs.append(item[1])
             elif item[0] == "stop":
                 self.loop_stop = True
+            elif item[0] == "lease":
+                self.lease_event.set()
             else:
                 future = self._futures.pop(item[0], None)
                 if future is not None and not future.done():

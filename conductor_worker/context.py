@@ -16,6 +16,9 @@ from .metrics import metrics
 
 T = TypeVar("T")
 
+#: the part of the lease timeout kept in reserve when a run checks its lease before a step
+LEASE_MARGIN = 0.1
+
 
 @dataclass(frozen=True)
 class Event:
@@ -61,6 +64,10 @@ class RunSpec:
     window_closes_at: float | None = None
     #: the opening after that close (epoch seconds)
     window_reopens_at: float | None = None
+    #: the lease timeout (seconds): the lease is certainly valid until received_monotonic
+    #: plus this, and after that until the worker's last acknowledged heartbeat plus this
+    #: (0: not checked)
+    lease_seconds: float = 0.0
 
     @property
     def key(self) -> RunKey:
@@ -89,6 +96,14 @@ class Link(Protocol):
     interrupts: dict[RunKey, tuple[str, float | None]]
     #: the latest clock sync from the coordinator: (its time, time.monotonic() then)
     clock_sync: tuple[float, float] | None
+    #: time.monotonic() until which every lease the worker heartbeats is certainly renewed
+    renewed_until: float
+
+    def wait_lease(self, key: RunKey, valid: Callable[[], bool]) -> None:
+        """Block until `valid()` (a heartbeat was acknowledged) or raise LeaseLost."""
+
+    async def wait_lease_async(self, key: RunKey, valid: Callable[[], bool]) -> None:
+        """wait_lease for `async def` handlers."""
 
     def save_step(self, key: RunKey, name: str, result_json: str) -> str:
         """Record a step durably and return the recorded result JSON (raises LeaseLost)."""
@@ -118,6 +133,7 @@ class Context:
         self._steps = dict(spec.steps)
         self._steps_counter = metrics().steps.labels(spec.task)
         self._closes_at = spec.window_closes_at
+        self._lease_margin = LEASE_MARGIN * spec.lease_seconds
 
     @property
     def cancelled(self) -> bool:
@@ -132,6 +148,16 @@ class Context:
             self._interrupt()
         if self._closes_at is not None and self._now() >= self._closes_at:
             raise Interrupted("window", self._spec.window_reopens_at)
+
+    def _lease_valid(self) -> bool:
+        """Is the lease certainly still this run's? (Before a step function starts: a worker
+        cut off from its coordinator, or frozen, must not run steps another worker may have
+        taken over and recorded once its lease expired.)"""
+        spec = self._spec
+        if spec.lease_seconds <= 0:
+            return True
+        until = max(spec.received_monotonic + spec.lease_seconds, self._link.renewed_until)
+        return time.monotonic() < until - self._lease_margin
 
     def _now(self) -> float:
         return self._spec.coordinator_now(self._link.clock_sync)
@@ -149,6 +175,8 @@ class Context:
         if name in self._steps:
             return json.loads(self._steps[name])  # type: ignore[no-any-return]
         self.checkpoint()
+        if not self._lease_valid():
+            self._link.wait_lease(self._key, self._lease_valid)
         recorded: T = self._record(name, fn())
         return recorded
 
@@ -236,6 +264,8 @@ class AsyncContext(Context):
         if name in self._steps:
             return json.loads(self._steps[name])
         self.checkpoint()
+        if not self._lease_valid():
+            await self._link.wait_lease_async(self._key, self._lease_valid)
         value = fn()
         if isinstance(value, Awaitable):
             value = await value

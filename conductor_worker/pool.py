@@ -226,6 +226,11 @@ class Pool:
         if child is not None:
             child.send(("interrupt", key, reason, run_at))
 
+    def renewed(self, until: float) -> None:
+        """Every lease the worker holds is valid until `until` (time.monotonic())."""
+        for child in self.children:
+            child.send(("renewed", until))
+
     def sync_clock(self, coordinator_time: float, sequence: int) -> asyncio.Future[None]:
         """Hand a jumped coordinator clock to every child; done once those running something
         use it (a run handed over later reads it first: the pipe keeps order)."""

@@ -8,6 +8,7 @@ until the coordinator acknowledges them, so a reconnect resends whatever was not
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import importlib
@@ -133,8 +134,13 @@ class Worker:
         self.pending_steps: dict[tuple[RunKey, str], worker_pb2.StepSave] = {}
         #: time.monotonic() when the coordinator was last heard from on the current stream
         self._last_heard = 0.0
+        #: the lease timeout the coordinator announced, and when the heartbeats that are not
+        #: yet acknowledged were sent (time.monotonic())
+        self._lease_seconds = 0.0
+        self._heartbeats_sent: collections.deque[float] = collections.deque()
         self._registered = False
         self._registered_msg = worker_pb2.Registered()
+        self._register_sent = 0.0
         self._clock_syncs: set[asyncio.Task[None]] = set()
         #: step saves sent on the current stream and not yet acknowledged
         self._steps_in_flight = 0
@@ -301,6 +307,9 @@ class Worker:
             ) from None
         registered_msg = self._registered_msg
         self._registered = True
+        self._lease_seconds = registered_msg.lease_timeout_seconds
+        self._heartbeats_sent.clear()
+        self._renewed(self._register_sent)
         for ref in registered_msg.lost_leases:
             self._abandon((ref.execution_id, ref.lease_token))
         outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] = asyncio.Queue()
@@ -340,6 +349,7 @@ class Worker:
         self,
         call: grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.CoordinatorMessage],
     ) -> None:
+        self._register_sent = time.monotonic()
         await call.write(self._register_message())
         first = await call.read()
         if not isinstance(first, worker_pb2.CoordinatorMessage) or (
@@ -403,6 +413,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             worker_metrics.metrics().leases.set(len(self.held))
+            self._heartbeats_sent.append(time.monotonic())
             self._send(
                 worker_pb2.WorkerMessage(
                     heartbeat=worker_pb2.Heartbeat(
@@ -423,27 +434,46 @@ class Worker:
 
     def _on_coordinator_message(self, message: worker_pb2.CoordinatorMessage) -> None:
         kind = message.WhichOneof("kind")
-        if kind == "leases":
-            self._on_leases(message.leases)
-        elif kind == "step_acks":
-            self._on_step_acks(message.step_acks)
-        elif kind == "outcome_acks":
-            self._on_outcome_acks(message.outcome_acks)
-        elif kind == "cancel_requests":
-            for eid in message.cancel_requests.execution_ids:
-                self._interrupt(eid, "cancelled")
-        elif kind == "release_requests":
-            for request in message.release_requests.items:
-                run_at = request.run_at.ToDatetime(UTC).timestamp()
-                self._interrupt(request.execution_id, "window", run_at)
-        elif kind == "heartbeat_ack":
-            for ref in message.heartbeat_ack.lost_leases:
-                self._abandon((ref.execution_id, ref.lease_token))
-        elif kind == "clock_sync":
-            self._sync_clock(message.clock_sync)
-        elif kind == "drained":
-            log.info("drained: nothing runnable is left")
-            self.stop()
+        handler = self._HANDLERS.get(kind or "")
+        if handler is not None:
+            handler(self, getattr(message, kind or ""))
+
+    def _on_cancel_requests(self, requests: worker_pb2.CancelRequests) -> None:
+        for eid in requests.execution_ids:
+            self._interrupt(eid, "cancelled")
+
+    def _on_release_requests(self, requests: worker_pb2.ReleaseRequests) -> None:
+        for request in requests.items:
+            self._interrupt(request.execution_id, "window", _epoch(request.run_at))
+
+    def _on_heartbeat_ack(self, ack: worker_pb2.HeartbeatAck) -> None:
+        for ref in ack.lost_leases:
+            self._abandon((ref.execution_id, ref.lease_token))
+        if self._heartbeats_sent:  # the oldest one (acks of concurrent ones may swap)
+            self._renewed(self._heartbeats_sent.popleft())
+
+    def _on_drained(self, drained: worker_pb2.Drained) -> None:
+        log.info("drained: nothing runnable is left")
+        self.stop()
+
+    #: one handler per CoordinatorMessage kind ("registered" comes only first)
+    _HANDLERS: dict[str, Callable[[Worker, Any], None]] = {
+        "leases": lambda w, m: w._on_leases(m),
+        "step_acks": lambda w, m: w._on_step_acks(m),
+        "outcome_acks": lambda w, m: w._on_outcome_acks(m),
+        "cancel_requests": lambda w, m: w._on_cancel_requests(m),
+        "release_requests": lambda w, m: w._on_release_requests(m),
+        "heartbeat_ack": lambda w, m: w._on_heartbeat_ack(m),
+        "clock_sync": lambda w, m: w._sync_clock(m),
+        "drained": lambda w, m: w._on_drained(m),
+    }
+
+    def _renewed(self, sent: float) -> None:
+        """The coordinator renewed every listed lease after `sent`: tell the pool processes
+        until when their runs may start steps without asking again."""
+        until = sent + self._lease_seconds
+        for pool in self.pools.values():
+            pool.renewed(until)
 
     def _sync_clock(self, sync: worker_pb2.ClockSync) -> None:
         """Hand the coordinator's jumped clock to every pool process, then confirm."""
@@ -496,6 +526,7 @@ class Worker:
                     window_reopens_at=_epoch(lease.window_reopens_at)
                     if lease.HasField("window_reopens_at")
                     else None,
+                    lease_seconds=self._lease_seconds,
                 )
             )
 

@@ -169,8 +169,7 @@ def checkpoint_loop(event: Event, ctx: Context) -> int:
             return rounds
 
 
-def _gated(event: Event, ctx: Context) -> None:
-    ctx.step("before", lambda: effect(event, "before"))
+def _wait_for_gate(event: Event) -> None:
     gate = Path(event.payload["gate"])
     while not gate.exists():
         time.sleep(0.01)
@@ -179,7 +178,8 @@ def _gated(event: Event, ctx: Context) -> None:
 @task(name="window-gate", window=("09:00", "17:00"))
 def window_gate(event: Event, ctx: Context) -> str:
     """Runs a step, waits for the test to open a gate file, then runs another step."""
-    _gated(event, ctx)
+    ctx.step("before", lambda: effect(event, "before"))
+    _wait_for_gate(event)
     ctx.step("after", lambda: effect(event, "after"))
     return "done"
 
@@ -187,8 +187,6 @@ def window_gate(event: Event, ctx: Context) -> str:
 @task(name="window-gate-async", window=("09:00", "17:00"))
 async def window_gate_async(event: Event, ctx: AsyncContext) -> str:
     await ctx.step("before", lambda: effect(event, "before"))
-    gate = Path(event.payload["gate"])
-    while not gate.exists():
-        await asyncio.sleep(0.01)
+    await asyncio.to_thread(_wait_for_gate, event)
     await ctx.step("after", lambda: effect(event, "after"))
     return "done"

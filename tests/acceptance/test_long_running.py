@@ -232,7 +232,7 @@ def test_no_step_starts_after_its_window_closed(
         wait_for(lambda: clock.now() >= close, what="the window to close")
     gate.touch()
     wait_for(lambda: row(tables, execution_id)[0] == "pending", what="the release")
-    state, attempt, run_at, steps = row(tables, execution_id)
+    _state, attempt, run_at, steps = row(tables, execution_id)
     assert (attempt, steps) == (0, 1)
     assert run_at == datetime(2026, 6, 11, 9, 0, tzinfo=UTC)
     assert effects(tables, execution_id) == ["before"], "a step started after the close"

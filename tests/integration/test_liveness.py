@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+
 import grpc
 import pytest
 
 from conductor.v1 import worker_pb2
 from conductor_worker import Client
-from tests.conftest import wait_for
 from tests.integration.raw_worker import RawWorker, definition
 
 

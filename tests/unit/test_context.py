@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 
 from conductor_worker.context import AsyncContext, Context, RunSpec
-from conductor_worker.errors import Interrupted
+from conductor_worker.errors import Interrupted, LeaseLost
 
 EXECUTION = "41"
 TOKEN = "tok-1"
@@ -208,3 +209,53 @@ def test_refused_step_save_fails_the_run_and_lost_lease_abandons_it() -> None:
         _checked((None, "result_json: bad"), "7", "s")
     with pytest.raises(LeaseLost):
         _checked((None, ""), "7", "s")
+
+
+class ExpiringLink(FakeLink):
+    """A link whose worker has not had a heartbeat acknowledged for a while."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewed_until = 0.0
+        self.waited = 0
+        self.renew = False
+
+    def wait_lease(self, key: tuple[str, str], valid: Any) -> None:
+        self.waited += 1
+        if self.renew:
+            self.renewed_until = time.monotonic() + 60
+            assert valid()
+            return
+        raise LeaseLost("lost")
+
+    async def wait_lease_async(self, key: tuple[str, str], valid: Any) -> None:
+        self.wait_lease(key, valid)
+
+
+@pytest.mark.parametrize("renew", [True, False])
+@pytest.mark.parametrize("cls", [Context, AsyncContext])
+def test_no_step_function_starts_while_the_lease_may_have_expired(renew: bool, cls: Any) -> None:
+    """A run whose lease may have expired (its worker has been cut off or frozen for a lease
+    timeout) waits for a renewal before a step function starts, or stops if it is lost."""
+    spec = RunSpec(execution_id=EXECUTION, token=TOKEN, task="unit-ctx", attempt=1,
+                   max_attempts=3, payload_json="{}", steps={}, lease_seconds=10.0,
+                   received_monotonic=time.monotonic() - 20)
+    link = ExpiringLink()
+    link.renew = renew
+    ctx = cls(spec, link)
+    fn = CountingFn(5)
+
+    async def step() -> Any:
+        return await ctx.step("s", fn)
+
+    run = (lambda: asyncio.run(step())) if cls is AsyncContext else (lambda: ctx.step("s", fn))
+    if renew:
+        assert run() == 5 and fn.calls == 1
+    else:
+        with pytest.raises(LeaseLost):
+            run()
+        assert fn.calls == 0
+    assert link.waited == 1
+    if renew:  # recorded now: no second wait, no second call
+        assert run() == 5
+        assert link.waited == 1 and fn.calls == 1
