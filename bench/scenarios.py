@@ -30,6 +30,9 @@ S5_DEPTHS = (10_000, 1_000_000)
 S5_SAMPLES = 1000
 S6_QUEUED = 100_000
 S6_LEASED = 2_000
+S7_DELAYED = 200
+S7_SPREAD = 4.0  # seconds over which the delayed executions' run times are spread
+S7_RETRIED = 20
 
 
 @dataclass
@@ -313,6 +316,57 @@ def s6_memory(run: Run) -> Result:
     )
 
 
+def s7_wakeups(run: Run) -> Result:
+    """Delayed work and retries start on time: 200 single invokes with delays spread over
+    4 s (lateness = handler start - invoke return - delay), and 20 executions that fail three
+    attempts with a fixed 0.2 s backoff (lateness = next attempt's start - previous start -
+    0.2 s)."""
+    with run.stack("s7") as stack:
+        stack.start_worker("bench-latency", "bench-retry")
+        stack.wait_registered("bench-latency", "bench-retry")
+        stack.warm_up("bench-latency", 20)
+        invoked: list[tuple[str, float]] = []
+        for i in range(S7_DELAYED):
+            delay = S7_SPREAD * (i * 7919 % S7_DELAYED) / S7_DELAYED  # spread, not in order
+            execution_id = stack.client.invoke("bench-latency", i, delay=delay)
+            invoked.append((execution_id, time.time() + delay))
+        retried = [stack.client.invoke("bench-retry", i) for i in range(S7_RETRIED)]
+        delayed_late = []
+        for execution_id, due in invoked:
+            execution = stack.client.wait(execution_id, timeout=60)
+            if execution.state != "succeeded":
+                raise BenchError(f"S7: execution {execution_id} ended {execution.state}")
+            delayed_late.append(float(execution.result) - due)
+        retry_late = []
+        for execution_id in retried:
+            execution = stack.client.wait(execution_id, timeout=60)
+            if execution.state != "succeeded":
+                raise BenchError(f"S7: execution {execution_id} ended {execution.state}")
+            starts = sorted(float(s.result) for s in stack.client.steps(execution_id))
+            retry_late += [b - a - 0.2 for a, b in zip(starts, starts[1:], strict=False)]
+    ms = 1000.0
+    figures = {
+        "delayed": S7_DELAYED,
+        "delayed_late_p50_ms": round(percentile(delayed_late, 50) * ms, 2),
+        "delayed_late_p99_ms": round(percentile(delayed_late, 99) * ms, 2),
+        "delayed_late_max_ms": round(max(delayed_late) * ms, 2),
+        "retries": len(retry_late),
+        "retry_late_p50_ms": round(percentile(retry_late, 50) * ms, 2),
+        "retry_late_p99_ms": round(percentile(retry_late, 99) * ms, 2),
+        "retry_late_max_ms": round(max(retry_late) * ms, 2),
+    }
+    worst = max(figures["delayed_late_max_ms"], figures["retry_late_max_ms"])
+    return Result(
+        "S7", "wake-ups on time",
+        f"delayed work late by p50 {figures['delayed_late_p50_ms']:.1f} ms, p99"
+        f" {figures['delayed_late_p99_ms']:.1f} ms, max {figures['delayed_late_max_ms']:.1f} ms"
+        f" ({S7_DELAYED} invokes over {S7_SPREAD:.0f} s); retries late by p50"
+        f" {figures['retry_late_p50_ms']:.1f} ms, p99 {figures['retry_late_p99_ms']:.1f} ms,"
+        f" max {figures['retry_late_max_ms']:.1f} ms ({len(retry_late)} retries)",
+        figures, "every start within 50 ms of its time", worst <= 50,
+    )
+
+
 SCENARIOS: dict[str, Callable[[Run], Result]] = {
     "S1": s1_noop,
     "S2": s2_steps,
@@ -321,4 +375,5 @@ SCENARIOS: dict[str, Callable[[Run], Result]] = {
     "S4": s4_enqueue,
     "S5": s5_depth,
     "S6": s6_memory,
+    "S7": s7_wakeups,
 }

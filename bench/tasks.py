@@ -45,6 +45,16 @@ def started_at(event: Event, ctx: Context) -> float:
     return time.time()
 
 
+@task(name="bench-retry", processes=1, max_attempts=4, backoff=0.2, backoff_multiplier=1.0,
+      jitter=0.0)
+def retry_start(event: Event, ctx: Context) -> int:
+    """S7: records when each attempt started (a step per attempt), fails the first three."""
+    ctx.step(f"attempt-{ctx.attempt}", time.time)
+    if ctx.attempt < 4:
+        raise RuntimeError("S7: fail this attempt to be retried")
+    return ctx.attempt
+
+
 @task(name="bench-backlog", processes=1)
 def backlog(event: Event, ctx: Context) -> None:
     """S5: the "other" task whose ready executions make the queue deep. Its worker only

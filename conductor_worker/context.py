@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from .errors import Interrupted
+from .errors import Interrupted, InvalidResult
 from .metrics import metrics
 
 T = TypeVar("T")
@@ -299,4 +299,8 @@ _UNESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def encode_result(value: Any) -> str:
-    return _encode(value, "the handler's return value")
+    """The handler's return value as JSON; raises InvalidResult (not retried)."""
+    try:
+        return _encode(value, "the handler's return value")
+    except (TypeError, ValueError) as exc:
+        raise InvalidResult(str(exc)) from None

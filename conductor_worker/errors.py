@@ -39,6 +39,11 @@ class NonRetryableError(Exception):
     """Raise (or subclass) in a handler to fail the execution without further attempts."""
 
 
+class InvalidResult(NonRetryableError, TypeError):
+    """The handler's return value cannot be stored (not JSON-serialisable, or a string with a
+    NUL character). Not retried: another attempt would return the same kind of value."""
+
+
 class LeaseLost(BaseException):
     """Raised inside a handler when its lease was taken away; the run is abandoned.
 

@@ -72,6 +72,11 @@ def always_fails(event: Event, ctx: Context) -> None:
     raise ValueError(f"bad value {event.payload!r}")
 
 
+@task(name="returns-a-set", max_attempts=3, **FAST_RETRY)
+def returns_a_set(event: Event, ctx: Context) -> Any:
+    return {1, 2}  # not JSON: can never be stored, whatever the attempt
+
+
 @task(name="async-echo")
 async def async_echo(event: Event, ctx: Any) -> Any:
     value = await ctx.step("echo", lambda: event.payload)

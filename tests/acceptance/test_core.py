@@ -108,6 +108,16 @@ def test_final_failure_keeps_error_type_message_and_traceback(address, spawn_wor
     assert "Traceback" in execution.error.traceback and "always_fails" in execution.error.traceback
 
 
+def test_a_return_value_that_cannot_be_stored_fails_without_a_retry(
+    address, spawn_worker, client
+):
+    spawn_worker(address)
+    execution = client.wait(client.invoke("returns-a-set", {}), timeout=60)
+    assert (execution.state, execution.attempt) == ("failed", 1)
+    assert execution.error is not None and execution.error.type == "InvalidResult"
+    assert "not JSON-serialisable" in execution.error.message
+
+
 def test_sigkill_worker_mid_task_second_worker_finishes(start_coordinator, spawn_worker,
                                                         tmp_path, db):
     coordinator = start_coordinator(lease_timeout=2.0)
