@@ -82,23 +82,39 @@ def read_runs(runs_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
+def recent_runs(runs_dir: Path, tail: int = 64 * 1024) -> list[dict[str, Any]]:
+    """The last records (about `tail` bytes' worth), oldest first."""
+    path = runs_dir / RUNS_FILE
+    if not path.exists():
+        return []
+    start = max(0, path.stat().st_size - tail)
+    with path.open("rb") as f:
+        f.seek(start)
+        lines = f.read().decode().splitlines()[1 if start else 0:]  # the first may be cut
+    return [json.loads(line) for line in lines if line]
+
+
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
 def collect(url: str, runs_dir: Path, invoked: Sequence[str], invoke_errors: int,
             fault_end: float, latency: float) -> Counts:
-    """Every count for one scenario (call once the load has drained or the deadline passed)."""
-    runs = read_runs(runs_dir)
+    """Every count for one scenario (call once the load has drained or the deadline passed).
+
+    The database is read before the run records: a run is recorded before its result is
+    saved, so every row read has its run in the records even if workers are still busy."""
     with psycopg.connect(url, autocommit=True) as conn:
         executions = conn.execute(
-            "SELECT id::text, state::text, attempt, result::text, error ->> 'type',"
+            "SELECT id::text, state::text, attempt, result::text, worker_id,"
             " created_at, finished_at FROM conductor_executions"
         ).fetchall()
         steps = conn.execute(
             "SELECT execution_id::text, name, result::text, pg_xact_commit_timestamp(xmin)"
             " FROM conductor_steps"
         ).fetchall()
+    runs = read_runs(runs_dir)
+    _dump(runs_dir / "database.json", executions, steps)
     counts = Counts(executions=len(executions), invoked=len(invoked),
                     invoke_errors=invoke_errors, step_runs=sum(r["k"] == "step" for r in runs))
     _count_outcomes(counts, executions, invoked)
@@ -112,17 +128,26 @@ def collect(url: str, runs_dir: Path, invoked: Sequence[str], invoke_errors: int
     return counts
 
 
+def _dump(path: Path, executions: Sequence[Sequence[Any]], steps: Sequence[Sequence[Any]]) -> None:
+    """What the database held, beside the run records (for a look after a failure)."""
+    with path.open("w") as f:
+        for row in executions:
+            f.write(json.dumps({"execution": [str(v) for v in row]}) + "\n")
+        for row in steps:
+            f.write(json.dumps({"step": [str(v) for v in row]}) + "\n")
+
+
 def _count_outcomes(counts: Counts, executions: Iterable[Sequence[Any]],
                     invoked: Sequence[str]) -> None:
     present = set()
-    for eid, state, attempt, *_ in executions:
+    for eid, state, attempt, _result, worker, *_ in executions:
         present.add(eid)
         if state in ("failed", "cancelled"):
             counts.lost += 1
             counts.note("lost", eid)
         elif state not in FINAL:
             counts.stuck += 1
-            counts.note("stuck", f"{eid}:{state}:attempt {attempt}")
+            counts.note("stuck", f"{eid}:{state}:attempt {attempt}:{worker}")
         spent = attempt if state == "failed" else max(attempt - 1, 0)
         counts.burned += spent
         if spent:
@@ -182,11 +207,12 @@ def _count_stale(counts: Counts, runs: Iterable[dict[str, Any]],
         producer = ("", "")
         if isinstance(result, dict):
             producer = (str(result.get("tok")), str(result.get("n")))
-        if producer not in nonces.get((eid, name), set()) or superseded(
-            leases[eid], producer[0], committed or 0.0
-        ):
+        if producer not in nonces.get((eid, name), set()):
             counts.stale_writes += 1
-            counts.note("stale_writes", f"{eid}/{name}")
+            counts.note("stale_writes", f"{eid}/{name}: no run of it made {result}")
+        elif superseded(leases[eid], producer[0], committed or 0.0):
+            counts.stale_writes += 1
+            counts.note("stale_writes", f"{eid}/{name}: by superseded lease {producer[0]}")
     for eid, state, _attempt, result_text, _error, _created, finished in executions:
         if state != "succeeded":
             continue
@@ -196,9 +222,12 @@ def _count_stale(counts: Counts, runs: Iterable[dict[str, Any]],
             recorded.get((eid, name), (None, None))[0] != value
             for name, value in result.get("steps", {}).items()
         )
-        if mismatch or superseded(leases[eid], token, _ts(finished) or 0.0):
+        if mismatch:
             counts.stale_writes += 1
-            counts.note("stale_writes", f"{eid}/result")
+            counts.note("stale_writes", f"{eid}/result: step values differ from the rows")
+        elif superseded(leases[eid], token, _ts(finished) or 0.0):
+            counts.stale_writes += 1
+            counts.note("stale_writes", f"{eid}/result: by superseded lease {token}")
 
 
 def recovery(spans: Sequence[tuple[float, float | None]], fault_end: float,

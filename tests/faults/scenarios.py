@@ -214,7 +214,7 @@ def _busiest_child(run: Run, worker: Worker) -> int:
 
     def pick() -> int | None:
         recent = time.time() - 0.5
-        for r in reversed(checks.read_runs(run.runs)[-500:]):
+        for r in reversed(checks.recent_runs(run.runs)):
             if r["t"] < recent:
                 break
             if r["pid"] in children:
