@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -343,7 +344,7 @@ def s7_wakeups(run: Run) -> Result:
             if execution.state != "succeeded":
                 raise BenchError(f"S7: execution {execution_id} ended {execution.state}")
             starts = sorted(float(s.result) for s in stack.client.steps(execution_id))
-            retry_late += [b - a - 0.2 for a, b in zip(starts, starts[1:], strict=False)]
+            retry_late += [b - a - 0.2 for a, b in itertools.pairwise(starts)]
     ms = 1000.0
     figures = {
         "delayed": S7_DELAYED,

@@ -82,10 +82,11 @@ class Pool:
         self.processes = processes
         self.handler = handler
         self.threads = threads
-        # Runs queued in a child's pipe beyond those running: a few while runs are slow (a
-        # queued run must not wait behind a long one), more once they are quick, so that
-        # short tasks stream through without waiting on the parent.
-        self.per_child = 2 * threads
+        # Runs handed to a child at once: no more than it runs at a time while runs are slow
+        # (a run waiting in the pool goes to whichever process frees first, never behind a
+        # long run while another process idles), more once they are quick, so that short
+        # tasks stream through without waiting on the parent.
+        self.per_child = threads
         self.per_child_quick = 16 * threads
         self._run_seconds = 1.0  # moving average, from hand-over to outcome
         self._sent_at: dict[RunKey, float] = {}
@@ -184,15 +185,17 @@ class Pool:
     def _assign(self) -> None:
         depth = self.per_child_quick if self._run_seconds < QUICK_RUN else self.per_child
         now = time.monotonic()
-        for child in self.children:
-            while self.pending and not child.dead and len(child.inflight) < depth:
-                spec = self.pending.popleft()
-                child.inflight.append(spec)
-                self._where[spec.key] = child
-                self._sent_at[spec.key] = now
-                child.send(("run", spec))
-            if not self.pending:
+        while self.pending:
+            # the least busy process with room: idle ones first, then spread evenly
+            open_children = [c for c in self.children if not c.dead and len(c.inflight) < depth]
+            if not open_children:
                 return
+            child = min(open_children, key=lambda c: len(c.inflight))
+            spec = self.pending.popleft()
+            child.inflight.append(spec)
+            self._where[spec.key] = child
+            self._sent_at[spec.key] = now
+            child.send(("run", spec))
 
     def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:
         """Answer step saves: (run key, name, recorded result or None, why the save was

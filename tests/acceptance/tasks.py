@@ -77,6 +77,14 @@ def returns_a_set(event: Event, ctx: Context) -> Any:
     return {1, 2}  # not JSON: can never be stored, whatever the attempt
 
 
+@task(name="three-processes", processes=3, prefetch=0)
+def three_processes(event: Event, ctx: Context) -> None:
+    """Records when it started and ended (epoch seconds) in the effects file."""
+    started = time.time()
+    time.sleep(event.payload["seconds"])
+    effect(event.payload["effects"], f"{started} {time.time()}")
+
+
 @task(name="async-echo")
 async def async_echo(event: Event, ctx: Any) -> Any:
     value = await ctx.step("echo", lambda: event.payload)

@@ -108,6 +108,27 @@ def test_final_failure_keeps_error_type_message_and_traceback(address, spawn_wor
     assert "Traceback" in execution.error.traceback and "always_fails" in execution.error.traceback
 
 
+def test_runs_spread_over_idle_pool_processes(address, spawn_worker, client, tmp_path):
+    """A run never waits behind a busy pool process while another process of the pool is
+    idle: 6 one-second runs on 3 processes take two rounds, 3 at a time."""
+    effects = tmp_path / "effects.txt"
+    spawn_worker(address)
+    client.invoke("three-processes", {"effects": str(effects), "seconds": 0.1})  # warm up
+    wait_for(lambda: effects.exists(), what="the warm-up run")
+    effects.unlink()
+    ids = client.invoke_batch(
+        "three-processes", [{"effects": str(effects), "seconds": 1.0}] * 6
+    )
+    for execution_id in ids:
+        assert client.wait(execution_id, timeout=60).state == "succeeded"
+    spans = [tuple(map(float, line.split())) for line in effects.read_text().splitlines()]
+    assert len(spans) == 6
+    at_once = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert at_once == 3, spans
+    makespan = max(e for _, e in spans) - min(s for s, _ in spans)
+    assert makespan < 2.8, f"6 runs of 1 s on 3 processes took {makespan:.1f} s"
+
+
 def test_a_return_value_that_cannot_be_stored_fails_without_a_retry(
     address, spawn_worker, client
 ):
