@@ -98,6 +98,7 @@ class Dispatcher:
         self._pass_done = asyncio.Condition()
         self._loops: list[asyncio.Task[None]] = []
         self._loop_thread: threading.Thread | None = None
+        self._served = 0  # lease rounds so far (Session.served orders workers fairly)
         self._clock_sequence = 0
         self._clock_waits: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._steps: Batcher[StepWrite, StepWriteResult] = Batcher("steps", self._flush_steps)
@@ -427,9 +428,13 @@ class Dispatcher:
             self.wake(task, opening)
             return False
         room = await self._concurrency_room(definition)
+        # Fair: the workers with the most room first (least recently served among equals),
+        # and limited room shared out among them rather than given to the first.
+        takers.sort(key=lambda s: (-s.free(task) / max(1, s.capacity[task]), s.served))
         more = True
-        for session in takers:
-            want = min(session.free(task), self.settings.lease_batch_size, room)
+        for i, session in enumerate(takers):
+            share = -(-room // (len(takers) - i))  # ceil: what is left, split evenly
+            want = min(session.free(task), self.settings.lease_batch_size, share)
             if want <= 0:
                 return False
             leases = await self._lease(session, task, want, now)
@@ -464,6 +469,8 @@ class Dispatcher:
         )
         if not leases:
             return leases
+        self._served += 1
+        session.served = self._served
         if session.id not in self.sessions:  # the stream closed meanwhile: give them back
             await self._release_unsent(leases)
             return []

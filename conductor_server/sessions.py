@@ -112,6 +112,8 @@ class Session:
     #: silent for too long: no more leases are pushed to it (see Dispatcher.check_liveness)
     silent: bool = False
     closed: bool = False
+    #: the dispatcher's lease round in which this worker was last given leases
+    served: int = 0
 
     def free(self, task: str) -> int:
         """Leases of `task` this worker accepts now."""

@@ -383,11 +383,14 @@ UPDATE conductor_workers SET disconnected_at = %(now)s
 WHERE worker_id = %(worker_id)s AND coordinator = %(coordinator)s;
 
 -- name: list_workers
--- Workers connected now (heartbeat seen recently).
-SELECT worker_id, hostname, pid, tasks, leases, connected_at, last_seen, coordinator
-FROM conductor_workers
-WHERE disconnected_at IS NULL AND last_seen > %(seen_after)s
-ORDER BY worker_id;
+-- Workers connected now (heartbeat seen recently), with the leases each holds now.
+SELECT w.worker_id, w.hostname, w.pid, w.tasks,
+    (SELECT count(*) FROM conductor_executions e
+     WHERE e.state = 'running' AND e.worker_id = w.worker_id)::int AS leases,
+    w.connected_at, w.last_seen, w.coordinator
+FROM conductor_workers w
+WHERE w.disconnected_at IS NULL AND w.last_seen > %(seen_after)s
+ORDER BY w.worker_id;
 
 -- name: queue_stats
 -- Per task: ready, waiting and running executions and when the oldest ready one became ready.

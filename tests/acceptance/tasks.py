@@ -77,12 +77,21 @@ def returns_a_set(event: Event, ctx: Context) -> Any:
     return {1, 2}  # not JSON: can never be stored, whatever the attempt
 
 
-@task(name="three-processes", processes=3, prefetch=0)
-def three_processes(event: Event, ctx: Context) -> None:
+def _timed(event: Event) -> None:
     """Records when it started and ended (epoch seconds) in the effects file."""
     started = time.time()
     time.sleep(event.payload["seconds"])
     effect(event.payload["effects"], f"{started} {time.time()}")
+
+
+@task(name="three-processes", processes=3, prefetch=0)
+def three_processes(event: Event, ctx: Context) -> None:
+    _timed(event)
+
+
+@task(name="capped-four", processes=3, concurrency=4)
+def capped_four(event: Event, ctx: Context) -> None:
+    _timed(event)
 
 
 @task(name="async-echo")

@@ -108,25 +108,39 @@ def test_final_failure_keeps_error_type_message_and_traceback(address, spawn_wor
     assert "Traceback" in execution.error.traceback and "always_fails" in execution.error.traceback
 
 
-def test_runs_spread_over_idle_pool_processes(address, spawn_worker, client, tmp_path):
-    """A run never waits behind a busy pool process while another process of the pool is
-    idle: 6 one-second runs on 3 processes take two rounds, 3 at a time."""
-    effects = tmp_path / "effects.txt"
-    spawn_worker(address)
-    client.invoke("three-processes", {"effects": str(effects), "seconds": 0.1})  # warm up
-    wait_for(lambda: effects.exists(), what="the warm-up run")
+def _timed_runs(client, task: str, effects, count: int, workers: int) -> tuple[int, float]:
+    """Run `count` one-second executions of `task` (after one warm-up run per worker);
+    returns the most that ran at once and the makespan."""
+    client.invoke_batch(task, [{"effects": str(effects), "seconds": 0.1}] * 2 * workers)
+    wait_for(lambda: effects.exists() and len(effects.read_text().splitlines()) >= 2 * workers,
+             what="the warm-up runs")
     effects.unlink()
-    ids = client.invoke_batch(
-        "three-processes", [{"effects": str(effects), "seconds": 1.0}] * 6
-    )
+    ids = client.invoke_batch(task, [{"effects": str(effects), "seconds": 1.0}] * count)
     for execution_id in ids:
         assert client.wait(execution_id, timeout=60).state == "succeeded"
     spans = [tuple(map(float, line.split())) for line in effects.read_text().splitlines()]
-    assert len(spans) == 6
+    assert len(spans) == count
     at_once = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
-    assert at_once == 3, spans
-    makespan = max(e for _, e in spans) - min(s for s, _ in spans)
+    return at_once, max(e for _, e in spans) - min(s for s, _ in spans)
+
+
+def test_runs_spread_over_idle_pool_processes(address, spawn_worker, client, tmp_path):
+    """A run never waits behind a busy pool process while another process of the pool is
+    idle: 6 one-second runs on 3 processes take two rounds, 3 at a time."""
+    spawn_worker(address)
+    at_once, makespan = _timed_runs(client, "three-processes", tmp_path / "e.txt", 6, 1)
+    assert at_once == 3
     assert makespan < 2.8, f"6 runs of 1 s on 3 processes took {makespan:.1f} s"
+
+
+def test_capped_work_is_shared_by_the_workers_with_room(address, spawn_worker, client, tmp_path):
+    """A task capped at 4 on 2 workers x 3 processes: the 4 slots go 2 + 2 (by free room,
+    not all to the first worker, where only 3 could run), so 8 runs take two rounds."""
+    spawn_worker(address)
+    spawn_worker(address)
+    at_once, makespan = _timed_runs(client, "capped-four", tmp_path / "e.txt", 8, 2)
+    assert at_once == 4
+    assert makespan < 2.8, f"8 runs of 1 s, 4 at a time, took {makespan:.1f} s"
 
 
 def test_a_return_value_that_cannot_be_stored_fails_without_a_retry(

@@ -26,11 +26,16 @@ def definition(name: str, capacity: int = 10, **fields: Any) -> worker_pb2.TaskD
 
 
 class RawWorker:
-    """One WorkerService.Connect stream driven by the test."""
+    """One WorkerService.Connect stream driven by the test.
+
+    It sends an empty heartbeat every half interval (so the coordinator does not give the
+    stream up as silent) unless `heartbeat` is False; empty heartbeats renew no lease, so a
+    test's leases still expire unless it renews them itself."""
 
     def __init__(self, address: str, *tasks: worker_pb2.TaskDefinition,
                  worker_id: str = "raw-worker",
-                 held: list[worker_pb2.LeaseRef] | None = None) -> None:
+                 held: list[worker_pb2.LeaseRef] | None = None,
+                 heartbeat: bool = True) -> None:
         self.channel = grpc.insecure_channel(address)
         self._out: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
         self.received: queue.Queue[worker_pb2.CoordinatorMessage | Exception] = queue.Queue()
@@ -40,6 +45,14 @@ class RawWorker:
         self._responses = worker_pb2_grpc.WorkerServiceStub(self.channel).Connect(self._requests())
         threading.Thread(target=self._read, daemon=True).start()
         self.registered = self.next("registered").registered
+        self._closed = threading.Event()
+        if heartbeat:
+            threading.Thread(target=self._beat, daemon=True).start()
+
+    def _beat(self) -> None:
+        interval = self.registered.heartbeat_interval_seconds / 2
+        while not self._closed.wait(interval):
+            self.send(worker_pb2.WorkerMessage(heartbeat=worker_pb2.Heartbeat()))
 
     def _requests(self) -> Iterator[worker_pb2.WorkerMessage]:
         while (message := self._out.get()) is not None:
@@ -80,5 +93,6 @@ class RawWorker:
         return self.next("outcome_acks").outcome_acks.items[0]
 
     def close(self) -> None:
+        self._closed.set()
         self._out.put(None)
         self.channel.close()

@@ -21,7 +21,7 @@ def _state(db, execution_id: str) -> tuple:
 
 def test_heartbeats_are_answered_and_name_the_leases_that_are_gone(start_coordinator):
     coordinator = start_coordinator()
-    worker = RawWorker(coordinator.coordinator.address, definition("beats"))
+    worker = RawWorker(coordinator.coordinator.address, definition("beats"), heartbeat=False)
     gone = worker_pb2.LeaseRef(
         execution_id="12345", lease_token="00000000-0000-4000-8000-000000000000"
     )
@@ -35,7 +35,7 @@ def test_heartbeats_are_answered_and_name_the_leases_that_are_gone(start_coordin
 def test_a_silent_worker_gets_no_more_leases_and_its_stream_is_closed(start_coordinator, db):
     coordinator = start_coordinator(lease_timeout=1.5)  # heartbeat interval 0.5 s
     address = coordinator.coordinator.address
-    silent = RawWorker(address, definition("quiet"), worker_id="silent")
+    silent = RawWorker(address, definition("quiet"), worker_id="silent", heartbeat=False)
     started = time.monotonic()
     # It never heartbeats: within two intervals (1 s) the coordinator gives the stream up.
     with pytest.raises((grpc.RpcError, EOFError)):
