@@ -59,6 +59,8 @@ BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real t
 #: its stream is closed (its leases stay valid until they expire or it reconnects)
 SILENT_STOP_PUSHING = 1.5
 SILENT_CLOSE = 2.0
+#: the largest lease window a worker may ask for, per task
+MAX_CAPACITY = 1_000_000
 CLOCK_SYNC_TIMEOUT = 5.0  # seconds a test clock's jump waits for workers to confirm it
 
 
@@ -263,6 +265,18 @@ class Dispatcher:
         if self.sessions.pop(session.id, None) is not None:
             self.metrics.workers_connected.set(len(self.sessions))
             await self.store.disconnect_worker(session.worker_id, self.name, self._real.now())
+
+    def set_capacity(self, session: Session, items: Iterable[tuple[str, int]]) -> None:
+        """A worker resizes its lease window of some tasks (adaptive prefetch)."""
+        for task, capacity in items:
+            if task not in session.capacity or not 1 <= capacity <= MAX_CAPACITY:
+                log.warning("worker %s: ignored capacity %r for %r", session.worker_id,
+                            capacity, task[:200])
+                continue
+            grew = capacity > session.capacity[task]
+            session.capacity[task] = capacity
+            if grew:
+                self.wake(task)
 
     def stop_leasing(self, session: Session) -> None:
         session.leasing = False

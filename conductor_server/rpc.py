@@ -620,6 +620,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             "outcomes": self._on_outcomes,
             "stop_leasing": self._on_stop_leasing,
             "clock_synced": self._on_clock_synced,
+            "capacity": self._on_capacity,
         }
         pending: set[asyncio.Task[None]] = set()
         try:
@@ -695,6 +696,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
         self.dispatcher.stop_leasing(session)
+
+    async def _on_capacity(self, message: worker_pb2.CapacityUpdate, session: Session) -> None:
+        self.dispatcher.set_capacity(session, [(i.task, i.capacity) for i in message.items])
 
     async def _on_clock_synced(self, message: worker_pb2.ClockSynced, session: Session) -> None:
         self.dispatcher.clock_synced(session, message.sequence)

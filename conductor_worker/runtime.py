@@ -37,6 +37,7 @@ from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
 from .pool import Pool
 from .task import Task, check_registrable, registered
+from .window import LeaseWindow
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,12 @@ class Worker:
         self.on_connected = on_connected
         self.drain_mode = drain
         self.pools: dict[str, Pool] = {}
+        #: adaptive lease windows of the tasks without an explicit prefetch
+        self.windows = {
+            name: LeaseWindow(t.options.slots)
+            for name, t in self.tasks.items()
+            if t.options.prefetch is None
+        }
         #: every lease held, by run key (execution id, token), until its outcome is acked
         self.held: dict[RunKey, _Held] = {}
         #: the newest lease token of each execution held (cancel and release requests name
@@ -286,7 +293,7 @@ class Worker:
                 worker_id=self.worker_id,
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
-                tasks=[task_definition(t) for t in self.tasks.values()],
+                tasks=[self._definition(t) for t in self.tasks.values()],
                 held_leases=[
                     worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
                     for (eid, token), h in self.held.items()
@@ -295,6 +302,14 @@ class Worker:
                 drain=self.drain_mode,
             )
         )
+
+    def _definition(self, t: Task[..., Any]) -> worker_pb2.TaskDefinition:
+        """A task's registration, with its current adaptive lease window."""
+        definition = task_definition(t)
+        window = self.windows.get(t.name)
+        if window is not None:
+            definition.capacity = window.current
+        return definition
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
         call = stub.Connect(metadata=self.connection.metadata)
@@ -662,6 +677,10 @@ class Worker:
         outcome = worker_pb2.Outcome(execution_id=key[0], lease_token=key[1], **result)
         self.unacked[key] = outcome
         self._send(("outcome", outcome))
+        window = self.windows.get(held.task)
+        if window is not None and (size := window.completed()) is not None:
+            self._send(worker_pb2.WorkerMessage(capacity=worker_pb2.CapacityUpdate(
+                items=[worker_pb2.TaskCapacity(task=held.task, capacity=size)])))
 
 
 _REASON_NAMES = {v: k for k, v in _RELEASE_REASONS.items()}

@@ -41,14 +41,21 @@ class TaskOptions:
     window: tuple[str, str] | None = None
     timezone: str = "UTC"
     concurrency: int = 0
-    prefetch: int = 0
+    #: extra leases beyond one per slot; None: adaptive (see conductor_worker/window.py)
+    prefetch: int | None = None
     #: static cron schedules: (name, expression) pairs
     schedules: tuple[tuple[str, str], ...] = ()
 
     @property
+    def slots(self) -> int:
+        """Executions of this task one worker runs at once."""
+        return self.processes * self.threads
+
+    @property
     def capacity(self) -> int:
-        """Leases the worker accepts at once: one per running slot plus the prefetch."""
-        return self.processes * self.threads + self.prefetch
+        """Leases the worker accepts at once to begin with: one per running slot plus the
+        prefetch (adaptive: as many again, until the worker has measured the task)."""
+        return self.slots + (self.slots if self.prefetch is None else self.prefetch)
 
 
 class Task(Generic[P, R]):
@@ -130,7 +137,7 @@ def task(
             window=tuple(window) if window is not None else None,  # type: ignore[arg-type]
             timezone=timezone,
             concurrency=concurrency,
-            prefetch=processes * threads if prefetch is None else prefetch,
+            prefetch=prefetch,
             schedules=_schedules(cron),
         )
         validate_options(options)
@@ -164,7 +171,7 @@ def validate_options(o: TaskOptions) -> None:
         ("threads", o.threads, 1),
         ("max_attempts", o.max_attempts, 1),
         ("concurrency", o.concurrency, 0),
-        ("prefetch", o.prefetch, 0),
+        ("prefetch", 0 if o.prefetch is None else o.prefetch, 0),
     ):
         if not isinstance(value, int) or value < low:
             fail(option, f"must be an integer >= {low}, got {value!r}")

@@ -574,6 +574,58 @@ class StopLeasing(_message.Message):
 Global___StopLeasing: _TypeAlias = StopLeasing  # noqa: Y015
 
 @_typing.final
+class CapacityUpdate(_message.Message):
+    """The worker changes how many leases of a task it accepts at once (its lease window), e.g.
+    as it measures how fast the task runs. Replaces the registered capacity for this stream.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskCapacity]:
+        """One item per task whose window changes."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___TaskCapacity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapacityUpdate: _TypeAlias = CapacityUpdate  # noqa: Y015
+
+@_typing.final
+class TaskCapacity(_message.Message):
+    """One task's new lease window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """A task the worker registered."""
+    capacity: _builtins.int
+    """Leases of it the worker accepts at once (>= 1)."""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        capacity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskCapacity: _TypeAlias = TaskCapacity  # noqa: Y015
+
+@_typing.final
 class WorkerMessage(_message.Message):
     """Everything a worker sends."""
 
@@ -585,6 +637,7 @@ class WorkerMessage(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     STOP_LEASING_FIELD_NUMBER: _builtins.int
     CLOCK_SYNCED_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First message of the stream."""
@@ -609,6 +662,10 @@ class WorkerMessage(_message.Message):
     def clock_synced(self) -> Global___ClockSynced:
         """The worker applied a ClockSync (test clocks only)."""
 
+    @_builtins.property
+    def capacity(self) -> Global___CapacityUpdate:
+        """New lease windows."""
+
     def __init__(
         self,
         *,
@@ -618,12 +675,13 @@ class WorkerMessage(_message.Message):
         outcomes: Global___Outcomes | None = ...,
         stop_leasing: Global___StopLeasing | None = ...,
         clock_synced: Global___ClockSynced | None = ...,
+        capacity: Global___CapacityUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

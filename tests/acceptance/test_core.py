@@ -124,6 +124,17 @@ def _timed_runs(client, task: str, effects, count: int, workers: int) -> tuple[i
     return at_once, max(e for _, e in spans) - min(s for s, _ in spans)
 
 
+def test_a_task_without_prefetch_widens_its_lease_window(coordinator, spawn_worker, client):
+    """`noop` sets only processes=2: the worker measures how fast it runs and asks for more
+    leases at once (4 to begin with), so short tasks stream."""
+    spawn_worker(coordinator.coordinator.address)
+    ids = client.invoke_batch("noop", list(range(3000)))
+    assert client.wait(ids[-1], timeout=60).state == "succeeded"
+    sessions = list(coordinator.coordinator.dispatcher.sessions.values())
+    assert len(sessions) == 1
+    assert sessions[0].capacity["noop"] > 40
+
+
 def test_runs_spread_over_idle_pool_processes(address, spawn_worker, client, tmp_path):
     """A run never waits behind a busy pool process while another process of the pool is
     idle: 6 one-second runs on 3 processes take two rounds, 3 at a time."""

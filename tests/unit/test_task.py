@@ -89,7 +89,8 @@ def test_valid_task_is_registered_with_options() -> None:
     assert defined.name == name
     assert defined.options.window == ("22:00", "06:00")
     assert defined.options.non_retryable == ("KeyError", "MyError")
-    assert defined.options.prefetch == 3  # defaults to processes
+    assert defined.options.prefetch is None  # adaptive (conductor_worker/window.py)
+    assert defined.options.capacity == 6  # until measured: one lease per slot and as many again
     assert defined.options.capacity == 6
     assert defined({"a": 1}, None) == {"a": 1}  # direct call runs the handler in-process
 

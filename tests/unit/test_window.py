@@ -1,0 +1,29 @@
+"""conductor_worker.window: the adaptive lease window of a task without `prefetch`."""
+
+from __future__ import annotations
+
+from conductor_worker.window import MAX_PREFETCH, LeaseWindow
+
+
+def test_short_runs_open_the_window_and_long_runs_close_it() -> None:
+    window = LeaseWindow(slots=2, now=0.0)
+    assert window.current == 4  # twice the slots until measured
+    assert window.completed(1, now=0.01) is None  # too soon to measure
+    # 2,020 runs/s: 20 ms of work ahead is 40 more leases
+    assert window.completed(100, now=0.05) == 42
+    # a no-op's rate: the window opens up to its ceiling
+    assert window.completed(5000, now=0.10) == 2 + MAX_PREFETCH
+    # then one-second runs: the window shrinks back to one lease per slot (not hoarded)
+    t, sizes = 0.10, []
+    for _ in range(40):
+        t += 0.5
+        if (size := window.completed(1, now=t)) is not None:
+            sizes.append(size)
+    assert sizes and sizes == sorted(sizes, reverse=True)
+    assert window.current == 2
+
+
+def test_small_moves_are_not_reported() -> None:
+    window = LeaseWindow(slots=4, now=0.0)
+    assert window.completed(300, now=0.1) == 4 + 60  # 3,000 runs/s
+    assert window.completed(310, now=0.2) is None  # 3,100 runs/s: within a quarter
