@@ -21,6 +21,12 @@ def noop(event: Event, ctx: Context) -> None:
     return
 
 
+@task(name="bench-noop-default", processes=2)
+def noop_default(event: Event, ctx: Context) -> None:
+    """S1-default: the same no-op with nothing tuned (the lease window adapts)."""
+    return
+
+
 @task(name="bench-steps", processes=2, threads=128, prefetch=128)
 async def steps(event: Event, ctx: AsyncContext) -> int:
     """S2: ten recorded steps, each durable before the next one starts. 128 runs at a time in

@@ -3,7 +3,8 @@
 A task with no `prefetch` set gets a window sized from what the worker measures: enough
 leases to keep every slot busy while the next ones are on their way, by Little's law, so
 short tasks stream and long ones are not hoarded. The window is one lease per slot plus the
-runs the task completes in WINDOW_AHEAD seconds at its current rate, at most
+runs the task completes in WINDOW_AHEAD seconds at its current rate (large enough for the
+coordinator to lease in large batches, where most of a short task's cost lies), at most
 MAX_PREFETCH more. Each time it moves by a quarter or more, the worker tells the
 coordinator (CapacityUpdate).
 """
@@ -15,7 +16,7 @@ import time
 
 #: seconds of work to have leased ahead of the running slots (covers the lease round trip
 #: and the coordinator's batching, with room to spare)
-WINDOW_AHEAD = 0.02
+WINDOW_AHEAD = 0.1
 #: the most leases held beyond one per slot
 MAX_PREFETCH = 1024
 #: seconds between measurements of the completion rate

@@ -9,8 +9,8 @@ def test_short_runs_open_the_window_and_long_runs_close_it() -> None:
     window = LeaseWindow(slots=2, now=0.0)
     assert window.current == 4  # twice the slots until measured
     assert window.completed(1, now=0.01) is None  # too soon to measure
-    # 2,020 runs/s: 20 ms of work ahead is 40 more leases
-    assert window.completed(100, now=0.05) == 42
+    # 2,020 runs/s: 100 ms of work ahead is 202 more leases
+    assert window.completed(100, now=0.05) == 204
     # a no-op's rate: the window opens up to its ceiling
     assert window.completed(5000, now=0.10) == 2 + MAX_PREFETCH
     # then one-second runs: the window shrinks back to one lease per slot (not hoarded)
@@ -25,5 +25,5 @@ def test_short_runs_open_the_window_and_long_runs_close_it() -> None:
 
 def test_small_moves_are_not_reported() -> None:
     window = LeaseWindow(slots=4, now=0.0)
-    assert window.completed(300, now=0.1) == 4 + 60  # 3,000 runs/s
+    assert window.completed(300, now=0.1) == 4 + 300  # 3,000 runs/s
     assert window.completed(310, now=0.2) is None  # 3,100 runs/s: within a quarter
