@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .batcher import Batcher
@@ -43,6 +43,10 @@ SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatev
 DRAINED = Drained()
 QUEUE_GAUGE_INTERVAL = 5.0  # seconds between queue depth refreshes
 BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real time)
+
+
+def _not_written(_write: object, _error: Exception) -> None:
+    return None
 
 
 class Dispatcher:
@@ -77,9 +81,13 @@ class Dispatcher:
         self._in_pass = False
         self._pass_done = asyncio.Condition()
         self._loops: list[asyncio.Task[None]] = []
-        self._steps: Batcher[StepWrite, StepWriteResult] = Batcher("steps", self._flush_steps)
+        # A write the database refuses on its own is answered as not applied (stale), so
+        # that it fails neither its batch nor its stream (nor a reaper pass).
+        self._steps: Batcher[StepWrite, StepWriteResult] = Batcher(
+            "steps", self._flush_steps, on_item_error=_not_written
+        )
         self._outcomes: Batcher[OutcomeWrite, OutcomeApplied | None] = Batcher(
-            "outcomes", self._flush_outcomes
+            "outcomes", self._flush_outcomes, on_item_error=_not_written
         )
         # Leases measure worker liveness in real time, whatever the (injectable) clock says;
         # the clock drives scheduling: run times, backoff, windows, cron.
@@ -146,20 +154,31 @@ class Dispatcher:
 
     # -- sessions -----------------------------------------------------------------------
 
-    async def connect(self, session: Session, held: Sequence[LeaseRef]) -> list[LeaseRef]:
-        """Register a worker stream; returns the held leases that are no longer valid."""
+    async def connect(
+        self,
+        session: Session,
+        held: Sequence[LeaseRef],
+        before_visible: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[LeaseRef]:
+        """Register a worker stream; returns the held leases that are no longer valid.
+
+        All or nothing: every write (tasks, `before_visible`, held leases, the worker row)
+        comes first; only then is the session visible to leasing, with no await in between,
+        so a failed or cancelled registration leaves no session behind."""
         now = self.clock.now()
         await self.store.upsert_tasks(session.tasks.values(), now)
-        self.tasks.update(session.tasks)
+        if before_visible is not None:
+            await before_visible()
         valid = await self.store.renew_leases(held, self._lease_expiry())
         for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task)
+        await self.store.upsert_worker(self._worker_info(session))
+        next_runs = {name: await self.store.next_run_at(name) for name in session.tasks}
+        self.tasks.update(session.tasks)
         self._push_cancels(session, valid)
         self.sessions[session.id] = session
         self.metrics.workers_connected.set(len(self.sessions))
-        await self.store.upsert_worker(self._worker_info(session))
-        for name in session.tasks:
-            next_at = await self.store.next_run_at(name)
+        for name, next_at in next_runs.items():
             self.wake(name, next_at)
         return [ref for ref in held if ref.execution_id not in valid]
 

@@ -246,8 +246,11 @@ class Store:
 
     async def save_steps(self, writes: Sequence[StepWrite], now: datetime) -> list[StepWriteResult]:
         """Record step results of current leases; stale writes change nothing."""
-        ids, tokens, names, results = (list(column) for column in zip(*writes, strict=True))
-        params = {"ids": ids, "tokens": tokens, "names": names, "results": results, "now": now}
+        ids, tokens, names, results, workers = (
+            list(column) for column in zip(*writes, strict=True)
+        )
+        params = {"ids": ids, "tokens": tokens, "names": names, "results": results,
+                  "workers": workers, "now": now}
         recorded: list[StepWriteResult] = [None] * len(writes)
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("save_steps"), params)
@@ -309,8 +312,10 @@ class Store:
             }
         else:
             params = {"run_ats": [w.run_at for w in items]}
+        workers = [w.worker_id for w in items]
         cur = await conn.execute(
-            _q(_OUTCOME_QUERY[kind]), {"ids": ids, "tokens": tokens, "now": now, **params}
+            _q(_OUTCOME_QUERY[kind]),
+            {"ids": ids, "tokens": tokens, "workers": workers, "now": now, **params},
         )
         return await cur.fetchall()
 
