@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # grpc's classes are not subscriptable at run time
     Continuation: TypeAlias = Callable[
         [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
     ]
+    Deserializer: TypeAlias = Callable[[bytes], Any]
     Unary: TypeAlias = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Streaming: TypeAlias = Callable[
         [Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]
@@ -38,6 +39,17 @@ def _details(exc: Exception) -> str:
     return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS] + "..."
 
 
+#: What the lenient deserializer returns for bytes that are not a valid message.
+_UNDECODABLE = object()
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if request is _UNDECODABLE:
+            raise InvalidArgument("request", "not a valid protobuf message")
+        yield request
+
+
 #: Reachable without a token: health checks (Kubernetes probes cannot send one).
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 
@@ -52,19 +64,23 @@ class _Wrapping(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
+        deserializer = self.wrap_deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self.wrap_unary(method, cast("Unary", handler.unary_unary)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 self.wrap_stream(method, cast("Streaming", handler.stream_stream)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+    def wrap_deserializer(self, inner: Deserializer | None) -> Deserializer | None:
+        return inner
 
     def wrap_unary(self, method: str, inner: Unary) -> Unary:
         return inner
@@ -88,9 +104,25 @@ class ErrorInterceptor(_Wrapping):
                 return code
         return grpc.StatusCode.INTERNAL
 
+    def wrap_deserializer(self, inner: Deserializer | None) -> Deserializer | None:
+        """Undecodable bytes become INVALID_ARGUMENT (grpc itself would answer UNKNOWN with
+        the parser's text and log a traceback)."""
+        if inner is None:
+            return None
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return inner(data)
+            except Exception:
+                return _UNDECODABLE
+
+        return lenient
+
     def wrap_unary(self, method: str, inner: Unary) -> Unary:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
+                if request is _UNDECODABLE:
+                    raise InvalidArgument("request", "not a valid protobuf message")
                 return await inner(request, context)
             except ConductorError as exc:
                 await context.abort(self._code(exc), _details(exc))
@@ -105,7 +137,7 @@ class ErrorInterceptor(_Wrapping):
             requests: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             try:
-                async for response in inner(requests, context):
+                async for response in inner(_decoded(requests), context):
                     yield response
             except ConductorError as exc:
                 await context.abort(self._code(exc), _details(exc))

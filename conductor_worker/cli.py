@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -266,6 +267,11 @@ def _settings(args: argparse.Namespace) -> Any:
             conninfo_to_dict(args.database_url)
         except Exception as exc:
             raise UsageError(f"--database-url: not a PostgreSQL URL: {exc}") from exc
+    if args.host is not None:
+        try:
+            socket.getaddrinfo(args.host, None)
+        except (OSError, UnicodeError) as exc:
+            raise UsageError(f"--host: cannot use {args.host[:100]!r}: {exc}") from exc
     limits = {name.replace("-", "_"): getattr(args, name.replace("-", "_"))
               for name, _, _ in _LIMIT_FLAGS}
     try:
