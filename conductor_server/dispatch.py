@@ -169,7 +169,7 @@ class Dispatcher:
         await self.store.upsert_tasks(session.tasks.values(), now)
         if before_visible is not None:
             await before_visible()
-        valid = await self.store.renew_leases(held, self._lease_expiry())
+        valid = await self.store.renew_leases(held, self._lease_expiry(), session.worker_id)
         for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task)
         await self.store.upsert_worker(self._worker_info(session))
@@ -199,7 +199,7 @@ class Dispatcher:
         session.leasing = False
 
     async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
-        valid = await self.store.renew_leases(refs, self._lease_expiry())
+        valid = await self.store.renew_leases(refs, self._lease_expiry(), session.worker_id)
         for ref in refs:
             if ref.execution_id not in valid:
                 self._forget(session, ref.execution_id)

@@ -223,15 +223,17 @@ class Store:
         return int(row[0]) if row else 0
 
     async def renew_leases(
-        self, refs: Sequence[LeaseRef], expires_at: datetime
+        self, refs: Sequence[LeaseRef], expires_at: datetime, worker_id: str = ""
     ) -> dict[int, tuple[str, bool]]:
-        """Extend leases; returns {id: (task, cancel requested)} of those still current."""
+        """Extend leases held by `worker_id` ("": any); returns {id: (task, cancel
+        requested)} of those still current."""
         if not refs:
             return {}
         params = {
             "ids": [r.execution_id for r in refs],
             "tokens": [r.token for r in refs],
             "expires_at": expires_at,
+            "worker_id": worker_id,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("renew_leases"), params)

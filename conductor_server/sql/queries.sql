@@ -124,10 +124,12 @@ SELECT EXISTS (
 SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s;
 
 -- name: renew_leases
--- Extend the leases a worker still holds; returns the ids that are still its own.
+-- Extend the leases a worker still holds; returns the ids that are still its own (by token,
+-- and granted to that worker unless %(worker_id)s is '').
 UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    AND (%(worker_id)s = '' OR e.worker_id = %(worker_id)s)
 RETURNING e.id, e.task, e.cancel_requested;
 
 -- name: lease_states

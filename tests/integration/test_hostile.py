@@ -14,6 +14,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
+from conductor_server.models import LeaseRef
 from conductor_server.sessions import Session
 from conductor_worker import Client
 from tests.conftest import wait_for
@@ -445,6 +446,12 @@ def test_writes_are_fenced_by_the_worker_holding_the_lease(coordinator, db):
     assert thief.complete(eid, lease.lease_token, '"stolen"').status == (
         worker_pb2.WRITE_STATUS_STALE_LEASE)
     assert _rows(db, "conductor_steps") == 0
+    expires = db.execute("SELECT lease_expires_at FROM conductor_executions").fetchone()
+    dispatcher = coordinator.coordinator.dispatcher
+    session = next(s for s in dispatcher.sessions.values() if s.worker_id == "thief")
+    coordinator.run(dispatcher.heartbeat(session, [LeaseRef(int(eid), lease.lease_token)]))
+    assert int(eid) not in session.inflight
+    assert db.execute("SELECT lease_expires_at FROM conductor_executions").fetchone() == expires
     assert holder.complete(eid, lease.lease_token, '"mine"').status == (
         worker_pb2.WRITE_STATUS_OK)
     assert db.execute("SELECT result::text FROM conductor_executions").fetchone() == ('"mine"',)
