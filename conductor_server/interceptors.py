@@ -71,6 +71,12 @@ class _Wrapping(grpc.aio.ServerInterceptor):
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:  # same shape as unary: (request(s), context)
+            return grpc.stream_unary_rpc_method_handler(
+                self.wrap_unary(method, cast("Unary", handler.stream_unary)),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 self.wrap_stream(method, cast("Streaming", handler.stream_stream)),

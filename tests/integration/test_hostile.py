@@ -496,6 +496,13 @@ def test_a_stream_that_never_registers_is_closed(start_coordinator):
 
 def test_without_a_token_nothing_is_read_and_garbage_is_unauthenticated(start_coordinator):
     coordinator = start_coordinator(auth_token="s3cret")
+    requests = coordinator.coordinator.metrics.grpc_requests
+
+    def counted() -> float:
+        return sum(sample.value for metric in requests.collect() for sample in metric.samples
+                   if sample.name.endswith("_total")
+                   and sample.labels.get("code") == "UNAUTHENTICATED")
+
     with grpc.insecure_channel(coordinator.coordinator.address) as channel:
         garbage = channel.unary_unary("/conductor.v1.ConductorService/Invoke",
                                       request_serializer=lambda b: b,
@@ -508,6 +515,7 @@ def test_without_a_token_nothing_is_read_and_garbage_is_unauthenticated(start_co
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         error = _refused(stub.ListQueues, client_pb2.ListQueuesRequest())
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert counted() == 3  # refused calls are still counted
     with grpc.insecure_channel(coordinator.coordinator.address) as channel:
         good = client_pb2_grpc.ConductorServiceStub(channel)
         assert good.ListQueues(client_pb2.ListQueuesRequest(), timeout=10,
