@@ -64,8 +64,9 @@ class Fuzzer:
 
     def _refill(self) -> None:
         """Keep the fuzzed worker holding real leases (outcomes use them up)."""
-        self.stub.InvokeBatch(client_pb2.InvokeBatchRequest(
-            task="fz", payloads_json=["1"] * LEASES), timeout=10)
+        self.stub.InvokeBatch(
+            client_pb2.InvokeBatchRequest(task="fz", payloads_json=["1"] * LEASES), timeout=10
+        )
         count = len(self.leases)
         while len(self.leases) == count:  # at least one arrives
             self._next("leases")
@@ -154,24 +155,32 @@ class Fuzzer:
             self._fill(item)
         self.target.send(message)
         if kind == "step_saves":
-            statuses = self._acks("step_acks", len(message.step_saves.items))
+            statuses = [name for name, _ in self._acks("step_acks", len(message.step_saves.items))]
         elif kind == "outcomes":
-            statuses = self._acks("outcome_acks", len(message.outcomes.items))
-            used = {(o.execution_id, o.lease_token) for o in message.outcomes.items}
-            self.leases = [lease for lease in self.leases if lease not in used]
+            acks = self._acks("outcome_acks", len(message.outcomes.items))
+            statuses = [name for name, _ in acks]
+            # only a recorded outcome ends a lease (a refused one leaves it held)
+            ended = {ref for name, ref in acks if name == "WRITE_STATUS_OK"}
+            self.leases = [lease for lease in self.leases if lease not in ended]
         else:
             statuses = ["sent"]
         for status in statuses:
             self.counts[(f"worker:{kind}", status)] += 1
         self.check_bystander()
 
-    def _acks(self, kind: str, count: int) -> list[str]:
-        statuses: list[str] = []
-        while len(statuses) < count:
-            reply = self._next(kind)
-            items = getattr(reply, kind).items
-            statuses += [worker_pb2.WriteStatus.Name(a.status) for a in items]
-        return statuses
+    def _acks(self, kind: str, count: int) -> list[tuple[str, tuple[str, str]]]:
+        """(status name, (execution id, token)) of the next `count` acks of `kind`."""
+        acks: list[tuple[str, tuple[str, str]]] = []
+        while len(acks) < count:
+            items = getattr(self._next(kind), kind).items
+            acks += [
+                (
+                    worker_pb2.WriteStatus.Name(a.status),
+                    (a.execution_id, getattr(a, "lease_token", "")),
+                )
+                for a in items
+            ]
+        return acks
 
     def check_bystander(self) -> None:
         """The other worker's stream works: its step save is acknowledged as written."""
