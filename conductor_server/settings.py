@@ -47,7 +47,7 @@ class Settings:
     #: Most tasks one worker may register.
     max_register_tasks: int = 1000
     #: Largest gRPC message the coordinator receives (a larger one is refused unread);
-    #: None: 4 times the largest payload or result limit plus 1 MiB, at least 16 MiB.
+    #: None: 4 times the largest payload or result limit plus 1 MiB, at least 32 MiB.
     max_message_bytes: int | None = None
     #: Seconds a worker stream may stay open without sending Register.
     register_timeout: float = 10.0
@@ -95,7 +95,7 @@ class Settings:
         if self.max_message_bytes is not None:
             return self.max_message_bytes
         biggest = max(self.max_payload_bytes, self.max_result_bytes, self.max_step_result_bytes)
-        return max(16 * MIB, 4 * biggest + MIB)
+        return max(32 * MIB, 4 * biggest + MIB)
 
     @property
     def heartbeat_interval(self) -> float:

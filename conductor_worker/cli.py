@@ -251,7 +251,7 @@ _LIMIT_FLAGS = (
     ("max-error-bytes", int, "error messages and tracebacks are cut to this (default 64 KiB)"),
     ("max-name-length", int, "longest task/schedule/step/worker name (default 200)"),
     ("max-register-tasks", int, "most tasks one worker may register (default 1000)"),
-    ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 16 MiB)"),
+    ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),
     ("register-timeout", float, "seconds a worker stream may take to send Register (default 10)"),
     ("idle-timeout", float, "seconds an idle connection stays open (default 300)"),
 )

@@ -95,7 +95,7 @@ def test_bad_settings_are_refused_naming_the_flag(overrides: dict, message: str)
 
 
 def test_the_message_limit_follows_the_size_limits() -> None:
-    assert Settings().message_limit == 16 * MIB
+    assert Settings().message_limit == 32 * MIB
     assert Settings(max_payload_bytes=10 * MIB).message_limit == 41 * MIB
     assert Settings(max_message_bytes=2 * MIB).message_limit == 2 * MIB
 
