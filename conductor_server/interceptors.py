@@ -132,6 +132,8 @@ class ErrorInterceptor(_Wrapping):
                 return await inner(request, context)
             except ConductorError as exc:
                 await context.abort(self._code(exc), _details(exc))
+            except grpc.aio.AbortError:
+                raise  # the call was already answered (context.abort)
             except Exception:
                 log.exception("%s failed", method)
                 await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
@@ -147,6 +149,8 @@ class ErrorInterceptor(_Wrapping):
                     yield response
             except ConductorError as exc:
                 await context.abort(self._code(exc), _details(exc))
+            except grpc.aio.AbortError:
+                raise  # the call was already answered (context.abort)
             except Exception:
                 log.exception("%s failed", method)
                 await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)

@@ -477,7 +477,7 @@ def test_wait_execution_answers_before_a_long_call_deadline(coordinator, stub):
 # -- 11. slow and silent clients -------------------------------------------------------------
 
 
-def test_a_stream_that_never_registers_is_closed(start_coordinator):
+def test_a_stream_that_never_registers_is_closed(start_coordinator, caplog):
     coordinator = start_coordinator(register_timeout=0.5)
 
     def silent() -> Any:
@@ -492,6 +492,7 @@ def test_a_stream_that_never_registers_is_closed(start_coordinator):
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "no Register within 0.5 seconds" in info.value.details()
     assert time.monotonic() - started < 4
+    assert not [r for r in caplog.records if r.exc_info], "an answered call logs no traceback"
 
 
 def test_without_a_token_nothing_is_read_and_garbage_is_unauthenticated(start_coordinator):
