@@ -49,6 +49,23 @@ KEEPALIVE_OPTIONS = [
 ]
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Transport limits (docs/limits.md): a message above the limit is refused before it is
+    buffered whole; connections with no call in progress are closed after idle_timeout."""
+    idle_ms = int(settings.idle_timeout * 1000)
+    return [
+        ("grpc.max_receive_message_length", settings.message_limit),
+        ("grpc.max_connection_idle_ms", idle_ms),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.max_metadata_size", 16 * 1024),
+        *KEEPALIVE_OPTIONS,
+    ]
+
+
+#: calls one connection may have open at once
+MAX_STREAMS_PER_CONNECTION = 1000
+
+
 class Coordinator:
     """One coordinator process's worth of machinery, started and stopped as a unit."""
 
@@ -95,7 +112,7 @@ class Coordinator:
         interceptors.append(ErrorInterceptor())
         self.server = grpc.aio.server(
             interceptors=interceptors,
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), *KEEPALIVE_OPTIONS],
+            options=server_options(self.settings),
         )
         client_pb2_grpc.add_ConductorServiceServicer_to_server(
             ClientService(
@@ -122,12 +139,8 @@ class Coordinator:
     def _bind(self, server: grpc.aio.Server) -> int:
         where = f"{self.settings.host}:{self.settings.port}"
         s = self.settings
-        if s.tls_cert is None and s.tls_key is None:
-            if s.tls_client_ca is not None:
-                raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        if s.tls_cert is None or s.tls_key is None:  # both or neither: see Settings
             return server.add_insecure_port(where)
-        if s.tls_cert is None or s.tls_key is None:
-            raise ValueError("TLS needs both --tls-cert and --tls-key")
         client_ca = s.tls_client_ca.read_bytes() if s.tls_client_ca else None
         credentials = grpc.ssl_server_credentials(
             [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())],

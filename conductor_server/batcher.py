@@ -23,10 +23,17 @@ class Batcher(Generic[T, R]):
     """
 
     def __init__(
-        self, name: str, flush: Callable[[list[T]], Awaitable[list[R]]], max_batch: int = 1000
+        self,
+        name: str,
+        flush: Callable[[list[T]], Awaitable[list[R]]],
+        max_batch: int = 1000,
+        on_item_error: Callable[[T, Exception], R] | None = None,
     ) -> None:
         self.name = name
         self._flush = flush
+        #: the result of an item whose flush fails on its own (None: its submitter gets the
+        #: exception; the other items of the batch are unaffected either way)
+        self._on_item_error = on_item_error
         self._max_batch = max_batch
         #: (items, future, whether the future takes the one result rather than the list)
         self._pending: list[tuple[list[T], asyncio.Future[Any], bool]] = []
@@ -86,18 +93,69 @@ class Batcher(Generic[T, R]):
     async def _flush_batch(self, batch: list[tuple[list[T], asyncio.Future[Any], bool]]) -> None:
         items = [item for group, _, _ in batch for item in group]
         try:
-            results = await self._flush(items)
-            if len(results) != len(items):
-                raise RuntimeError(f"{len(results)} results for {len(items)} items")
+            results: list[R | BaseException] = list(await self._checked_flush(items))
         except Exception as exc:
-            log.exception("%s: flush of %d items failed", self.name, len(items))
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            if len(items) == 1 or _systemic(exc):
+                log.exception("%s: flush of %d items failed", self.name, len(items))
+                self._fail(batch, exc)
+                return
+            # One bad item must not fail the others: write the rest in smaller flushes.
+            log.warning("%s: flush of %d items failed (%s); isolating the bad ones",
+                        self.name, len(items), type(exc).__name__)
+            results = await self._isolate(items)
         start = 0
         for group, future, single in batch:
             end = start + len(group)
             if not future.done():
-                future.set_result(results[start] if single else results[start:end])
+                mine = results[start:end]
+                error = next((r for r in mine if isinstance(r, BaseException)), None)
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(mine[0] if single else mine)
             start = end
+
+    async def _checked_flush(self, items: list[T]) -> list[R]:
+        results = await self._flush(items)
+        if len(results) != len(items):
+            raise ResultCountError(f"{len(results)} results for {len(items)} items")
+        return results
+
+    async def _isolate(self, items: list[T]) -> list[R | BaseException]:
+        """Flush halves separately, down to single items; an item that fails alone gets
+        on_item_error's result (or its exception)."""
+        if len(items) == 1:
+            try:
+                return list(await self._checked_flush(items))
+            except Exception as exc:
+                log.exception("%s: an item could not be written; skipped", self.name)
+                if self._on_item_error is not None:
+                    return [self._on_item_error(items[0], exc)]
+                return [exc]
+        middle = len(items) // 2
+        results: list[R | BaseException] = []
+        for half in (items[:middle], items[middle:]):
+            try:
+                results.extend(await self._checked_flush(half))
+            except Exception as exc:
+                if _systemic(exc):
+                    results.extend([exc] * len(half))
+                else:
+                    results.extend(await self._isolate(half))
+        return results
+
+    def _fail(self, batch: list[tuple[list[T], asyncio.Future[Any], bool]], exc: Exception) -> None:
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_exception(exc)
+
+
+class ResultCountError(RuntimeError):
+    """The flush function broke its contract (one result per item)."""
+
+
+def _systemic(exc: Exception) -> bool:
+    """Errors that no item causes (the database is unreachable): splitting cannot help."""
+    if isinstance(exc, ConnectionError | TimeoutError | ResultCountError):
+        return True
+    return type(exc).__name__ in ("OperationalError", "PoolTimeout", "InterfaceError")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -32,10 +32,15 @@ MAX_CATCH_UP = 100_000
 def validate_cron(expression: str, field_name: str = "cron") -> str:
     """A standard 5-field expression, or raise InvalidArgument naming the field."""
     expression = " ".join(expression.split())
+    shown = repr(expression[:80])
     if len(expression.split(" ")) != 5 or not croniter.is_valid(expression):
         raise InvalidArgument(
-            field_name, f"{expression!r} is not a 5-field cron expression (m h dom mon dow)"
+            field_name, f"{shown} is not a 5-field cron expression (m h dom mon dow)"
         )
+    try:  # valid fields can still name a day that never comes (e.g. "0 0 30 2 *")
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field_name, f"{shown} never fires") from exc
     return expression
 
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .batcher import Batcher
@@ -64,6 +64,10 @@ MAX_CAPACITY = 1_000_000
 CLOCK_SYNC_TIMEOUT = 5.0  # seconds a test clock's jump waits for workers to confirm it
 
 
+def _not_written(_write: object, _error: Exception) -> None:
+    return None
+
+
 class Dispatcher:
     """Owns worker sessions, leasing, worker writes and the lease reaper."""
 
@@ -103,9 +107,13 @@ class Dispatcher:
         self._served = 0  # lease rounds so far (Session.served orders workers fairly)
         self._clock_sequence = 0
         self._clock_waits: dict[tuple[int, int], asyncio.Future[None]] = {}
-        self._steps: Batcher[StepWrite, StepWriteResult] = Batcher("steps", self._flush_steps)
+        # A write the database refuses on its own is answered as not applied (stale), so
+        # that it fails neither its batch nor its stream (nor a reaper pass).
+        self._steps: Batcher[StepWrite, StepWriteResult] = Batcher(
+            "steps", self._flush_steps, on_item_error=_not_written
+        )
         self._outcomes: Batcher[OutcomeWrite, OutcomeApplied | None] = Batcher(
-            "outcomes", self._flush_outcomes
+            "outcomes", self._flush_outcomes, on_item_error=_not_written
         )
         # Leases measure worker liveness in real time, whatever the (injectable) clock says;
         # the clock drives scheduling: run times, backoff, windows, cron.
@@ -211,28 +219,40 @@ class Dispatcher:
 
     # -- sessions -----------------------------------------------------------------------
 
-    async def connect(self, session: Session, held: Sequence[LeaseRef]) -> list[LeaseRef]:
+    async def connect(
+        self,
+        session: Session,
+        held: Sequence[LeaseRef],
+        before_visible: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[LeaseRef]:
         """Register a worker stream; returns the held leases that are no longer valid.
+
+        All or nothing: every write (tasks, `before_visible`, held leases, the worker row)
+        comes first; only then is the session visible to leasing, with no await in between,
+        so a failed or cancelled registration leaves no session behind.
 
         A worker that reconnects replaces its old stream here (which may not have noticed
         yet that it is dead), and leases granted to it that it does not hold were pushed into
         a stream it never read: they are given back without counting an attempt."""
         now = self.clock.now()
         for old in list(self.sessions.values()):
-            if old.worker_id == session.worker_id:
+            if old.worker_id == session.worker_id:  # given up by the worker: lease no more
                 old.close()
         await self.store.upsert_tasks(session.tasks.values(), now)
-        self.tasks.update(session.tasks)
-        valid = await self.store.renew_leases(held, self._lease_expiry())
+        if before_visible is not None:
+            await before_visible()
+        valid = await self.store.renew_leases(held, self._lease_expiry(), session.worker_id)
+        tokens = {ref.execution_id: ref.token for ref in held}
         for execution_id, (task, _) in valid.items():
-            session.hold(execution_id, task)
+            session.hold(execution_id, task, tokens[execution_id])
         await self._release_unclaimed(session, {ref.execution_id for ref in held})
+        await self.store.upsert_worker(self._worker_info(session))
+        next_runs = {name: await self.store.next_run_at(name) for name in session.tasks}
+        self.tasks.update(session.tasks)
         self._push_cancels(session, valid)
         self.sessions[session.id] = session
         self.metrics.workers_connected.set(len(self.sessions))
-        await self.store.upsert_worker(self._worker_info(session))
-        for name in session.tasks:
-            next_at = await self.store.next_run_at(name)
+        for name, next_at in next_runs.items():
             self.wake(name, next_at)
         return [ref for ref in held if ref.execution_id not in valid]
 
@@ -284,12 +304,12 @@ class Dispatcher:
     async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
         """Renew the worker's leases and answer: the ack tells it the stream is alive, and
         which of the leases it listed are gone (so their runs stop at their next step)."""
-        valid = await self.store.renew_leases(refs, self._lease_expiry())
+        valid = await self.store.renew_leases(refs, self._lease_expiry(), session.worker_id)
         lost = []
         for ref in refs:
             if ref.execution_id not in valid:
                 lost.append(ref)
-                self._forget(session, ref.execution_id)
+                self._forget(session, ref.execution_id, ref.token)
         session.send(HeartbeatAck(self.clock.now(), lost))
         self._push_cancels(session, valid)
         await self.store.touch_worker(session.worker_id, len(session.inflight), self._real.now())
@@ -313,7 +333,7 @@ class Dispatcher:
             if r is not None:
                 saved[inflight.get(w.execution_id, "")] += 1
             else:
-                self._forget(session, w.execution_id)
+                self._forget(session, w.execution_id, w.token)
         for task, count in saved.items():
             self.metrics.steps_saved.labels(task).inc(count)
 
@@ -323,10 +343,10 @@ class Dispatcher:
             [OutcomeAck(w.lease, r is not None) for w, r in zip(writes, results, strict=True)]
         )
         for w in writes:
-            self._forget(session, w.lease.execution_id)
+            self._forget(session, w.lease.execution_id, w.lease.token)
 
-    def _forget(self, session: Session, execution_id: int) -> None:
-        task = session.drop(execution_id)
+    def _forget(self, session: Session, execution_id: int, token: str) -> None:
+        task = session.drop(execution_id, token)
         if task is not None:
             self.wake(task)
 
@@ -492,7 +512,7 @@ class Dispatcher:
             leases = _with_window(leases, definition, now)
         started = time.monotonic()
         for lease in leases:
-            session.hold(lease.execution_id, task)
+            session.hold(lease.execution_id, task, lease.token)
             self._granted[lease.execution_id] = started
             if lease.ready_at is not None:
                 latency = (now - lease.ready_at).total_seconds()
@@ -605,7 +625,7 @@ class Dispatcher:
         results = await self._outcomes.submit_all(writes)
         for session in self.sessions.values():
             for ref in expired:
-                session.drop(ref.execution_id)
+                session.drop(ref.execution_id, ref.token)
         reaped = [r for r in results if r is not None]
         if reaped:
             log.warning("reaped %d expired leases", len(reaped))

@@ -7,6 +7,7 @@ server lists them (metrics first, so refused calls are counted too, then auth, t
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -19,10 +20,35 @@ if TYPE_CHECKING:  # grpc's classes are not subscriptable at run time
     Continuation: TypeAlias = Callable[
         [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
     ]
+    Deserializer: TypeAlias = Callable[[bytes], Any]
     Unary: TypeAlias = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Streaming: TypeAlias = Callable[
         [Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]
     ]
+
+log = logging.getLogger(__name__)
+
+#: All a caller learns of an unexpected failure (the traceback is logged, never sent).
+INTERNAL_MESSAGE = "internal error; the coordinator logged the details"
+#: Longest status message sent (messages echo input; validation cuts values shorter).
+MAX_DETAILS = 1000
+
+
+def _details(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS] + "..."
+
+
+#: What the lenient deserializer returns for bytes that are not a valid message.
+_UNDECODABLE = object()
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if request is _UNDECODABLE:
+            raise InvalidArgument("request", "not a valid protobuf message")
+        yield request
+
 
 #: Reachable without a token: health checks (Kubernetes probes cannot send one).
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
@@ -38,19 +64,29 @@ class _Wrapping(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
+        deserializer = self.wrap_deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self.wrap_unary(method, cast("Unary", handler.unary_unary)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:  # same shape as unary: (request(s), context)
+            return grpc.stream_unary_rpc_method_handler(
+                self.wrap_unary(method, cast("Unary", handler.stream_unary)),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 self.wrap_stream(method, cast("Streaming", handler.stream_stream)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+    def wrap_deserializer(self, inner: Deserializer | None) -> Deserializer | None:
+        return inner
 
     def wrap_unary(self, method: str, inner: Unary) -> Unary:
         return inner
@@ -74,12 +110,33 @@ class ErrorInterceptor(_Wrapping):
                 return code
         return grpc.StatusCode.INTERNAL
 
+    def wrap_deserializer(self, inner: Deserializer | None) -> Deserializer | None:
+        """Undecodable bytes become INVALID_ARGUMENT (grpc itself would answer UNKNOWN with
+        the parser's text and log a traceback)."""
+        if inner is None:
+            return None
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return inner(data)
+            except Exception:
+                return _UNDECODABLE
+
+        return lenient
+
     def wrap_unary(self, method: str, inner: Unary) -> Unary:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
+                if request is _UNDECODABLE:
+                    raise InvalidArgument("request", "not a valid protobuf message")
                 return await inner(request, context)
             except ConductorError as exc:
-                await context.abort(self._code(exc), str(exc))
+                await context.abort(self._code(exc), _details(exc))
+            except grpc.aio.AbortError:
+                raise  # the call was already answered (context.abort)
+            except Exception:
+                log.exception("%s failed", method)
+                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
         return wrapped
 
@@ -88,10 +145,15 @@ class ErrorInterceptor(_Wrapping):
             requests: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             try:
-                async for response in inner(requests, context):
+                async for response in inner(_decoded(requests), context):
                     yield response
             except ConductorError as exc:
-                await context.abort(self._code(exc), str(exc))
+                await context.abort(self._code(exc), _details(exc))
+            except grpc.aio.AbortError:
+                raise  # the call was already answered (context.abort)
+            except Exception:
+                log.exception("%s failed", method)
+                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
         return wrapped
 
@@ -105,38 +167,31 @@ class AuthInterceptor(_Wrapping):
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-    def _allowed(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
-        for key, value in context.invocation_metadata() or ():
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        if details.method.startswith(OPEN_SERVICES) or self._allowed(
+            details.invocation_metadata
+        ):
+            return await continuation(details)
+        # Refused before any request message is read: the caller's body is never buffered
+        # beyond the HTTP/2 flow-control window, nor parsed (garbage gets UNAUTHENTICATED).
+        return _REFUSE
+
+    def _allowed(self, metadata: Any) -> bool:
+        for key, value in metadata or ():
             if key == "authorization":
                 given = value.encode() if isinstance(value, str) else value
                 return hmac.compare_digest(given, self._expected)
         return False
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        if details.method.startswith(OPEN_SERVICES):
-            return await continuation(details)
-        return await super().intercept_service(continuation, details)
 
-    def wrap_unary(self, method: str, inner: Unary) -> Unary:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if not self._allowed(context):
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
-            return await inner(request, context)
+async def _unauthenticated(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
 
-        return wrapped
 
-    def wrap_stream(self, method: str, inner: Streaming) -> Streaming:
-        async def wrapped(
-            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            if not self._allowed(context):
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
-            async for response in inner(requests, context):
-                yield response
-
-        return wrapped
+#: A stream-unary handler serves any method: it answers without reading a message.
+_REFUSE: grpc.RpcMethodHandler[Any, Any] = grpc.stream_unary_rpc_method_handler(_unauthenticated)
 
 
 class MetricsInterceptor(_Wrapping):

@@ -184,6 +184,8 @@ class StepWrite(NamedTuple):
     token: str
     name: str
     result_json: str
+    #: the worker that sent it: only the lease's holder may write ("": the coordinator's own)
+    worker_id: str = ""
 
 
 #: The outcome of a StepWrite: the recorded result JSON (the first one saved under that
@@ -210,6 +212,8 @@ class OutcomeWrite:
     lost: bool = False
     #: why a release happened (shutdown, window, sleep, cancelled, unavailable)
     reason: str = ""
+    #: the worker that sent it: only the lease's holder may write ("": the coordinator's own)
+    worker_id: str = ""
 
 
 @dataclass(frozen=True)

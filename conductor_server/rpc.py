@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,7 @@ from .sessions import (
 )
 from .settings import Settings
 from .store import Store
+from .validation import Limits
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +143,20 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
     async def _invoke(
         self, task: str, payloads: list[str], options: client_pb2.InvokeOptions, batch: bool
     ) -> tuple[list[int], bool]:
+        limits = self.settings.limits
+        validation.check_text(task, "task", limits.name_length)
+        run_at = (
+            validation.check_time(options.run_at.seconds, options.run_at.nanos, "options.run_at")
+            if options.HasField("run_at")
+            else None
+        )
         definition = await self.dispatcher.task_def(task) if task else None
         new = validation.new_executions(
             definition,
             task,
             payloads,
             now=self.clock.now(),
-            run_at=options.run_at.ToDatetime(UTC) if options.HasField("run_at") else None,
+            run_at=run_at,
             delay_seconds=options.delay_seconds,
             priority=options.priority,
             queue=options.queue,
@@ -196,7 +205,9 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         timeout = validation.wait_timeout(request.timeout_seconds)
         remaining = context.time_remaining()
         if remaining is not None:
-            timeout = min(timeout, max(0.0, remaining - 0.05))
+            # gRPC rounds the deadline it sends up (to 100 ms above 10 s, coarser later), so
+            # the server sees up to ~1% more than the caller waits: answer that much sooner.
+            timeout = min(timeout, max(0.0, remaining * 0.98 - 0.05))
         waiter = self.dispatcher.waiters.register(execution_id)
         try:
             execution = await self._get(execution_id)
@@ -242,6 +253,8 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
             if value not in _PB_TO_STATE:
                 raise InvalidArgument("states", f"unknown state {value}")
             states.append(_PB_TO_STATE[value])
+        validation.check_text(request.task, "task", self.settings.max_name_length)
+        validation.check_text(request.queue, "queue", validation.MAX_QUEUE_NAME)
         rows = await self.store.list_executions(
             task=request.task or None,
             states=states,
@@ -260,6 +273,11 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         self, request: client_pb2.PutScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.Schedule:
         pb = request.schedule
+        names = self.settings.max_name_length
+        validation.check_text(pb.task, "schedule.task", names)
+        validation.check_text(pb.name, "schedule.name", names)
+        validation.check_text(pb.cron, "schedule.cron", names)
+        validation.check_text(pb.timezone, "schedule.timezone", names)
         if pb.missed not in _PB_TO_MISSED:
             raise InvalidArgument("schedule.missed", f"unknown policy {pb.missed}")
         schedule = new_schedule(
@@ -284,11 +302,14 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         request: client_pb2.DeleteScheduleRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> client_pb2.DeleteScheduleResponse:
-        if not request.task or not request.name:
-            raise InvalidArgument("task" if not request.task else "name", "required")
+        validation.check_text(request.task, "task", self.settings.max_name_length, required=True)
+        validation.check_text(request.name, "name", self.settings.max_name_length, required=True)
         cancelled = await self.store.delete_schedule(request.task, request.name, self.clock.now())
         if cancelled is None:
-            raise NotFound(f"name: task {request.task!r} has no schedule named {request.name!r}")
+            raise NotFound(
+                f"name: task {validation.shown(request.task)} has no schedule named "
+                f"{validation.shown(request.name)}"
+            )
         return client_pb2.DeleteScheduleResponse(cancelled_fires=cancelled)
 
     async def ListSchedules(  # noqa: N802
@@ -296,6 +317,7 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         request: client_pb2.ListSchedulesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> client_pb2.ListSchedulesResponse:
+        validation.check_text(request.task, "task", self.settings.max_name_length)
         schedules = await self.store.list_schedules(request.task or None)
         return client_pb2.ListSchedulesResponse(schedules=[schedule_to_pb(s) for s in schedules])
 
@@ -371,15 +393,20 @@ def _lease_ref(execution_id: str, token: str) -> LeaseRef | None:
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def task_from_pb(t: worker_pb2.TaskDefinition, index: int) -> TaskDef:
+def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> TaskDef:
+    prefix = f"register.tasks[{index}]"
     retry = t.retry
+    if len(t.schedules) > validation.MAX_PER_TASK:
+        raise InvalidArgument(f"{prefix}.schedules", f"at most {validation.MAX_PER_TASK}")
     names = [s.name for s in t.schedules]
-    for j, name in enumerate(names):
-        if not name or len(name) > 200 or names.index(name) != j:
-            raise InvalidArgument(
-                f"register.tasks[{index}].schedules[{j}].name",
-                "required, unique per task, at most 200 characters",
-            )
+    for j, s in enumerate(t.schedules):
+        field_name = f"{prefix}.schedules[{j}]"
+        validation.check_text(s.name, f"{field_name}.name", limits.name_length, required=True)
+        if names.index(s.name) != j:
+            raise InvalidArgument(f"{field_name}.name", "schedule names must be unique per task")
+        validation.check_text(s.cron, f"{field_name}.cron", limits.name_length)
+    for name in ("start", "end"):
+        validation.check_text(getattr(t.window, name), f"{prefix}.window.{name}", 5)
     definition = TaskDef(
         name=t.name,
         max_attempts=t.max_attempts,
@@ -395,11 +422,49 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int) -> TaskDef:
         timezone=t.timezone or "UTC",
         concurrency=t.concurrency,
         schedules=tuple(
-            (s.name, validate_cron(s.cron, f"register.tasks[{index}].schedules[{j}].cron"))
+            (s.name, validate_cron(s.cron, f"{prefix}.schedules[{j}].cron"))
             for j, s in enumerate(t.schedules)
         ),
     )
-    return validation.check_task_def(definition, t.capacity, f"register.tasks[{index}]")
+    return validation.check_task_def(definition, t.capacity, prefix, limits)
+
+
+#: most leases a reconnecting worker may claim to hold
+MAX_HELD = 100_000
+
+
+def register_from_pb(register: worker_pb2.Register, limits: Limits) -> Session:
+    """Validate a whole Register (nothing is written before this returned)."""
+    names = limits.name_length
+    validation.check_text(register.worker_id, "register.worker_id", names, required=True)
+    validation.check_text(register.hostname, "register.hostname", names)
+    if not register.tasks:
+        raise InvalidArgument("register.tasks", "a worker must register at least one task")
+    if len(register.tasks) > limits.register_tasks:
+        raise InvalidArgument(
+            "register.tasks", f"at most {limits.register_tasks} tasks, got {len(register.tasks)}"
+        )
+    tasks: dict[str, TaskDef] = {}
+    for i, t in enumerate(register.tasks):
+        definition = task_from_pb(t, i, limits)
+        if not 0 <= t.processes <= validation.MAX_CAPACITY:
+            raise InvalidArgument(f"register.tasks[{i}].processes", "must be 0..100000")
+        if definition.name in tasks:
+            raise InvalidArgument(
+                f"register.tasks[{i}].name", f"{validation.shown(t.name)} is registered twice"
+            )
+        tasks[definition.name] = definition
+    if len(register.held_leases) > MAX_HELD:
+        raise InvalidArgument("register.held_leases", f"at most {MAX_HELD}")
+    return Session(
+        worker_id=register.worker_id,
+        tasks=tasks,
+        capacity={t.name: t.capacity for t in register.tasks},
+        slots={t.name: max(1, t.processes) for t in register.tasks},
+        drain=register.drain,
+        hostname=register.hostname,
+        pid=register.pid,
+    )
 
 
 def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
@@ -489,6 +554,7 @@ async def _drain(outbox: asyncio.Queue[Outgoing]) -> tuple[list[Outgoing], bool]
     return merged, False
 
 
+_NO_LEASE = LeaseRef(0, "")
 _OK = worker_pb2.WRITE_STATUS_OK
 _STALE = worker_pb2.WRITE_STATUS_STALE_LEASE
 _INVALID = worker_pb2.WRITE_STATUS_INVALID
@@ -511,6 +577,10 @@ def _step_ack(ack: StepAck) -> worker_pb2.StepAck:
 
 
 def _outcome_ack(ack: OutcomeAck) -> worker_pb2.OutcomeAck:
+    if isinstance(ack, RefusedOutcome):
+        return worker_pb2.OutcomeAck(
+            execution_id=ack.execution_id, lease_token=ack.token, status=ack.status
+        )
     return worker_pb2.OutcomeAck(
         execution_id=str(ack.lease.execution_id),
         lease_token=ack.lease.token,
@@ -518,21 +588,48 @@ def _outcome_ack(ack: OutcomeAck) -> worker_pb2.OutcomeAck:
     )
 
 
-def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef) -> OutcomeWrite:
+def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> OutcomeWrite:
+    """A storable write for the outcome (an unstorable one becomes a failed attempt saying
+    why). Call only when a result is set."""
     kind = o.WhichOneof("result")
     if kind == "completed":
         try:
-            result = validation.check_payload(o.completed.result_json, "result_json", 2**31)
+            result = validation.check_payload(
+                o.completed.result_json, "result_json", limits.result_bytes
+            )
         except InvalidArgument as exc:  # not storable: a failed attempt, not a stuck run
             error = ErrorInfo("InvalidResult", f"the handler's return value: {exc}", "")
             return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=False)
         return OutcomeWrite(ref, OutcomeKind.COMPLETED, result_json=result)
     if kind == "failed":
-        error = ErrorInfo(o.failed.error.type, o.failed.error.message, o.failed.error.traceback)
+        pb = o.failed.error
+        cut = limits.error_bytes
+        error = ErrorInfo(
+            validation.sanitize(pb.type, limits.name_length) or "Error",
+            validation.sanitize(pb.message, cut),
+            validation.sanitize(pb.traceback, cut),
+        )
         return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=o.failed.retryable)
-    run_at = o.released.run_at.ToDatetime(UTC) if o.released.HasField("run_at") else None
+    run_at = None
+    if o.released.HasField("run_at"):
+        at = o.released.run_at
+        try:
+            run_at = validation.check_time(at.seconds, at.nanos, "released.run_at")
+        except InvalidArgument as exc:
+            error = ErrorInfo("InvalidOutcome", f"the worker's release: {exc}", "")
+            return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=True)
     reason = _RELEASE_REASONS.get(o.released.reason, "unspecified")
     return OutcomeWrite(ref, OutcomeKind.RELEASED, run_at=run_at, reason=reason)
+
+
+@dataclass(frozen=True)
+class RefusedOutcome(OutcomeAck):
+    """An outcome answered without a write: ids as the worker sent them (they may not parse),
+    stale (malformed id or token) or invalid (no result set)."""
+
+    execution_id: str
+    token: str
+    status: worker_pb2.WriteStatus.ValueType
 
 
 _RELEASE_REASONS = {
@@ -558,7 +655,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         request_iterator: AsyncIterator[worker_pb2.WorkerMessage],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[worker_pb2.CoordinatorMessage]:
-        first = await anext(aiter(request_iterator), None)
+        first = await self._first_message(request_iterator, context)
         if first is None or first.WhichOneof("kind") != "register":
             raise InvalidArgument("register", "the first message of a stream must be Register")
         session, lost = await self._register(first.register)
@@ -584,31 +681,36 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             reader.cancel()
             await self.dispatcher.disconnect(session)
 
+    async def _first_message(
+        self,
+        requests: AsyncIterator[worker_pb2.WorkerMessage],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> worker_pb2.WorkerMessage | None:
+        """The Register, or the stream is closed after register_timeout seconds."""
+        timeout = self.settings.register_timeout
+        try:
+            return await asyncio.wait_for(anext(aiter(requests), None), timeout)
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no Register within {timeout:g} seconds"
+            )
+            raise  # abort raises; this keeps type checkers informed
+
     async def _register(self, register: worker_pb2.Register) -> tuple[Session, list[LeaseRef]]:
-        if not register.worker_id:
-            raise InvalidArgument("register.worker_id", "required")
-        if not register.tasks:
-            raise InvalidArgument("register.tasks", "a worker must register at least one task")
-        tasks = {t.name: task_from_pb(t, i) for i, t in enumerate(register.tasks)}
-        session = Session(
-            worker_id=register.worker_id,
-            tasks=tasks,
-            capacity={t.name: t.capacity for t in register.tasks},
-            slots={t.name: max(1, t.processes) for t in register.tasks},
-            drain=register.drain,
-            hostname=register.hostname,
-            pid=register.pid,
-        )
+        """All or nothing: everything is validated first, and the session is visible to
+        leasing only once every write succeeded (see Dispatcher.connect)."""
+        session = register_from_pb(register, self.settings.limits)
         held = [
             ref
             for h in register.held_leases
             if (ref := _lease_ref(h.execution_id, h.lease_token)) is not None
         ]
-        static = self.scheduler.static_schedules(tasks.values())  # validate before writing
-        lost = await self.dispatcher.connect(session, held)
-        await self.scheduler.sync_static(static)
+        static = self.scheduler.static_schedules(session.tasks.values())
+        lost = await self.dispatcher.connect(
+            session, held, before_visible=lambda: self.scheduler.sync_static(static)
+        )
         self.streams.add(session)
-        log.info("worker %s connected with tasks %s", register.worker_id, sorted(tasks))
+        log.info("worker %s connected with tasks %s", register.worker_id, sorted(session.tasks))
         return session, lost
 
     async def _read(
@@ -666,31 +768,46 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     async def _on_step_saves(self, message: worker_pb2.StepSaves, session: Session) -> None:
         writes: list[StepWrite] = []
         refused: list[StepAck] = []  # stale tokens and invalid saves: answered, not written
-        check = validation.check_payload
+        limits = self.settings.limits
         for item in message.items:
             ref = _lease_ref(item.execution_id, item.lease_token)
             if ref is None:
                 refused.append(StepAck(item.execution_id, item.name, None, token=item.lease_token))
                 continue
             try:
-                result = check(item.result_json, "result_json", 2**31)
+                validation.check_text(item.name, "name", limits.name_length)
+                result = validation.check_payload(
+                    item.result_json, "result_json", limits.step_result_bytes
+                )
             except InvalidArgument as exc:
                 refused.append(
                     StepAck(item.execution_id, item.name, None, str(exc), item.lease_token)
                 )
                 continue
-            writes.append(StepWrite(ref.execution_id, ref.token, item.name, result))
+            writes.append(
+                StepWrite(ref.execution_id, ref.token, item.name, result, session.worker_id)
+            )
         if refused:
             session.send(refused)
         if writes:
             await self.dispatcher.save_steps(session, writes)
 
     async def _on_outcomes(self, message: worker_pb2.Outcomes, session: Session) -> None:
-        writes = [
-            outcome_from_pb(item, ref)
-            for item in message.items
-            if (ref := _lease_ref(item.execution_id, item.lease_token)) is not None
-        ]
+        writes: list[OutcomeWrite] = []
+        refused: list[OutcomeAck] = []
+        limits = self.settings.limits
+        for item in message.items:
+            ref = _lease_ref(item.execution_id, item.lease_token)
+            status = _STALE if ref is None else _INVALID
+            if ref is None or item.WhichOneof("result") is None:
+                refused.append(
+                    RefusedOutcome(_NO_LEASE, False, item.execution_id, item.lease_token, status)
+                )
+                continue
+            write = outcome_from_pb(item, ref, limits)
+            writes.append(replace(write, worker_id=session.worker_id))
+        if refused:
+            session.send(refused)
         if writes:
             await self.dispatcher.apply_outcomes(session, writes)
 

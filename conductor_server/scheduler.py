@@ -19,7 +19,7 @@ from .clock import Clock
 from .dispatch import Dispatcher
 from .models import Fire, InvalidArgument, NotFound, Schedule, TaskDef
 from .store import Store
-from .validation import check_payload
+from .validation import check_payload, shown
 from .windows import zone
 
 log = logging.getLogger(__name__)
@@ -189,4 +189,4 @@ async def require_task(dispatcher: Dispatcher, task: str, prefix: str = "schedul
     if not task:
         raise InvalidArgument(f"{prefix}.task", "required")
     if await dispatcher.task_def(task) is None:
-        raise NotFound(f"{prefix}.task: no task named {task!r} is registered")
+        raise NotFound(f"{prefix}.task: no task named {shown(task)} is registered")

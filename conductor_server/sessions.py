@@ -99,6 +99,7 @@ class Session:
     hostname: str = ""
     pid: int = 0
     inflight: dict[int, str] = field(default_factory=dict)  # execution id -> task
+    tokens: dict[int, str] = field(default_factory=dict)  # execution id -> its lease token
     used: Counter[str] = field(default_factory=Counter)  # task -> leases held
     leasing: bool = True
     drain: bool = False
@@ -131,17 +132,22 @@ class Session:
             return False
         return free >= max(1, self.capacity[task] // 4) or self.used[task] < self.slots.get(task, 1)
 
-    def hold(self, execution_id: int, task: str) -> None:
+    def hold(self, execution_id: int, task: str, token: str) -> None:
         if execution_id not in self.inflight:
             self.inflight[execution_id] = task
             self.used[task] += 1
+        self.tokens[execution_id] = token
 
-    def drop(self, execution_id: int) -> str | None:
-        """Forget a lease; returns its task if it was held."""
+    def drop(self, execution_id: int, token: str | None = None) -> str | None:
+        """Forget a lease (only if its token is `token`, when given: a write with another
+        token, forged or stale, frees nothing); returns its task if it was held."""
+        if token is not None and self.tokens.get(execution_id, token) != token:
+            return None
         task = self.inflight.pop(execution_id, None)
         if task is not None:
             self.used[task] -= 1
             self.release_requested.discard(execution_id)
+            self.tokens.pop(execution_id, None)
         return task
 
     def send(self, message: Outgoing) -> None:

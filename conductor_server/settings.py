@@ -8,7 +8,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .validation import Limits
+
 DEFAULT_PORT = 50051
+MIB = 1024 * 1024
 
 
 def default_data_dir() -> Path:
@@ -32,7 +35,24 @@ class Settings:
     #: Seconds a lease lives without a heartbeat.
     lease_timeout: float = 30.0
     #: Largest accepted payload, in bytes of JSON text.
-    max_payload_bytes: int = 1024 * 1024
+    max_payload_bytes: int = MIB
+    #: Largest result a handler may return, in bytes of JSON text.
+    max_result_bytes: int = MIB
+    #: Largest result of one step, in bytes of JSON text.
+    max_step_result_bytes: int = MIB
+    #: Error messages and tracebacks from handlers are cut to this many bytes.
+    max_error_bytes: int = 64 * 1024
+    #: Longest task, schedule, step, worker and host name, in characters.
+    max_name_length: int = 200
+    #: Most tasks one worker may register.
+    max_register_tasks: int = 1000
+    #: Largest gRPC message the coordinator receives (a larger one is refused unread);
+    #: None: 4 times the largest payload or result limit plus 1 MiB, at least 32 MiB.
+    max_message_bytes: int | None = None
+    #: Seconds a worker stream may stay open without sending Register.
+    register_timeout: float = 10.0
+    #: Seconds a connection with no call in progress stays open.
+    idle_timeout: float = 300.0
     #: Seconds between lease-expiry sweeps.
     reaper_interval: float = 1.0
     #: Most executions leased to a worker in one batch.
@@ -54,6 +74,29 @@ class Settings:
     #: CA (PEM) that client certificates must chain to; None does not ask for them.
     tls_client_ca: Path | None = None
 
+    def __post_init__(self) -> None:
+        for problem in _problems(self):
+            raise ValueError(problem)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            payload_bytes=self.max_payload_bytes,
+            result_bytes=self.max_result_bytes,
+            step_result_bytes=self.max_step_result_bytes,
+            error_bytes=self.max_error_bytes,
+            name_length=self.max_name_length,
+            register_tasks=self.max_register_tasks,
+        )
+
+    @property
+    def message_limit(self) -> int:
+        """The receive limit in bytes (see max_message_bytes)."""
+        if self.max_message_bytes is not None:
+            return self.max_message_bytes
+        biggest = max(self.max_payload_bytes, self.max_result_bytes, self.max_step_result_bytes)
+        return max(32 * MIB, 4 * biggest + MIB)
+
     @property
     def heartbeat_interval(self) -> float:
         """Workers heartbeat three times per lease timeout."""
@@ -71,6 +114,14 @@ _ENV = {
     "port": ("CONDUCTOR_PORT", int),
     "lease_timeout": ("CONDUCTOR_LEASE_TIMEOUT", float),
     "max_payload_bytes": ("CONDUCTOR_MAX_PAYLOAD_BYTES", int),
+    "max_result_bytes": ("CONDUCTOR_MAX_RESULT_BYTES", int),
+    "max_step_result_bytes": ("CONDUCTOR_MAX_STEP_RESULT_BYTES", int),
+    "max_error_bytes": ("CONDUCTOR_MAX_ERROR_BYTES", int),
+    "max_name_length": ("CONDUCTOR_MAX_NAME_LENGTH", int),
+    "max_register_tasks": ("CONDUCTOR_MAX_REGISTER_TASKS", int),
+    "max_message_bytes": ("CONDUCTOR_MAX_MESSAGE_BYTES", int),
+    "register_timeout": ("CONDUCTOR_REGISTER_TIMEOUT", float),
+    "idle_timeout": ("CONDUCTOR_IDLE_TIMEOUT", float),
     "log_format": ("CONDUCTOR_LOG_FORMAT", str),
     "metrics_port": ("CONDUCTOR_METRICS_PORT", int),
     "shutdown_delay": ("CONDUCTOR_SHUTDOWN_DELAY", float),
@@ -81,8 +132,9 @@ _ENV = {
 }
 
 
-def from_environment(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from CONDUCTOR_* variables; flags are applied on top with with_overrides."""
+def from_environment(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from CONDUCTOR_* variables, with flags (`overrides`, None values ignored) on
+    top; checked once, as a whole (ValueError naming the flag)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     for name, (var, kind) in _ENV.items():
@@ -92,6 +144,70 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
                 values[name] = kind(raw)
             except ValueError as exc:
                 raise ValueError(f"{var}: cannot read {raw!r}: {exc}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(Settings)}
     assert set(values) <= known
     return Settings(**values)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a settings field."""
+    return "--" + name.replace("_", "-")
+
+
+#: fields that must be > 0, with the largest sensible value
+_POSITIVE: dict[str, float] = {
+    "lease_timeout": 86400.0,
+    "reaper_interval": 3600.0,
+    "register_timeout": 3600.0,
+    "idle_timeout": 86400.0 * 365,
+    "max_payload_bytes": 1024 * MIB,
+    "max_result_bytes": 1024 * MIB,
+    "max_step_result_bytes": 1024 * MIB,
+    "max_error_bytes": 1024 * MIB,
+    "max_name_length": 100_000,
+    "max_register_tasks": 1_000_000,
+    "lease_batch_size": 100_000,
+    "pool_size": 1000,
+}
+
+
+def _problems(s: Settings) -> list[str]:
+    """What is wrong with the settings, each naming the flag."""
+    problems = []
+    for name, most in _POSITIVE.items():
+        value = getattr(s, name)
+        if isinstance(value, bool) or not (0 < value <= most):  # NaN fails this too
+            problems.append(f"{flag(name)}: must be > 0 and <= {most:.0f}, got {value!r}")
+    for name in ("port", "metrics_port"):
+        value = getattr(s, name)
+        if value is not None and not 0 <= value <= 65535:
+            problems.append(f"{flag(name)}: must be a port 0..65535, got {value!r}")
+    problems += _tls_problems(s)
+    if not 0 <= s.shutdown_delay <= 3600:
+        problems.append(f"--shutdown-delay: must be 0..3600 seconds, got {s.shutdown_delay!r}")
+    if s.log_format not in ("text", "json"):
+        problems.append(f"--log-format: must be text or json, got {s.log_format!r}")
+    biggest = max(s.max_payload_bytes, s.max_result_bytes, s.max_step_result_bytes)
+    most = 2047 * MIB
+    if not problems and s.max_message_bytes is not None and not (
+        biggest + 64 * 1024 <= s.max_message_bytes <= most
+    ):
+        problems.append(f"--max-message-bytes: must be {biggest + 64 * 1024}..{most} (the "
+                        f"payload and result limits plus 64 KiB), got {s.max_message_bytes}")
+    if not problems and s.message_limit > most:
+        problems.append("--max-payload-bytes: payload and result limits must be under 511 MiB")
+    return problems
+
+
+def _tls_problems(s: Settings) -> list[str]:
+    problems = []
+    if (s.tls_cert is None) != (s.tls_key is None):
+        problems.append("--tls-cert: TLS needs both --tls-cert and --tls-key")
+    elif s.tls_client_ca is not None and s.tls_cert is None:
+        problems.append("--tls-client-ca: needs --tls-cert and --tls-key")
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(s, name)
+        if path is not None and not path.is_file():
+            problems.append(f"{flag(name)}: {str(path)[:200]!r} is not a readable file")
+    return problems

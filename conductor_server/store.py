@@ -223,15 +223,17 @@ class Store:
         return int(row[0]) if row else 0
 
     async def renew_leases(
-        self, refs: Sequence[LeaseRef], expires_at: datetime
+        self, refs: Sequence[LeaseRef], expires_at: datetime, worker_id: str = ""
     ) -> dict[int, tuple[str, bool]]:
-        """Extend leases; returns {id: (task, cancel requested)} of those still current."""
+        """Extend leases held by `worker_id` ("": any); returns {id: (task, cancel
+        requested)} of those still current."""
         if not refs:
             return {}
         params = {
             "ids": [r.execution_id for r in refs],
             "tokens": [r.token for r in refs],
             "expires_at": expires_at,
+            "worker_id": worker_id,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("renew_leases"), params)
@@ -252,8 +254,11 @@ class Store:
 
     async def save_steps(self, writes: Sequence[StepWrite], now: datetime) -> list[StepWriteResult]:
         """Record step results of current leases; stale writes change nothing."""
-        ids, tokens, names, results = (list(column) for column in zip(*writes, strict=True))
-        params = {"ids": ids, "tokens": tokens, "names": names, "results": results, "now": now}
+        ids, tokens, names, results, workers = (
+            list(column) for column in zip(*writes, strict=True)
+        )
+        params = {"ids": ids, "tokens": tokens, "names": names, "results": results,
+                  "workers": workers, "now": now}
         recorded: list[StepWriteResult] = [None] * len(writes)
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("save_steps"), params)
@@ -315,8 +320,10 @@ class Store:
             }
         else:
             params = {"run_ats": [w.run_at for w in items]}
+        workers = [w.worker_id for w in items]
         cur = await conn.execute(
-            _q(_OUTCOME_QUERY[kind]), {"ids": ids, "tokens": tokens, "now": now, **params}
+            _q(_OUTCOME_QUERY[kind]),
+            {"ids": ids, "tokens": tokens, "workers": workers, "now": now, **params},
         )
         return await cur.fetchall()
 

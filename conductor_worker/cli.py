@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
+import socket
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -40,13 +42,23 @@ def _token(args: argparse.Namespace) -> str | None:
     path = getattr(args, "auth_token_file", None)
     if not path:
         return None
-    token = Path(path).read_text().strip()
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"--auth-token-file: cannot read {path}: {why}") from exc
     if not token:
         raise UsageError(f"--auth-token-file: {path} is empty")
     return token
 
 
 def _client(args: argparse.Namespace) -> Client:
+    for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                       ("--tls-key", args.tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"{flag}: {path} is not a readable file")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
     return Client(args.server, token=_token(args), tls_ca=args.tls_ca,
                   tls_cert=args.tls_cert, tls_key=args.tls_key)
 
@@ -54,7 +66,7 @@ def _client(args: argparse.Namespace) -> Client:
 def _coordinator_args(parser: argparse.ArgumentParser, default_port: int | None) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=default_port,
+        "--port", type=_port, default=default_port,
         help="port to listen on; 0 picks a free one and prints it (default 50051)",
     )
     parser.add_argument(
@@ -66,8 +78,10 @@ def _coordinator_args(parser: argparse.ArgumentParser, default_port: int | None)
     parser.add_argument(
         "--max-payload-bytes", type=int, help="largest accepted payload (default 1 MiB)"
     )
-    parser.add_argument("--metrics-port", type=int,
+    parser.add_argument("--metrics-port", type=_port,
                         help="serve Prometheus /metrics on this port (default: off)")
+    for name, kind, text in _LIMIT_FLAGS:
+        parser.add_argument(f"--{name}", type=kind, help=text + " (docs/limits.md)")
     parser.add_argument("--shutdown-delay", type=float,
                         help="seconds between reporting NOT_SERVING and closing (default 0)")
     parser.add_argument("--tls-cert", help="server certificate (PEM); with --tls-key serves TLS")
@@ -81,16 +95,57 @@ def _coordinator_args(parser: argparse.ArgumentParser, default_port: int | None)
 def _worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("module", help="Python module that defines the @task functions")
     parser.add_argument(
-        "--drain-timeout", type=float, default=60.0,
+        "--drain-timeout", type=_seconds, default=60.0,
         help="seconds to let running executions reach a checkpoint on SIGTERM (default 60)",
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), naming the flag."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"integer {low}..{high}"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "number of seconds >= 0"
+_int32 = _bounded_int(-(2**31), 2**31 - 1)
+_port = _bounded_int(0, 65535)
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level(text: str) -> str:
+    if text.upper() not in _LEVELS:
+        raise ValueError(text)
+    return text.upper()
+
+
+_level.__name__ = "log level (" + ", ".join(_LEVELS) + ")"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="conductor", description="Durable background tasks with a gRPC control plane."
     )
-    parser.add_argument("--log-level", default=os.environ.get("CONDUCTOR_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", type=_level,
+                        default=os.environ.get("CONDUCTOR_LOG_LEVEL", "INFO"))
     parser.add_argument(
         "--log-format", choices=["text", "json"],
         default=os.environ.get("CONDUCTOR_LOG_FORMAT", "text"),
@@ -108,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain", action="store_true",
         help="run everything runnable now, then exit (for tests and one-off batches)",
     )
-    worker.add_argument("--metrics-port", type=int,
+    worker.add_argument("--metrics-port", type=_port,
                         help="serve Prometheus /metrics for this worker and its pool processes")
 
     dev = sub.add_parser(
@@ -121,15 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("task", help="task name")
     invoke.add_argument("--payload", default="null", help="JSON payload (default null)")
     invoke.add_argument("--wait", action="store_true", help="wait and print the final execution")
-    invoke.add_argument("--timeout", type=float, help="with --wait: give up after N seconds")
-    invoke.add_argument("--delay", type=float, help="run no earlier than N seconds from now")
-    invoke.add_argument("--priority", type=int, default=0, help="higher runs first")
+    invoke.add_argument("--timeout", type=_seconds,
+                        help="with --wait: give up after N seconds")
+    invoke.add_argument("--delay", type=_seconds, help="run no earlier than N seconds from now")
+    invoke.add_argument("--priority", type=_int32, default=0, help="higher runs first")
     invoke.add_argument("--dedupe-key", help="reuse an unfinished execution with this key")
     _server_arg(invoke)
 
     invoke.add_argument("--run-at", help="run no earlier than this ISO 8601 time (with offset)")
     invoke.add_argument("--queue", help="queue name stored with the execution")
-    invoke.add_argument("--max-attempts", type=int, help="override the task's max_attempts")
+    invoke.add_argument("--max-attempts", type=_bounded_int(1, 10_000),
+                        help="override the task's max_attempts")
 
     schedule = sub.add_parser("schedule", help="manage cron schedules")
     schedule_sub = schedule.add_subparsers(dest="schedule_command", required=True,
@@ -142,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--payload", default="null", help="JSON payload of each execution")
     add.add_argument("--missed", choices=["latest", "skip", "all"], default="latest",
                      help="fires missed during downtime: run the latest, none, or all")
-    add.add_argument("--missed-limit", type=int, default=1,
+    add.add_argument("--missed-limit", type=_bounded_int(1, 100_000), default=1,
                      help="with --missed all: run at most this many missed fires")
     _server_arg(add)
     ls = schedule_sub.add_parser("ls", help="list schedules")
@@ -161,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex_ls.add_argument("--task")
     ex_ls.add_argument("--state", action="append",
                        choices=["pending", "running", "succeeded", "failed", "cancelled"])
-    ex_ls.add_argument("--limit", type=int, default=20)
+    ex_ls.add_argument("--limit", type=_bounded_int(1, 1000), default=20)
     ex_ls.add_argument("--json", action="store_true")
     _server_arg(ex_ls)
     ex_show = ex_sub.add_parser("show", help="one execution with its steps and error")
@@ -187,24 +244,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: coordinator limit flags: (flag, type, help); the settings field is the flag's name
+_LIMIT_FLAGS = (
+    ("max-result-bytes", int, "largest handler result, bytes of JSON (default 1 MiB)"),
+    ("max-step-result-bytes", int, "largest step result, bytes of JSON (default 1 MiB)"),
+    ("max-error-bytes", int, "error messages and tracebacks are cut to this (default 64 KiB)"),
+    ("max-name-length", int, "longest task/schedule/step/worker name (default 200)"),
+    ("max-register-tasks", int, "most tasks one worker may register (default 1000)"),
+    ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),
+    ("register-timeout", float, "seconds a worker stream may take to send Register (default 10)"),
+    ("idle-timeout", float, "seconds an idle connection stays open (default 300)"),
+)
+
+
 def _settings(args: argparse.Namespace) -> Any:
+    from psycopg.conninfo import conninfo_to_dict
+
     from conductor_server.settings import from_environment
 
-    return from_environment().with_overrides(
-        host=args.host,
-        port=args.port,
-        database_url=args.database_url,
-        data_dir=Path(args.data_dir) if args.data_dir else None,
-        lease_timeout=args.lease_timeout,
-        max_payload_bytes=args.max_payload_bytes,
-        log_format=args.log_format,
-        metrics_port=args.metrics_port,
-        shutdown_delay=args.shutdown_delay,
-        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
-        tls_key=Path(args.tls_key) if args.tls_key else None,
-        tls_client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None,
-        auth_token=_token(args),
-    )
+    if args.database_url is not None:
+        try:
+            conninfo_to_dict(args.database_url)
+        except Exception as exc:
+            raise UsageError(f"--database-url: not a PostgreSQL URL: {exc}") from exc
+    if args.host is not None:
+        try:
+            socket.getaddrinfo(args.host, None)
+        except (OSError, UnicodeError) as exc:
+            raise UsageError(f"--host: cannot use {args.host[:100]!r}: {exc}") from exc
+    limits = {name.replace("-", "_"): getattr(args, name.replace("-", "_"))
+              for name, _, _ in _LIMIT_FLAGS}
+    try:
+        return from_environment(
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            lease_timeout=args.lease_timeout,
+            max_payload_bytes=args.max_payload_bytes,
+            log_format=args.log_format,
+            metrics_port=args.metrics_port,
+            shutdown_delay=args.shutdown_delay,
+            tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+            tls_key=Path(args.tls_key) if args.tls_key else None,
+            tls_client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None,
+            auth_token=_token(args),
+            **limits,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _print_execution(execution: Any) -> None:
@@ -260,6 +348,8 @@ def _json_flag(text: str, flag: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{flag} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{flag} is nested too deeply") from exc
 
 
 def _time_flag(text: str | None, flag: str) -> datetime | None:
@@ -271,7 +361,10 @@ def _time_flag(text: str | None, flag: str) -> datetime | None:
         raise UsageError(f"{flag}: {text!r} is not an ISO 8601 time") from exc
     if when.tzinfo is None:
         raise UsageError(f"{flag}: {text!r} needs a UTC offset, e.g. 2026-01-31T22:00:00+01:00")
-    return when
+    try:
+        return when.astimezone(UTC)
+    except OverflowError as exc:
+        raise UsageError(f"{flag}: {text!r} is out of range") from exc
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -442,8 +535,22 @@ def _configure_logging(level: str, fmt: str) -> None:
     configure(level, fmt)
 
 
+def _not_utf8(argv: Sequence[str]) -> str | None:
+    """The first argument that is not valid UTF-8 (Python keeps such bytes as surrogates)."""
+    for arg in argv:
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            return arg.encode("utf-8", "backslashreplace").decode()
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    bad = _not_utf8(sys.argv[1:] if argv is None else argv)
+    if bad is not None:
+        parser.error(f"argument {bad[:80]!r} is not valid UTF-8")
+    args = parser.parse_args(argv)
     _configure_logging(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
@@ -461,6 +568,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # no traceback for the user; it goes to the debug log
+        logging.getLogger(__name__).debug("conductor %s failed", args.command, exc_info=True)
+        print(f"conductor {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 if __name__ == "__main__":

@@ -124,10 +124,12 @@ SELECT EXISTS (
 SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s;
 
 -- name: renew_leases
--- Extend the leases a worker still holds; returns the ids that are still its own.
+-- Extend the leases a worker still holds; returns the ids that are still its own (by token,
+-- and granted to that worker unless %(worker_id)s is '').
 UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    AND (%(worker_id)s = '' OR e.worker_id = %(worker_id)s)
 RETURNING e.id, e.task, e.cancel_requested;
 
 -- name: leases_of_worker
@@ -146,18 +148,19 @@ WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelle
 
 -- name: save_steps
 -- Record step results of current leases in one statement. Writes whose token is not current
--- are left out (their absence from the result means stale); the first write of a name wins,
+-- (or that come from another worker than the lease's holder; '' is the coordinator) are left out (their absence from the result means stale); the first write of a name wins,
 -- and the recorded result is returned either way, by the write's position (1-based): the one
 -- recorded before (s; the statement's snapshot does not see its own inserts) or else the
 -- first write of that name in this batch, which is the one inserted. (Matching the inserted
 -- rows back by a join would be planned as a nested loop, quadratic in the batch.)
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(names)s::text[],
-        %(results)s::text[]) WITH ORDINALITY AS u(execution_id, token, name, result, n)
+        %(results)s::text[], %(workers)s::text[])
+        WITH ORDINALITY AS u(execution_id, token, name, result, worker_id, n)
 ), valid AS (
     SELECT u.n, u.execution_id, u.name, u.result::jsonb AS result FROM u
     JOIN conductor_executions e ON e.id = u.execution_id AND e.lease_token = u.token
-        AND e.state = 'running'
+        AND e.state = 'running' AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     FOR SHARE OF e
 ), inserted AS (
     INSERT INTO conductor_steps (execution_id, name, result, created_at)
@@ -172,16 +175,17 @@ LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.na
 
 -- name: complete
 -- Finish running executions with a result; returns the ids that were still leased by the
--- token. Like fail and release, it notifies other coordinators of finished executions
+-- token to the worker that sent it ('' : the coordinator itself; the same in fail and release). Like fail and release, it notifies other coordinators of finished executions
 -- (conductor_notify_finished, migration 0004).
 WITH done AS (
     UPDATE conductor_executions e
     SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
             ::conductor_execution_state,
         result = u.result::jsonb, error = NULL, finished_at = %(now)s, lease_expires_at = NULL
-    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[])
-        AS u(id, token, result)
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[], %(workers)s::text[])
+        AS u(id, token, result, worker_id)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+        AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
 )
 SELECT id, task, state, run_at,
@@ -194,9 +198,12 @@ FROM done;
 -- is not retryable or cancellation was requested. Expired leases (%(lost)s) are only taken
 -- when still expired, and their token is cleared so the old worker's writes are stale.
 -- Lease expiry is in real time (%(lease_now)s); everything else follows the clock (%(now)s).
+-- The backoff is clamped (at most 100 years, exponent and multiplier bounded) so that no
+-- task definition can make the statement overflow: it serves every task (the reaper too).
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
-        %(retryable)s::boolean[], %(lost)s::boolean[]) AS u(id, token, error, retryable, lost)
+        %(retryable)s::boolean[], %(lost)s::boolean[], %(workers)s::text[])
+        AS u(id, token, error, retryable, lost, worker_id)
 ), target AS (
     SELECT e.id, u.error, u.lost,
         CASE WHEN e.cancel_requested THEN 'cancelled'
@@ -204,11 +211,14 @@ WITH u AS (
                   OR (u.error::jsonb ->> 'type') = ANY(t.non_retryable_errors) THEN 'failed'
              ELSE 'pending' END::conductor_execution_state AS next_state,
         %(now)s::timestamptz + make_interval(secs =>
-            least(t.initial_backoff * power(t.backoff_multiplier, e.attempt - 1), t.max_backoff)
-            * (1 - t.backoff_jitter * random())) AS retry_at
+            least(least(t.initial_backoff, 3153600000)
+                  * power(least(greatest(t.backoff_multiplier, 1), 100), least(e.attempt - 1, 50)),
+                  t.max_backoff, 3153600000)
+            * (1 - least(greatest(t.backoff_jitter, 0), 1) * random())) AS retry_at
     FROM u
     JOIN conductor_executions e ON e.id = u.id AND e.lease_token = u.token
         AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s)
+        AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     JOIN conductor_tasks t ON t.name = e.task
     FOR UPDATE OF e
 ), done AS (
@@ -236,9 +246,10 @@ WITH done AS (
         attempt = e.attempt - 1, lease_expires_at = NULL,
         run_at = greatest(coalesce(u.run_at, %(now)s), %(now)s),
         finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
-    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[])
-        AS u(id, token, run_at)
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[],
+        %(workers)s::text[]) AS u(id, token, run_at, worker_id)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+        AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
 )
 SELECT id, task, state, run_at,

@@ -88,7 +88,7 @@ def test_max_batch_splits_a_backlog() -> None:
     asyncio.run(scenario())
 
 
-def test_flush_error_fails_its_whole_batch_and_batcher_keeps_working(
+def test_systemic_flush_error_fails_its_whole_batch_and_batcher_keeps_working(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
@@ -103,10 +103,10 @@ def test_flush_error_fails_its_whole_batch_and_batcher_keeps_working(
             flush.gate.set()
             assert await _wait_all([first, *second]) == ["r1", "r2", "r3"]
 
-            flush.fail_with = RuntimeError("disk full")  # the next flush raises
+            flush.fail_with = ConnectionError("database gone")  # the next flush raises
             failing = batcher.submit_many([10, 11, 12])
             for future in failing:
-                with pytest.raises(RuntimeError, match="disk full"):
+                with pytest.raises(ConnectionError, match="database gone"):
                     await asyncio.wait_for(future, timeout=2)
             assert flush.batches == [[1], [2, 3], [10, 11, 12]]
 
@@ -124,7 +124,7 @@ def test_flush_error_fails_its_whole_batch_and_batcher_keeps_working(
 def test_failure_of_first_batch_only_fails_that_batch() -> None:
     async def scenario() -> None:
         flush = FakeFlush()
-        flush.fail_with = ValueError("boom")
+        flush.fail_with = ConnectionError("boom")
         batcher: Batcher[int, str] = Batcher("t", flush)
         bad = batcher.submit_many([1, 2])
         batcher.start()
@@ -132,7 +132,7 @@ def test_failure_of_first_batch_only_fails_that_batch() -> None:
             results = await asyncio.wait_for(
                 asyncio.gather(*bad, return_exceptions=True), timeout=2
             )
-            assert all(isinstance(r, ValueError) and str(r) == "boom" for r in results)
+            assert all(isinstance(r, ConnectionError) and str(r) == "boom" for r in results)
             assert await asyncio.wait_for(batcher.submit(3), timeout=2) == "r3"
             assert flush.batches == [[1, 2], [3]]
         finally:
@@ -202,6 +202,59 @@ def test_a_flush_returning_the_wrong_number_of_results_fails_its_batch() -> None
         try:
             with pytest.raises(RuntimeError, match="1 results for 2 items"):
                 await asyncio.wait_for(group, timeout=2)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+class PoisonFlush:
+    """Fails every flush that holds a poisoned item (like a row PostgreSQL refuses)."""
+
+    def __init__(self, poison: set[int]) -> None:
+        self.poison = poison
+        self.batches: list[list[int]] = []
+
+    async def __call__(self, items: list[int]) -> list[str]:
+        self.batches.append(list(items))
+        if self.poison & set(items):
+            raise ValueError("invalid input syntax")
+        return [f"r{item}" for item in items]
+
+
+def test_one_bad_item_never_fails_the_others() -> None:
+    async def scenario() -> None:
+        flush = PoisonFlush({13})
+        batcher: Batcher[int, str] = Batcher("t", flush)
+        healthy = batcher.submit_all([1, 2, 3])  # another worker's message
+        poisoned = batcher.submit_all([12, 13])  # the bad one shares the flush
+        single = batcher.submit(4)
+        batcher.start()
+        try:
+            assert await asyncio.wait_for(healthy, timeout=2) == ["r1", "r2", "r3"]
+            assert await asyncio.wait_for(single, timeout=2) == "r4"
+            with pytest.raises(ValueError, match="invalid input"):
+                await asyncio.wait_for(poisoned, timeout=2)
+            assert flush.batches[0] == [1, 2, 3, 12, 13, 4]
+            assert [13] in flush.batches  # isolated down to the one item
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_on_item_error_answers_the_bad_item_and_keeps_its_group() -> None:
+    async def scenario() -> None:
+        flush = PoisonFlush({7, 9})
+        batcher: Batcher[int, str | None] = Batcher(
+            "t", flush, on_item_error=lambda item, exc: None  # type: ignore[arg-type]
+        )
+        group = batcher.submit_all(list(range(1, 12)))  # e.g. one reaper pass
+        batcher.start()
+        try:
+            results = await asyncio.wait_for(group, timeout=2)
+            assert results == [None if n in (7, 9) else f"r{n}" for n in range(1, 12)]
+            assert len(flush.batches) < 2 * 11  # halving, not one flush per item
         finally:
             await batcher.stop()
 
