@@ -516,7 +516,9 @@ def test_without_a_token_nothing_is_read_and_garbage_is_unauthenticated(start_co
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         error = _refused(stub.ListQueues, client_pb2.ListQueuesRequest())
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert counted() == 3  # refused calls are still counted
+    # refused calls are still counted (once each call has finished on the server's side)
+    wait_for(lambda: counted() == 3, timeout=10, what="three refused calls counted")
+    assert counted() == 3
     with grpc.insecure_channel(coordinator.coordinator.address) as channel:
         good = client_pb2_grpc.ConductorServiceStub(channel)
         assert good.ListQueues(client_pb2.ListQueuesRequest(), timeout=10,
