@@ -665,6 +665,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 registered=worker_pb2.Registered(
                     heartbeat_interval_seconds=self.settings.heartbeat_interval,
                     lease_timeout_seconds=self.settings.lease_timeout,
+                    max_step_result_bytes=self.settings.max_step_result_bytes,
+                    max_result_bytes=self.settings.max_result_bytes,
+                    max_message_bytes=self.settings.message_limit,
                     lost_leases=[
                         worker_pb2.LeaseRef(execution_id=str(r.execution_id), lease_token=r.token)
                         for r in lost

@@ -136,6 +136,13 @@ class Context:
         self._lease_margin = LEASE_MARGIN * spec.lease_seconds
 
     @property
+    def fencing_token(self) -> str:
+        """This run's lease token. Store it with your own downstream writes and refuse a
+        write whose token is older than the one stored: after this worker lost its lease
+        (a long network cut), a new run of the execution has another token."""
+        return self._spec.token
+
+    @property
     def cancelled(self) -> bool:
         """True once cancellation of this execution was requested."""
         found = self._link.interrupts.get(self._key)

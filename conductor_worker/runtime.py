@@ -148,6 +148,7 @@ class Worker:
         self._registered = False
         self._registered_msg = worker_pb2.Registered()
         self._register_sent = 0.0
+        self._limits = _Limits()
         self._clock_syncs: set[asyncio.Task[None]] = set()
         #: step saves sent on the current stream and not yet acknowledged
         self._steps_in_flight = 0
@@ -323,6 +324,7 @@ class Worker:
         registered_msg = self._registered_msg
         self._registered = True
         self._lease_seconds = registered_msg.lease_timeout_seconds
+        self._limits = _Limits.announced(registered_msg)
         self._heartbeats_sent.clear()
         self._renewed(self._register_sent)
         for ref in registered_msg.lost_leases:
@@ -421,7 +423,7 @@ class Worker:
             if steps:
                 self._steps_in_flight += steps
                 self._steps_landed.clear()
-            for message in _coalesce(items):
+            for message in _coalesce(items, self._limits.message_budget):
                 await call.write(message)
 
     async def _heartbeats(self, interval: float) -> None:
@@ -613,15 +615,7 @@ class Worker:
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
         elif kind == "step":
-            _, _, name, result_json = message
-            if held.abandoned:
-                self.pools[held.task].step_acks([(key, name, None, "")])
-                return
-            save = worker_pb2.StepSave(
-                execution_id=key[0], lease_token=key[1], name=name, result_json=result_json
-            )
-            self.pending_steps[(key, name)] = save
-            self._send(("step", save))
+            self._on_step(held, key, message[2], message[3])
         elif held.abandoned or kind == "abandoned":
             self._drop(key)
             for pending in [k for k in self.pending_steps if k[0] == key]:
@@ -629,7 +623,7 @@ class Worker:
             worker_metrics.metrics().executions.labels(held.task, "abandoned").inc()
             self._check_idle()
         elif kind == "done":
-            self._outcome(key, completed=worker_pb2.Completed(result_json=message[2]))
+            self._on_done(key, message[2])
         elif kind == "error":
             _, _, etype, text, tb, retryable = message
             error = common_pb2.ErrorInfo(type=etype, message=text, traceback=tb)
@@ -637,6 +631,27 @@ class Worker:
         elif kind == "released":
             self._outcome(key, released=_released(message[2], message[3]))
 
+    def _on_step(self, held: _Held, key: RunKey, name: str, result_json: str) -> None:
+        """A run's step save: sent up the stream, or answered at once when it cannot be."""
+        if held.abandoned:
+            self.pools[held.task].step_acks([(key, name, None, "")])
+            return
+        if too_big := self._limits.refuse(result_json, self._limits.step_result_bytes):
+            self.pools[held.task].step_acks([(key, name, None, too_big)])
+            return
+        save = worker_pb2.StepSave(
+            execution_id=key[0], lease_token=key[1], name=name, result_json=result_json
+        )
+        self.pending_steps[(key, name)] = save
+        self._send(("step", save))
+
+    def _on_done(self, key: RunKey, result_json: str) -> None:
+        if too_big := self._limits.refuse(result_json, self._limits.result_bytes):
+            error = common_pb2.ErrorInfo(
+                type="InvalidResult", message=f"the handler's return value: {too_big}")
+            self._outcome(key, failed=worker_pb2.Failed(error=error, retryable=False))
+        else:
+            self._outcome(key, completed=worker_pb2.Completed(result_json=result_json))
 
     def _count(self, task: str, result: dict[str, Any]) -> None:
         m = worker_metrics.metrics()
@@ -705,18 +720,84 @@ def _is_step(item: worker_pb2.WorkerMessage | tuple[str, Any]) -> bool:
     return isinstance(item, tuple) and item[0] == "step"
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """The coordinator's size limits, as announced in Registered (0: unknown)."""
+
+    step_result_bytes: int = 0
+    result_bytes: int = 0
+    message_bytes: int = 0
+
+    @classmethod
+    def announced(cls, registered: worker_pb2.Registered) -> _Limits:
+        return cls(registered.max_step_result_bytes, registered.max_result_bytes,
+                   registered.max_message_bytes)
+
+    @property
+    def message_budget(self) -> int:
+        """Bytes of results per message the worker sends: half the coordinator's limit."""
+        return self.message_bytes // 2 if self.message_bytes else DEFAULT_MESSAGE_BUDGET
+
+    @staticmethod
+    def refuse(text: str, limit: int) -> str:
+        """Why `text` (JSON) is over `limit` bytes, worded as the coordinator would, or ""."""
+        if not limit or len(text) * 4 <= limit:  # (a character is at most 4 bytes)
+            return ""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size <= limit:
+            return ""
+        return f"result_json: payload is {size} bytes; the limit is {limit} bytes"
+
+
+#: bytes of results per message when the coordinator announced no limit
+DEFAULT_MESSAGE_BUDGET = 4 * 1024 * 1024
+#: what an item adds to a message besides its texts (ids, token, framing), roughly
+ITEM_OVERHEAD = 128
+
+
 def _coalesce(
-    items: list[worker_pb2.WorkerMessage | tuple[str, Any]],
+    items: list[worker_pb2.WorkerMessage | tuple[str, Any]], budget: int
 ) -> list[worker_pb2.WorkerMessage]:
-    """Merge queued step saves and outcomes into one message each; keep others in order."""
+    """Merge queued step saves and outcomes into as few messages as fit `budget` bytes each
+    (so that none is over the coordinator's message limit); keep others in order."""
     steps = [i[1] for i in items if isinstance(i, tuple) and i[0] == "step"]
     outcomes = [i[1] for i in items if isinstance(i, tuple) and i[0] == "outcome"]
     messages = [i for i in items if isinstance(i, worker_pb2.WorkerMessage)]
-    if steps:
-        messages.append(worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=steps)))
-    if outcomes:
-        messages.append(worker_pb2.WorkerMessage(outcomes=worker_pb2.Outcomes(items=outcomes)))
+    messages += [
+        worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=chunk))
+        for chunk in _chunks(steps, _step_size, budget)
+    ]
+    messages += [
+        worker_pb2.WorkerMessage(outcomes=worker_pb2.Outcomes(items=chunk))
+        for chunk in _chunks(outcomes, _outcome_size, budget)
+    ]
     return messages
+
+
+def _chunks(items: list[Any], size: Callable[[Any], int], budget: int) -> list[list[Any]]:
+    chunks: list[list[Any]] = []
+    current: list[Any] = []
+    used = 0
+    for item in items:
+        n = size(item)
+        if current and used + n > budget:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _step_size(save: worker_pb2.StepSave) -> int:
+    return len(save.result_json) + len(save.name) + ITEM_OVERHEAD
+
+
+def _outcome_size(outcome: worker_pb2.Outcome) -> int:
+    error = outcome.failed.error
+    return (len(outcome.completed.result_json) + len(error.message) + len(error.traceback)
+            + ITEM_OVERHEAD)
 
 
 def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:

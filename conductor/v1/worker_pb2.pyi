@@ -718,10 +718,21 @@ class Registered(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     LEASE_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     LOST_LEASES_FIELD_NUMBER: _builtins.int
+    MAX_STEP_RESULT_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_RESULT_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     heartbeat_interval_seconds: _builtins.float
     """How often the worker must send a Heartbeat, in seconds."""
     lease_timeout_seconds: _builtins.float
     """How long a lease lives without a heartbeat, in seconds."""
+    max_step_result_bytes: _builtins.int
+    """The coordinator's limits (docs/limits.md), so that a worker refuses what could never be
+    stored before sending it: bytes of JSON text of one step result and of a handler's
+    result, and the largest message the coordinator receives (a worker keeps each of its
+    messages well under it). 0: not announced.
+    """
+    max_result_bytes: _builtins.int
+    max_message_bytes: _builtins.int
     @_builtins.property
     def lost_leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
         """Held leases (from Register.held_leases) that are no longer valid; the worker abandons them."""
@@ -732,10 +743,13 @@ class Registered(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         lease_timeout_seconds: _builtins.float = ...,
         lost_leases: _abc.Iterable[Global___LeaseRef] | None = ...,
+        max_step_result_bytes: _builtins.int = ...,
+        max_result_bytes: _builtins.int = ...,
+        max_message_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_timeout_seconds", b"lease_timeout_seconds", "lost_leases", b"lost_leases"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_timeout_seconds", b"lease_timeout_seconds", "lost_leases", b"lost_leases", "max_message_bytes", b"max_message_bytes", "max_result_bytes", b"max_result_bytes", "max_step_result_bytes", b"max_step_result_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -119,3 +119,23 @@ def test_a_burst_of_saves_goes_at_once_even_while_a_batch_is_in_flight(
         assert names(call.written[1]) == burst
 
     run_sender(scenario)
+
+
+def test_batches_are_split_to_stay_under_the_coordinator_message_limit() -> None:
+    saves = [("step", worker_pb2.StepSave(execution_id=str(i), lease_token="t", name="s",
+                                          result_json="x" * 1000)) for i in range(10)]
+    messages = runtime._coalesce(saves, budget=2500)  # two results of 1,000 bytes fit
+    assert [len(m.step_saves.items) for m in messages] == [2, 2, 2, 2, 2]
+    assert [s.execution_id for m in messages for s in m.step_saves.items] == [
+        str(i) for i in range(10)]
+    one = runtime._coalesce(saves[:1], budget=10)  # an item alone is never held back
+    assert len(one) == 1 and len(one[0].step_saves.items) == 1
+
+
+def test_results_over_the_announced_limit_are_refused_before_sending() -> None:
+    limits = runtime._Limits(step_result_bytes=100, result_bytes=100, message_bytes=1000)
+    assert limits.refuse("x" * 25, limits.step_result_bytes) == ""
+    assert limits.refuse('"' + "é" * 60 + '"', 100) == (
+        "result_json: payload is 122 bytes; the limit is 100 bytes")
+    assert runtime._Limits().refuse("x" * 10**6, 0) == ""  # nothing announced: not checked
+    assert limits.message_budget == 500
