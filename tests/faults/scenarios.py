@@ -179,6 +179,8 @@ class Outcome:
                  if getattr(c, name)]
         if self.scenario.no_burn and c.burned:
             found.append(f"burned={c.burned}")
+        if c.invoked < self.profile.rate:
+            found.append(f"the load did not run (only {c.invoked} invokes)")
         return found + self.notes
 
     @property
