@@ -113,6 +113,8 @@ def collect(url: str, runs_dir: Path, invoked: Sequence[str], invoke_errors: int
             "SELECT execution_id::text, name, result::text, pg_xact_commit_timestamp(xmin)"
             " FROM conductor_steps"
         ).fetchall()
+    if any(at is None for *_, at in steps):
+        raise RuntimeError("a step row has no commit timestamp: is track_commit_timestamp on?")
     runs = read_runs(runs_dir)
     _dump(runs_dir / "database.json", executions, steps)
     counts = Counts(executions=len(executions), invoked=len(invoked),
