@@ -45,9 +45,8 @@ def _record(line: dict[str, Any]) -> None:
 
 
 def lease_token(ctx: Context) -> str:
-    """The run's lease token. The SDK has no public name for it yet (see docs/reliability.md),
-    so this reads the run spec the context was made from."""
-    return str(ctx._spec.token)
+    """The run's lease token (recorded with each run, to tell runs of one execution apart)."""
+    return ctx.fencing_token
 
 
 def _run_step(ctx: Context, name: str, token: str, sleep: float) -> dict[str, str]:
