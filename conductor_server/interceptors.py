@@ -7,10 +7,12 @@ server lists them (metrics first, so refused calls are counted too, then auth, t
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
+import psycopg
 
 from .metrics import CoordinatorMetrics
 from .models import ConductorError, FailedPrecondition, InvalidArgument, NotFound
@@ -23,6 +25,8 @@ if TYPE_CHECKING:  # grpc's classes are not subscriptable at run time
     Streaming: TypeAlias = Callable[
         [Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]
     ]
+
+log = logging.getLogger(__name__)
 
 #: Reachable without a token: health checks (Kubernetes probes cannot send one).
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
@@ -60,7 +64,14 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
 
 class ErrorInterceptor(_Wrapping):
-    """Maps domain errors to gRPC status codes, in one place."""
+    """Maps domain errors to gRPC status codes, in one place.
+
+    The database being out of reach (connection refused or lost, server shutting down, pool
+    timeout: psycopg's OperationalError and the pool's errors derived from it) is UNAVAILABLE
+    with a plain message, so that callers know the call may be retried; the driver's text
+    goes to the log only. A worker stream ends the same way, and the worker reconnects."""
+
+    UNAVAILABLE = "database unavailable; retry"
 
     CODES: dict[type[ConductorError], grpc.StatusCode] = {
         NotFound: grpc.StatusCode.NOT_FOUND,
@@ -80,6 +91,8 @@ class ErrorInterceptor(_Wrapping):
                 return await inner(request, context)
             except ConductorError as exc:
                 await context.abort(self._code(exc), str(exc))
+            except psycopg.OperationalError as exc:
+                await self._unavailable(method, exc, context)
 
         return wrapped
 
@@ -92,8 +105,16 @@ class ErrorInterceptor(_Wrapping):
                     yield response
             except ConductorError as exc:
                 await context.abort(self._code(exc), str(exc))
+            except psycopg.OperationalError as exc:
+                await self._unavailable(method, exc, context)
 
         return wrapped
+
+    async def _unavailable(
+        self, method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        log.warning("%s: database unavailable: %s", method, str(exc).strip())
+        await context.abort(grpc.StatusCode.UNAVAILABLE, self.UNAVAILABLE)
 
 
 class AuthInterceptor(_Wrapping):

@@ -71,6 +71,32 @@ RETURNING id;
 SELECT id FROM conductor_executions
 WHERE task = %(task)s AND dedupe_key = %(dedupe_key)s AND state IN ('pending', 'running');
 
+-- name: claim_invoke_request
+-- Claim a request id for this invoke's transaction; no row: the id is taken (read the first
+-- call's answer with get_invoke_request). A concurrent claim of the same id waits until this
+-- transaction ends. On the way, deletes up to two records older than the retention, so the
+-- table stays bounded by the keyed invokes of one retention period without a separate job.
+WITH expired AS (
+    DELETE FROM conductor_invoke_requests WHERE request_id IN (
+        SELECT request_id FROM conductor_invoke_requests
+        WHERE created_at < %(expired_before)s AND request_id <> %(request_id)s
+        ORDER BY created_at LIMIT 2 FOR UPDATE SKIP LOCKED)
+)
+INSERT INTO conductor_invoke_requests (request_id, task, size, created_at)
+VALUES (%(request_id)s, %(task)s, %(size)s, %(now)s)
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id;
+
+-- name: record_invoke_request
+-- The answer of the call that claimed a request id, for its retries (same transaction).
+UPDATE conductor_invoke_requests SET execution_ids = %(ids)s, created = %(created)s
+WHERE request_id = %(request_id)s;
+
+-- name: get_invoke_request
+-- What the first call with a request id was and answered.
+SELECT task, size, execution_ids, created FROM conductor_invoke_requests
+WHERE request_id = %(request_id)s;
+
 -- name: notify_ready
 -- Wake the dispatchers of every coordinator: work for this task may be ready.
 SELECT pg_notify('conductor_ready', %(task)s);
