@@ -540,9 +540,10 @@ class InvokeRequest(_message.Message):
     request_id: _builtins.str
     """Idempotency key chosen by the client, one per logical call (e.g. a UUID), so that the
     call can be retried safely: a later Invoke with the same request_id returns the first
-    call's response (same execution_id and created) and creates nothing, whatever its other
-    fields. 1-128 characters of A-Z a-z 0-9 and - _ . : ; kept for at least 24 hours.
-    Empty: no key (a retry may create a second execution).
+    call's response (same execution_id and created) and creates nothing. A retry must repeat
+    the call: a key first used for another task or number of payloads is refused with
+    INVALID_ARGUMENT (other fields are not compared). 1-128 characters of A-Z a-z 0-9 and
+    - _ . : ; kept for at least 24 hours. Empty: no key (a retry may create a second one).
     """
     @_builtins.property
     def options(self) -> Global___InvokeOptions:
@@ -604,9 +605,8 @@ class InvokeBatchRequest(_message.Message):
     """Name of a task that a worker has registered."""
     request_id: _builtins.str
     """Idempotency key of the call, as in InvokeRequest.request_id: a retried InvokeBatch with
-    the same request_id returns the first call's execution_ids and creates nothing. The key
-    space is shared with Invoke; a key first used by Invoke (or for another task, or another
-    number of payloads) is refused with INVALID_ARGUMENT.
+    the same request_id returns the first call's execution_ids and creates nothing. Invoke
+    and InvokeBatch share one key space.
     """
     @_builtins.property
     def payloads_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
