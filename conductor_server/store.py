@@ -156,16 +156,15 @@ class Store:
                     return answered
             if new.dedupe_key is not None:
                 ids, created = await self._insert_deduped(conn, new, base)
+                if request_id is not None:
+                    await conn.execute(
+                        _q("record_invoke_request"),
+                        {"request_id": request_id, "ids": ids, "created": created},
+                    )
             else:
-                cur = await conn.execute(
-                    _q("insert_executions"), {**base, "payloads": new.payloads}
-                )
+                params = {**base, "payloads": new.payloads, "request_id": request_id}
+                cur = await conn.execute(_q("insert_executions"), params)
                 ids, created = sorted(row[0] for row in await cur.fetchall()), True
-            if request_id is not None:
-                await conn.execute(
-                    _q("record_invoke_request"),
-                    {"request_id": request_id, "ids": ids, "created": created},
-                )
             if created:
                 await conn.execute(_q("notify_ready"), {"task": new.task})
         return ids, created

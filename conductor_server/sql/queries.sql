@@ -47,14 +47,23 @@ SELECT name, max_attempts, initial_backoff, max_backoff, backoff_multiplier, bac
 FROM conductor_tasks WHERE name = %(name)s;
 
 -- name: insert_executions
--- Many executions of one task, ids ascending in payload order.
-INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts)
-SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
-    %(max_attempts)s
-FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
-ORDER BY u.n
-RETURNING id;
+-- Many executions of one task, ids ascending in payload order. With a request id (claimed
+-- earlier in the same transaction) its record gets the ids too, without sending them back
+-- and forth; without one (null) the update matches nothing.
+WITH created AS (
+    INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+        max_attempts)
+    SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
+        %(max_attempts)s
+    FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
+    ORDER BY u.n
+    RETURNING id
+), recorded AS (
+    UPDATE conductor_invoke_requests
+    SET execution_ids = (SELECT array_agg(id ORDER BY id) FROM created)
+    WHERE request_id = %(request_id)s
+)
+SELECT id FROM created;
 
 -- name: insert_deduped_execution
 -- One execution with a dedupe key; no row when an unfinished one holds the key.
@@ -88,7 +97,8 @@ ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id;
 
 -- name: record_invoke_request
--- The answer of the call that claimed a request id, for its retries (same transaction).
+-- The answer of a deduped invoke that claimed a request id, for its retries (same
+-- transaction; insert_executions records its own ids).
 UPDATE conductor_invoke_requests SET execution_ids = %(ids)s, created = %(created)s
 WHERE request_id = %(request_id)s;
 
