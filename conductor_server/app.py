@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -58,6 +59,9 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_connection_idle_ms", idle_ms),
         ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
         ("grpc.max_metadata_size", 16 * 1024),
+        # gRPC's default (1) lets a second coordinator listen on a taken port, and the
+        # kernel then splits calls between the two
+        ("grpc.so_reuseport", 0),
         *KEEPALIVE_OPTIONS,
     ]
 
@@ -89,6 +93,7 @@ class Coordinator:
         return f"{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
+        check_address_free(self.settings.host, self.settings.port)  # before the database
         url = self.settings.database_url
         if url is None:
             self.embedded = EmbeddedPostgres(self.settings.data_dir)
@@ -137,6 +142,13 @@ class Coordinator:
         log.info("coordinator listening on %s", self.address)
 
     def _bind(self, server: grpc.aio.Server) -> int:
+        try:
+            return self._add_port(server)
+        except RuntimeError:  # taken since check_address_free, or not an address of ours
+            where = f"{self.settings.host}:{self.settings.port}"
+            raise BindError(f"{where}: cannot listen there") from None
+
+    def _add_port(self, server: grpc.aio.Server) -> int:
         where = f"{self.settings.host}:{self.settings.port}"
         s = self.settings
         if s.tls_cert is None or s.tls_key is None:  # both or neither: see Settings
@@ -203,6 +215,27 @@ class Coordinator:
             await _bounded("database pool", self.store.close())
         if self.embedded is not None:
             await _bounded("embedded PostgreSQL", asyncio.to_thread(self.embedded.stop), 30)
+
+
+class BindError(OSError):
+    """The coordinator cannot listen on its address (another process holds the port)."""
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Raise BindError when something listens on (host, port) already: a one-line error at
+    start instead of gRPC's log lines (port 0 is always free)."""
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:  # other errors are gRPC's to judge (it needs one address)
+                if exc.errno == errno.EADDRINUSE:
+                    raise BindError(f"{host}:{port}: address already in use") from None
 
 
 async def _bounded(what: str, step: Awaitable[object], seconds: float = 10.0) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
+import psycopg
 
 from .metrics import CoordinatorMetrics
 from .models import ConductorError, FailedPrecondition, InvalidArgument, NotFound
@@ -96,7 +97,14 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
 
 class ErrorInterceptor(_Wrapping):
-    """Maps domain errors to gRPC status codes, in one place."""
+    """Maps domain errors to gRPC status codes, in one place.
+
+    The database being out of reach (connection refused or lost, server shutting down, pool
+    timeout: psycopg's OperationalError and the pool's errors derived from it) is UNAVAILABLE
+    with a plain message, so that callers know the call may be retried; the driver's text
+    goes to the log only. A worker stream ends the same way, and the worker reconnects."""
+
+    UNAVAILABLE = "database unavailable; retry"
 
     CODES: dict[type[ConductorError], grpc.StatusCode] = {
         NotFound: grpc.StatusCode.NOT_FOUND,
@@ -132,6 +140,8 @@ class ErrorInterceptor(_Wrapping):
                 return await inner(request, context)
             except ConductorError as exc:
                 await context.abort(self._code(exc), _details(exc))
+            except psycopg.OperationalError as exc:
+                await self._unavailable(method, exc, context)
             except grpc.aio.AbortError:
                 raise  # the call was already answered (context.abort)
             except Exception:
@@ -149,6 +159,8 @@ class ErrorInterceptor(_Wrapping):
                     yield response
             except ConductorError as exc:
                 await context.abort(self._code(exc), _details(exc))
+            except psycopg.OperationalError as exc:
+                await self._unavailable(method, exc, context)
             except grpc.aio.AbortError:
                 raise  # the call was already answered (context.abort)
             except Exception:
@@ -156,6 +168,12 @@ class ErrorInterceptor(_Wrapping):
                 await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
         return wrapped
+
+    async def _unavailable(
+        self, method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        log.warning("%s: database unavailable: %s", method, str(exc).strip())
+        await context.abort(grpc.StatusCode.UNAVAILABLE, self.UNAVAILABLE)
 
 
 class AuthInterceptor(_Wrapping):

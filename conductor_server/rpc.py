@@ -21,6 +21,7 @@ from . import validation
 from .clock import Clock
 from .cron import validate_cron
 from .dispatch import Dispatcher
+from .idempotency import check_request_id
 from .models import (
     ErrorInfo,
     Execution,
@@ -141,8 +142,14 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         self.settings = settings
 
     async def _invoke(
-        self, task: str, payloads: list[str], options: client_pb2.InvokeOptions, batch: bool
+        self,
+        task: str,
+        payloads: list[str],
+        options: client_pb2.InvokeOptions,
+        batch: bool,
+        request_id: str,
     ) -> tuple[list[int], bool]:
+        key = check_request_id(request_id)
         limits = self.settings.limits
         validation.check_text(task, "task", limits.name_length)
         run_at = (
@@ -165,7 +172,7 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
             payload_limit=self.settings.max_payload_bytes,
             batch=batch,
         )
-        ids, created = await self.store.insert_executions(new, self.clock.now())
+        ids, created = await self.store.insert_executions(new, self.clock.now(), key)
         if created:
             self.dispatcher.wake(new.task, new.run_at)
         return ids, created
@@ -174,7 +181,8 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         self, request: client_pb2.InvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.InvokeResponse:
         ids, created = await self._invoke(
-            request.task, [request.payload_json], request.options, batch=False
+            request.task, [request.payload_json], request.options, batch=False,
+            request_id=request.request_id,
         )
         return client_pb2.InvokeResponse(execution_id=str(ids[0]), created=created)
 
@@ -182,7 +190,8 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         self, request: client_pb2.InvokeBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.InvokeBatchResponse:
         ids, _ = await self._invoke(
-            request.task, list(request.payloads_json), request.options, batch=True
+            request.task, list(request.payloads_json), request.options, batch=True,
+            request_id=request.request_id,
         )
         return client_pb2.InvokeBatchResponse(execution_ids=[str(i) for i in ids])
 
@@ -679,6 +688,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 batch, closed = await _drain(session.outbox)
                 for message in batch:
                     yield outgoing_to_pb(message)
+            if session.failure is not None:  # the status tells the worker why (UNAVAILABLE)
+                raise session.failure
         finally:
             self.streams.discard(session)
             reader.cancel()
@@ -756,13 +767,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     ) -> None:
         try:
             await handler(message, session)
-        except Exception:
+        except Exception as exc:
             # Nothing of the message was acknowledged. End the stream: the worker reconnects
             # and resends every write it holds unacknowledged (e.g. after a database error),
             # rather than waiting for answers that never come.
             log.exception("worker %s: handling a message failed; closing its stream",
                           session.worker_id)
-            session.close()
+            session.close(failure=exc)
 
     async def _on_heartbeat(self, message: worker_pb2.Heartbeat, session: Session) -> None:
         refs = [r for m in message.leases if (r := _lease_ref(m.execution_id, m.lease_token))]

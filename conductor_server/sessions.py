@@ -107,6 +107,8 @@ class Session:
     #: executions already asked to release (window closed), so they are asked once
     release_requested: set[int] = field(default_factory=set)
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
+    #: why the coordinator ended the stream, if a write failed (the stream's status says it)
+    failure: Exception | None = None
     id: int = field(default_factory=lambda: next(_ids))
     #: time.monotonic() when the worker was last heard from (any message)
     last_heard: float = field(default_factory=time.monotonic)
@@ -158,7 +160,10 @@ class Session:
         self.last_heard = time.monotonic()
         self.silent = False
 
-    def close(self) -> None:
-        """End the stream: the rpc layer stops after draining the outbox."""
+    def close(self, failure: Exception | None = None) -> None:
+        """End the stream: the rpc layer stops after draining the outbox (and ends the call
+        with `failure`'s status when given)."""
+        if failure is not None and self.failure is None:
+            self.failure = failure
         self.closed = True
         self.outbox.put_nowait(None)

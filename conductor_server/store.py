@@ -13,10 +13,12 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from . import idempotency
 from .models import (
     ErrorInfo,
     Execution,
     Fire,
+    InvalidArgument,
     Lease,
     LeaseRef,
     NewExecutions,
@@ -44,13 +46,24 @@ def _q(name: str) -> LiteralString:
     return QUERIES[name]
 
 
+#: Longest wait for a pooled connection: while the database is down a call fails after this
+#: (PoolTimeout: UNAVAILABLE to the caller) instead of running into the caller's deadline.
+CONNECTION_WAIT = 5.0
+#: A failing reconnect attempt backs off (1 s, 2 s, 4 s ...) for at most this long, then gives
+#: up, and the next call starts a fresh one: the pool recovers within seconds of the database
+#: coming back, however long it was away (the pool's default of 5 min let the backoff grow to
+#: minutes).
+RECONNECT_GIVE_UP = 10.0
+
+
 class Store:
     """PostgreSQL access for the coordinator."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         self.url = url
         self.pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
-            url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True}
+            url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True},
+            timeout=CONNECTION_WAIT, reconnect_timeout=RECONNECT_GIVE_UP,
         )
 
     async def open(self) -> None:
@@ -121,8 +134,13 @@ class Store:
 
     # -- invoking -----------------------------------------------------------------------
 
-    async def insert_executions(self, new: NewExecutions, now: datetime) -> tuple[list[int], bool]:
-        """Insert executions; returns their ids and whether they were created (dedupe)."""
+    async def insert_executions(
+        self, new: NewExecutions, now: datetime, request_id: str | None = None
+    ) -> tuple[list[int], bool]:
+        """Insert executions; returns their ids and whether they were created (dedupe).
+
+        With a `request_id` already used by an earlier call, returns that call's answer and
+        inserts nothing (see idempotency.py)."""
         base = {
             "task": new.task,
             "queue": new.queue,
@@ -132,16 +150,52 @@ class Store:
             "max_attempts": new.max_attempts,
         }
         async with self.pool.connection() as conn, conn.transaction():
+            if request_id is not None:
+                answered = await self._claim_request(conn, request_id, new, now)
+                if answered is not None:
+                    return answered
             if new.dedupe_key is not None:
                 ids, created = await self._insert_deduped(conn, new, base)
+                if request_id is not None:
+                    await conn.execute(
+                        _q("record_invoke_request"),
+                        {"request_id": request_id, "ids": ids, "created": created},
+                    )
             else:
-                cur = await conn.execute(
-                    _q("insert_executions"), {**base, "payloads": new.payloads}
-                )
+                params = {**base, "payloads": new.payloads, "request_id": request_id}
+                cur = await conn.execute(_q("insert_executions"), params)
                 ids, created = sorted(row[0] for row in await cur.fetchall()), True
             if created:
                 await conn.execute(_q("notify_ready"), {"task": new.task})
         return ids, created
+
+    async def _claim_request(
+        self, conn: AsyncConnection[TupleRow], request_id: str, new: NewExecutions, now: datetime
+    ) -> tuple[list[int], bool] | None:
+        """None: the id is ours now (record the answer before commit); else the answer of the
+        first call with this id."""
+        params = {
+            "request_id": request_id,
+            "task": new.task,
+            "size": len(new.payloads),
+            "now": now,
+            "expired_before": now - idempotency.RETENTION,
+        }
+        while True:
+            cur = await conn.execute(_q("claim_invoke_request"), params)
+            if await cur.fetchone() is not None:
+                return None
+            cur = await conn.execute(_q("get_invoke_request"), params)
+            row = await cur.fetchone()
+            if row is None:
+                continue  # deleted as expired between the two statements: claim it anew
+            task, size, ids, created = row
+            if (task, size) != (new.task, len(new.payloads)):
+                raise InvalidArgument(
+                    "request_id",
+                    f"already used by an invoke of {size} payload(s) of task {task!r}",
+                )
+            return list(ids), created
 
     async def _insert_deduped(
         self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any]

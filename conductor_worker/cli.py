@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -325,18 +326,31 @@ def cmd_dev(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.getcwd())
     worker_tasks = args.module
     coordinator = CoordinatorThread(_settings(args))
-    address = coordinator.start()
-
-    def ready() -> None:
-        print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
-
+    _stop_on_hangup()
     try:
+        address = coordinator.start()
+
+        def ready() -> None:
+            print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
+
         worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
                         log_level=logging.getLogger().level, on_connected=ready,
                         token=_token(args))
         return worker.run()
     finally:
         coordinator.stop()
+
+
+def _stop_on_hangup() -> None:
+    """A closed terminal (SIGHUP) stops the dev stack as SIGTERM does, so that nothing is left
+    running, the embedded PostgreSQL included: gracefully while the worker runs (it handles
+    SIGTERM), else by unwinding through the `finally` that stops the coordinator."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
 
 
 class UsageError(Exception):
@@ -558,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"conductor {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ConductorError, TimeoutError) as exc:
+        print(f"conductor {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # e.g. the coordinator's port is taken: one line, no traceback
         print(f"conductor {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except grpc.RpcError as exc:

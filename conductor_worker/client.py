@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from .errors import (
     TaskNotFound,
     Unauthenticated,
 )
+from .retrying import Retrying, unavailable
 
 STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset(("succeeded", "failed", "cancelled"))
@@ -211,11 +213,23 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
-        try:
-            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise _translate(exc) from None
+    def _call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        timeout: float | None = None,
+        *,
+        retry: bool = False,
+    ) -> T:
+        """One call; with `retry`, repeated on UNAVAILABLE (see retrying.py) for as long as
+        its timeout allows, each try getting the time left."""
+        budget = Retrying(time.monotonic() + (timeout or self.timeout))
+        while True:
+            try:
+                return method(request, timeout=budget.left(), metadata=self._metadata)
+            except grpc.RpcError as exc:
+                if not (retry and unavailable(exc) and budget.pause()):
+                    raise _translate(exc) from None
 
     # -- invoking -----------------------------------------------------------------------
 
@@ -230,14 +244,20 @@ class Client:
         dedupe_key: str | None = None,
         queue: str | None = None,
         max_attempts: int | None = None,
+        request_id: str | None = None,
     ) -> str:
-        """Create an execution of `task`; returns its id (with dedupe_key, maybe an old one)."""
+        """Create an execution of `task`; returns its id (with dedupe_key, maybe an old one).
+
+        The call carries `request_id` (default: a new UUID), so retrying it on UNAVAILABLE
+        never creates a second execution; pass your own to repeat a call safely later (the
+        coordinator remembers it for 24 hours)."""
         request = client_pb2.InvokeRequest(
             task=task,
             payload_json=_dumps(payload),
             options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts),
+            request_id=request_id or str(uuid.uuid4()),
         )
-        return self._call(self._stub.Invoke, request).execution_id
+        return self._call(self._stub.Invoke, request, retry=True).execution_id
 
     def invoke_batch(
         self,
@@ -249,33 +269,53 @@ class Client:
         priority: int = 0,
         queue: str | None = None,
         max_attempts: int | None = None,
+        request_id: str | None = None,
     ) -> list[str]:
-        """Create one execution per payload in one transaction; returns their ids in order."""
+        """Create one execution per payload in one transaction; returns their ids in order.
+
+        Retried on UNAVAILABLE under one `request_id`, as `invoke` is."""
         request = client_pb2.InvokeBatchRequest(
             task=task,
             payloads_json=[_dumps(p) for p in payloads],
             options=_options(run_at, delay, priority, None, queue, max_attempts),
+            request_id=request_id or str(uuid.uuid4()),
         )
-        return list(self._call(self._stub.InvokeBatch, request).execution_ids)
+        return list(self._call(self._stub.InvokeBatch, request, retry=True).execution_ids)
 
     # -- reading ------------------------------------------------------------------------
 
     def get(self, execution_id: str) -> Execution:
         request = client_pb2.GetExecutionRequest(execution_id=execution_id)
-        return execution_from_pb(self._call(self._stub.GetExecution, request))
+        return execution_from_pb(self._call(self._stub.GetExecution, request, retry=True))
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
-        """Block until the execution is finished; TimeoutError after `timeout` seconds."""
+        """Block until the execution is finished; TimeoutError after `timeout` seconds.
+
+        Rides out UNAVAILABLE (retried until the timeout; without one, until an outage has
+        lasted the client's timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        outage: Retrying | None = None
         while True:
             left = 60.0 if deadline is None else max(0.0, deadline - time.monotonic())
             chunk = min(left, 60.0)
             request = client_pb2.WaitExecutionRequest(
                 execution_id=execution_id, timeout_seconds=chunk
             )
-            execution = execution_from_pb(
-                self._call(self._stub.WaitExecution, request, timeout=chunk + 10)
-            )
+            try:
+                found = self._stub.WaitExecution(
+                    request, timeout=chunk + 10, metadata=self._metadata
+                )
+            except grpc.RpcError as exc:
+                if not unavailable(exc):
+                    raise _translate(exc) from None
+                outage = outage or Retrying(
+                    deadline if deadline is not None else time.monotonic() + self.timeout
+                )
+                if not outage.pause():
+                    raise _translate(exc) from None
+                continue
+            outage = None
+            execution = execution_from_pb(found)
             if execution.finished:
                 return execution
             if deadline is not None and time.monotonic() >= deadline:
@@ -321,7 +361,7 @@ class Client:
                 page_size=size,
                 page_token=token,
             )
-            page = self._call(self._stub.ListExecutions, request)
+            page = self._call(self._stub.ListExecutions, request, retry=True)
             for e in page.executions:
                 yield execution_from_pb(e)
                 seen += 1
@@ -362,7 +402,7 @@ class Client:
                 missed_limit=missed_limit,
             )
         )
-        return schedule_from_pb(self._call(self._stub.PutSchedule, request))
+        return schedule_from_pb(self._call(self._stub.PutSchedule, request, retry=True))
 
     def unschedule(self, task: str, name: str, *, missing_ok: bool = True) -> int:
         """Delete a schedule and cancel its pending fires; returns how many were cancelled."""
@@ -377,7 +417,7 @@ class Client:
     def schedules(self, task: str | None = None) -> builtins.list[Schedule]:
         """Schedules, by task and name."""
         request = client_pb2.ListSchedulesRequest(task=task or "")
-        found = self._call(self._stub.ListSchedules, request).schedules
+        found = self._call(self._stub.ListSchedules, request, retry=True).schedules
         return [schedule_from_pb(s) for s in found]
 
 
@@ -388,12 +428,13 @@ class Client:
         request = client_pb2.ListStepsRequest(execution_id=execution_id)
         return [
             Step(s.name, json.loads(s.result_json), s.saved_at.ToDatetime(UTC))
-            for s in self._call(self._stub.ListSteps, request).steps
+            for s in self._call(self._stub.ListSteps, request, retry=True).steps
         ]
 
     def workers(self) -> builtins.list[WorkerInfo]:
         """Workers connected now, to any coordinator."""
-        found = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest()).workers
+        request = client_pb2.ListWorkersRequest()
+        found = self._call(self._stub.ListWorkers, request, retry=True).workers
         return [
             WorkerInfo(
                 w.worker_id, w.hostname, w.pid, list(w.tasks), w.leases,
@@ -404,7 +445,8 @@ class Client:
 
     def queues(self) -> builtins.list[QueueInfo]:
         """Per task: ready, waiting and running executions and the oldest ready age."""
-        found = self._call(self._stub.ListQueues, client_pb2.ListQueuesRequest()).queues
+        request = client_pb2.ListQueuesRequest()
+        found = self._call(self._stub.ListQueues, request, retry=True).queues
         return [
             QueueInfo(q.task, q.ready, q.waiting, q.running, q.oldest_ready_age_seconds)
             for q in found

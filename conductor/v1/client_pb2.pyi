@@ -532,10 +532,19 @@ class InvokeRequest(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Name of a task that a worker has registered."""
     payload_json: _builtins.str
     """The payload as JSON text; empty means null. Limited in size by the coordinator."""
+    request_id: _builtins.str
+    """Idempotency key chosen by the client, one per logical call (e.g. a UUID), so that the
+    call can be retried safely: a later Invoke with the same request_id returns the first
+    call's response (same execution_id and created) and creates nothing. A retry must repeat
+    the call: a key first used for another task or number of payloads is refused with
+    INVALID_ARGUMENT (other fields are not compared). 1-128 characters of A-Z a-z 0-9 and
+    - _ . : ; kept for at least 24 hours. Empty: no key (a retry may create a second one).
+    """
     @_builtins.property
     def options(self) -> Global___InvokeOptions:
         """Scheduling options."""
@@ -546,10 +555,11 @@ class InvokeRequest(_message.Message):
         task: _builtins.str = ...,
         payload_json: _builtins.str = ...,
         options: Global___InvokeOptions | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payload_json", b"payload_json", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payload_json", b"payload_json", "request_id", b"request_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -590,8 +600,14 @@ class InvokeBatchRequest(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     PAYLOADS_JSON_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Name of a task that a worker has registered."""
+    request_id: _builtins.str
+    """Idempotency key of the call, as in InvokeRequest.request_id: a retried InvokeBatch with
+    the same request_id returns the first call's execution_ids and creates nothing. Invoke
+    and InvokeBatch share one key space.
+    """
     @_builtins.property
     def payloads_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """One execution per payload, each JSON text (empty means null)."""
@@ -606,10 +622,11 @@ class InvokeBatchRequest(_message.Message):
         task: _builtins.str = ...,
         payloads_json: _abc.Iterable[_builtins.str] | None = ...,
         options: Global___InvokeOptions | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payloads_json", b"payloads_json", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payloads_json", b"payloads_json", "request_id", b"request_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

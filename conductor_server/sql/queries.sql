@@ -47,14 +47,23 @@ SELECT name, max_attempts, initial_backoff, max_backoff, backoff_multiplier, bac
 FROM conductor_tasks WHERE name = %(name)s;
 
 -- name: insert_executions
--- Many executions of one task, ids ascending in payload order.
-INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts)
-SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
-    %(max_attempts)s
-FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
-ORDER BY u.n
-RETURNING id;
+-- Many executions of one task, ids ascending in payload order. With a request id (claimed
+-- earlier in the same transaction) its record gets the ids too, without sending them back
+-- and forth; without one (null) the update matches nothing.
+WITH created AS (
+    INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+        max_attempts)
+    SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
+        %(max_attempts)s
+    FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
+    ORDER BY u.n
+    RETURNING id
+), recorded AS (
+    UPDATE conductor_invoke_requests
+    SET execution_ids = (SELECT array_agg(id ORDER BY id) FROM created)
+    WHERE request_id = %(request_id)s
+)
+SELECT id FROM created;
 
 -- name: insert_deduped_execution
 -- One execution with a dedupe key; no row when an unfinished one holds the key.
@@ -70,6 +79,33 @@ RETURNING id;
 -- The unfinished execution holding a dedupe key.
 SELECT id FROM conductor_executions
 WHERE task = %(task)s AND dedupe_key = %(dedupe_key)s AND state IN ('pending', 'running');
+
+-- name: claim_invoke_request
+-- Claim a request id for this invoke's transaction; no row: the id is taken (read the first
+-- call's answer with get_invoke_request). A concurrent claim of the same id waits until this
+-- transaction ends. On the way, deletes up to two records older than the retention, so the
+-- table stays bounded by the keyed invokes of one retention period without a separate job.
+WITH expired AS (
+    DELETE FROM conductor_invoke_requests WHERE request_id IN (
+        SELECT request_id FROM conductor_invoke_requests
+        WHERE created_at < %(expired_before)s AND request_id <> %(request_id)s
+        ORDER BY created_at LIMIT 2 FOR UPDATE SKIP LOCKED)
+)
+INSERT INTO conductor_invoke_requests (request_id, task, size, created_at)
+VALUES (%(request_id)s, %(task)s, %(size)s, %(now)s)
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id;
+
+-- name: record_invoke_request
+-- The answer of a deduped invoke that claimed a request id, for its retries (same
+-- transaction; insert_executions records its own ids).
+UPDATE conductor_invoke_requests SET execution_ids = %(ids)s, created = %(created)s
+WHERE request_id = %(request_id)s;
+
+-- name: get_invoke_request
+-- What the first call with a request id was and answered.
+SELECT task, size, execution_ids, created FROM conductor_invoke_requests
+WHERE request_id = %(request_id)s;
 
 -- name: notify_ready
 -- Wake the dispatchers of every coordinator: work for this task may be ready.

@@ -1,0 +1,44 @@
+"""Retries of client calls answered UNAVAILABLE: the coordinator is restarting or out of
+reach, or its database is (the coordinator then says "database unavailable; retry").
+
+Only calls that are safe to repeat are retried: reads, waits, PutSchedule (create or
+replace) and invokes, which carry a request id so that a repeat creates nothing new. The
+pause doubles from 50 ms to at most 2 s, each drawn between half and all of that (jitter,
+so that many clients do not retry in step), and no retry starts after the call's deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import grpc
+
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 2.0
+
+
+def unavailable(exc: grpc.RpcError) -> bool:
+    return isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class Retrying:
+    """The retry budget of one call: until `deadline` (a time.monotonic() value)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._pause = FIRST_PAUSE
+
+    def left(self) -> float:
+        """Seconds until the deadline (at least a millisecond, for a call's timeout)."""
+        return max(0.001, self.deadline - time.monotonic())
+
+    def pause(self) -> bool:
+        """Wait before the next try; False (without waiting) when the deadline would pass
+        before that try could start."""
+        pause = self._pause * random.uniform(0.5, 1.0)
+        self._pause = min(self._pause * 2, MAX_PAUSE)
+        if time.monotonic() + pause >= self.deadline:
+            return False
+        time.sleep(pause)
+        return True
