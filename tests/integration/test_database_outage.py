@@ -43,6 +43,10 @@ def embedded() -> Iterator[tuple[EmbeddedPostgres, str]]:
     server = EmbeddedPostgres(folder)
     url = server.start()
     yield server, url
+    # The server running now was started by the tests (pg_ctl), which the wheel's stop() does
+    # not know of: stop it the same way, then let the wheel forget its handle.
+    if (folder / "pgdata" / "postmaster.pid").exists():
+        _pg_ctl(server, "-m", "fast", "stop")
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
 
