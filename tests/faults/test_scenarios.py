@@ -9,7 +9,6 @@ rolling restart), no attempt burned. See docs/reliability.md.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
-    if shutil.which("pg_config") is None:
-        pytest.fail("the fault suite needs PostgreSQL's server binaries (pg_config on PATH)")
     with scenarios.postgres() as server:
         yield server
 
