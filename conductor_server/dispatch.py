@@ -59,6 +59,9 @@ BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real t
 #: its stream is closed (its leases stay valid until they expire or it reconnects)
 SILENT_STOP_PUSHING = 1.5
 SILENT_CLOSE = 2.0
+#: the largest lease (payload plus recorded steps) sent to a worker: the Python worker receives
+#: messages of up to 64 MiB (conductor_worker.connection.MAX_MESSAGE)
+MAX_LEASE_BYTES = 48 * 1024 * 1024
 #: the largest lease window a worker may ask for, per task
 MAX_CAPACITY = 1_000_000
 CLOCK_SYNC_TIMEOUT = 5.0  # seconds a test clock's jump waits for workers to confirm it
@@ -508,6 +511,8 @@ class Dispatcher:
         if session.id not in self.sessions:  # the stream closed meanwhile: give them back
             await self._release_unsent(leases)
             return []
+        if any(lease.size() > MAX_LEASE_BYTES for lease in leases):
+            leases = await self._fail_undeliverable(leases)
         if definition is not None and definition.window_start:
             leases = _with_window(leases, definition, now)
         started = time.monotonic()
@@ -520,6 +525,23 @@ class Dispatcher:
         self.metrics.executions_started.labels(task).inc(len(leases))
         session.send(leases)
         return leases
+
+    async def _fail_undeliverable(self, leases: list[Lease]) -> list[Lease]:
+        """Fail, for good, executions too large for any worker to receive (their payload and
+        recorded steps), instead of pushing a message that would break the stream; returns
+        the others."""
+        writes = [
+            OutcomeWrite(
+                LeaseRef(lease.execution_id, lease.token), OutcomeKind.FAILED, retryable=False,
+                error=ErrorInfo("LeaseTooLarge", f"payload and recorded steps take about"
+                                f" {lease.size()} bytes; a worker receives at most"
+                                f" {MAX_LEASE_BYTES} (see --max-steps-bytes)"),
+            )
+            for lease in leases if lease.size() > MAX_LEASE_BYTES
+        ]
+        await self._outcomes.submit_all(writes)
+        log.error("failed %d executions too large to lease", len(writes))
+        return [lease for lease in leases if lease.size() <= MAX_LEASE_BYTES]
 
     async def _release_unsent(self, leases: list[Lease]) -> None:
         writes = [

@@ -168,6 +168,11 @@ class Lease:
     window_closes_at: datetime | None = None
     window_reopens_at: datetime | None = None
 
+    def size(self) -> int:
+        """About how many bytes it takes in a message (its payload and recorded steps)."""
+        steps = sum(len(k) + len(v) for k, v in self.steps.items()) if self.steps else 0
+        return len(self.payload_json) + steps + 256
+
 
 @dataclass(frozen=True)
 class LeaseRef:

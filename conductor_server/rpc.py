@@ -563,6 +563,30 @@ async def _drain(outbox: asyncio.Queue[Outgoing]) -> tuple[list[Outgoing], bool]
     return merged, False
 
 
+#: bytes of leases per message at most (a worker receives up to 64 MiB; one lease can be
+#: larger than this, up to Dispatcher's MAX_LEASE_BYTES, and then goes alone)
+LEASE_MESSAGE_BUDGET = 8 * 1024 * 1024
+
+
+def _split_leases(message: Outgoing) -> list[Outgoing]:
+    """A batch of leases in as many messages as keep each under LEASE_MESSAGE_BUDGET."""
+    if not isinstance(message, list) or not message or not isinstance(message[0], Lease):
+        return [message]
+    parts: list[Outgoing] = []
+    part: list[Lease] = []
+    used = 0
+    for lease in message:
+        assert isinstance(lease, Lease)
+        size = lease.size()
+        if part and used + size > LEASE_MESSAGE_BUDGET:
+            parts.append(part)
+            part, used = [], 0
+        part.append(lease)
+        used += size
+    parts.append(part)
+    return parts
+
+
 _NO_LEASE = LeaseRef(0, "")
 _OK = worker_pb2.WRITE_STATUS_OK
 _STALE = worker_pb2.WRITE_STATUS_STALE_LEASE
@@ -675,6 +699,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                     heartbeat_interval_seconds=self.settings.heartbeat_interval,
                     lease_timeout_seconds=self.settings.lease_timeout,
                     max_step_result_bytes=self.settings.max_step_result_bytes,
+                    max_steps_bytes=self.settings.max_steps_bytes,
                     max_result_bytes=self.settings.max_result_bytes,
                     max_message_bytes=self.settings.message_limit,
                     lost_leases=[
@@ -687,7 +712,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             while not closed:
                 batch, closed = await _drain(session.outbox)
                 for message in batch:
-                    yield outgoing_to_pb(message)
+                    for part in _split_leases(message):
+                        yield outgoing_to_pb(part)
             if session.failure is not None:  # the status tells the worker why (UNAVAILABLE)
                 raise session.failure
         finally:

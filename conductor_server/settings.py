@@ -40,6 +40,9 @@ class Settings:
     max_result_bytes: int = MIB
     #: Largest result of one step, in bytes of JSON text.
     max_step_result_bytes: int = MIB
+    #: Most bytes of step results one execution may record in all (its lease carries them
+    #: all, and a worker receives at most 64 MiB in one message).
+    max_steps_bytes: int = 16 * MIB
     #: Error messages and tracebacks from handlers are cut to this many bytes.
     max_error_bytes: int = 64 * 1024
     #: Longest task, schedule, step, worker and host name, in characters.
@@ -116,6 +119,7 @@ _ENV = {
     "max_payload_bytes": ("CONDUCTOR_MAX_PAYLOAD_BYTES", int),
     "max_result_bytes": ("CONDUCTOR_MAX_RESULT_BYTES", int),
     "max_step_result_bytes": ("CONDUCTOR_MAX_STEP_RESULT_BYTES", int),
+    "max_steps_bytes": ("CONDUCTOR_MAX_STEPS_BYTES", int),
     "max_error_bytes": ("CONDUCTOR_MAX_ERROR_BYTES", int),
     "max_name_length": ("CONDUCTOR_MAX_NAME_LENGTH", int),
     "max_register_tasks": ("CONDUCTOR_MAX_REGISTER_TASKS", int),
@@ -164,6 +168,7 @@ _POSITIVE: dict[str, float] = {
     "max_payload_bytes": 1024 * MIB,
     "max_result_bytes": 1024 * MIB,
     "max_step_result_bytes": 1024 * MIB,
+    "max_steps_bytes": 48 * MIB,
     "max_error_bytes": 1024 * MIB,
     "max_name_length": 100_000,
     "max_register_tasks": 1_000_000,

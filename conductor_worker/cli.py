@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 _LIMIT_FLAGS = (
     ("max-result-bytes", int, "largest handler result, bytes of JSON (default 1 MiB)"),
     ("max-step-result-bytes", int, "largest step result, bytes of JSON (default 1 MiB)"),
+    ("max-steps-bytes", int, "most bytes of step results per execution (default 16 MiB)"),
     ("max-error-bytes", int, "error messages and tracebacks are cut to this (default 64 KiB)"),
     ("max-name-length", int, "longest task/schedule/step/worker name (default 200)"),
     ("max-register-tasks", int, "most tasks one worker may register (default 1000)"),

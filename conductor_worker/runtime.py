@@ -72,6 +72,8 @@ class _Held:
 
     task: str
     abandoned: bool = False
+    #: bytes of step results the execution has recorded (from its lease) or sent since
+    steps_bytes: int = 0
 
 
 def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
@@ -518,7 +520,7 @@ class Worker:
                 # than the lease timeout): the old lease is gone, so that run is abandoned.
                 self._abandon((lease.execution_id, older))
             self.tokens[lease.execution_id] = lease.lease_token
-            self.held[key] = _Held(lease.task)
+            self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
             if pool is None or self._stopping:
                 self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
@@ -639,6 +641,13 @@ class Worker:
         if too_big := self._limits.refuse(result_json, self._limits.step_result_bytes):
             self.pools[held.task].step_acks([(key, name, None, too_big)])
             return
+        total = held.steps_bytes + len(result_json)
+        if self._limits.steps_bytes and total > self._limits.steps_bytes:
+            why = (f"steps: the execution's step results would total {total} bytes; the limit"
+                   f" is {self._limits.steps_bytes} bytes")
+            self.pools[held.task].step_acks([(key, name, None, why)])
+            return
+        held.steps_bytes = total
         save = worker_pb2.StepSave(
             execution_id=key[0], lease_token=key[1], name=name, result_json=result_json
         )
@@ -712,6 +721,11 @@ def _released(reason: str, run_at: float | None) -> worker_pb2.Released:
     return released
 
 
+def _steps_bytes(steps: Any) -> int:
+    """Bytes (about: characters) of the step results a lease carries."""
+    return sum(len(v) for v in steps.values()) if steps else 0
+
+
 def _epoch(ts: Timestamp) -> float:
     return ts.ToDatetime(UTC).timestamp()
 
@@ -727,11 +741,12 @@ class _Limits:
     step_result_bytes: int = 0
     result_bytes: int = 0
     message_bytes: int = 0
+    steps_bytes: int = 0
 
     @classmethod
     def announced(cls, registered: worker_pb2.Registered) -> _Limits:
         return cls(registered.max_step_result_bytes, registered.max_result_bytes,
-                   registered.max_message_bytes)
+                   registered.max_message_bytes, registered.max_steps_bytes)
 
     @property
     def message_budget(self) -> int:

@@ -721,6 +721,7 @@ class Registered(_message.Message):
     MAX_STEP_RESULT_BYTES_FIELD_NUMBER: _builtins.int
     MAX_RESULT_BYTES_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_STEPS_BYTES_FIELD_NUMBER: _builtins.int
     heartbeat_interval_seconds: _builtins.float
     """How often the worker must send a Heartbeat, in seconds."""
     lease_timeout_seconds: _builtins.float
@@ -733,6 +734,8 @@ class Registered(_message.Message):
     """
     max_result_bytes: _builtins.int
     max_message_bytes: _builtins.int
+    max_steps_bytes: _builtins.int
+    """Most bytes of step results one execution may record in all (a lease carries them all)."""
     @_builtins.property
     def lost_leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
         """Held leases (from Register.held_leases) that are no longer valid; the worker abandons them."""
@@ -746,10 +749,11 @@ class Registered(_message.Message):
         max_step_result_bytes: _builtins.int = ...,
         max_result_bytes: _builtins.int = ...,
         max_message_bytes: _builtins.int = ...,
+        max_steps_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_timeout_seconds", b"lease_timeout_seconds", "lost_leases", b"lost_leases", "max_message_bytes", b"max_message_bytes", "max_result_bytes", b"max_result_bytes", "max_step_result_bytes", b"max_step_result_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_timeout_seconds", b"lease_timeout_seconds", "lost_leases", b"lost_leases", "max_message_bytes", b"max_message_bytes", "max_result_bytes", b"max_result_bytes", "max_step_result_bytes", b"max_step_result_bytes", "max_steps_bytes", b"max_steps_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

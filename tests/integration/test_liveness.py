@@ -110,3 +110,42 @@ def test_every_delayed_execution_starts_on_time(start_coordinator):
     assert retry.execution_id == execution_id and retry.attempt == 2
     assert time.monotonic() - failed_at < 0.5  # backoff 0.01-0.02 s in definition()
     worker.close()
+
+
+def test_leases_go_in_messages_of_bounded_size(start_coordinator, monkeypatch):
+    from conductor_server import rpc
+
+    monkeypatch.setattr(rpc, "LEASE_MESSAGE_BUDGET", 5000)
+    coordinator = start_coordinator()
+    worker = RawWorker(coordinator.coordinator.address, definition("big-payloads", capacity=20))
+    with Client(coordinator.coordinator.address) as client:
+        ids = client.invoke_batch("big-payloads", [{"blob": "x" * 2000}] * 10)
+    sizes = []
+    while sum(sizes) < 10:
+        sizes.append(len(worker.next("leases").leases.items))
+    assert max(sizes) <= 2 and len(sizes) >= 5, sizes  # ~2.3 KB each, 5 KB per message
+    worker.close()
+    assert len(ids) == 10
+
+
+def test_an_execution_too_large_to_lease_fails_alone(start_coordinator, db, monkeypatch):
+    """Its payload and steps would make a message no worker can receive: it fails for good
+    (LeaseTooLarge) instead of breaking the stream, and the others are leased as usual."""
+    from conductor_server import dispatch
+
+    monkeypatch.setattr(dispatch, "MAX_LEASE_BYTES", 10_000)
+    coordinator = start_coordinator()
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("sized", capacity=5))
+    with Client(address) as client:
+        big = client.invoke("sized", {"n": 1}, delay=3600)
+        small = client.invoke("sized", {"n": 2}, delay=3600)
+    db.execute("INSERT INTO conductor_steps (execution_id, name, result, created_at)"
+               " VALUES (%s, 's', to_jsonb(repeat('x', 20000)), now())", (int(big),))
+    db.execute("UPDATE conductor_executions SET run_at = now() - interval '1 second'")
+    coordinator.run(coordinator.coordinator.dispatcher.settle())  # they are ready now
+    lease = worker.next("leases").leases.items[0]
+    assert lease.execution_id == small
+    assert _state(db, big) == ("failed", 1, "LeaseTooLarge")
+    assert worker.complete(small, lease.lease_token, "2").status == worker_pb2.WRITE_STATUS_OK
+    worker.close()

@@ -127,3 +127,22 @@ def test_a_save_for_a_lease_no_longer_held_is_answered_at_once() -> None:
         assert pool.acks == [(("9", "gone"), "a", None, "")]  # never a wait without end
 
     asyncio.run(scenario())
+
+
+def test_a_step_over_the_execution_total_is_refused_before_sending() -> None:
+    from conductor_worker.runtime import _Limits
+
+    async def scenario() -> None:
+        worker, pool = make()
+        worker._limits = _Limits(step_result_bytes=1000, steps_bytes=100)
+        message = leases(OLD)
+        message.leases.items[0].steps["earlier"] = "x" * 60  # recorded before: 60 bytes
+        worker._on_coordinator_message(message)
+        worker._on_pool_message(TASK, ("step", OLD, "a", "y" * 30))  # 90: fits
+        assert (OLD, "a") in worker.pending_steps and pool.acks == []
+        worker._on_pool_message(TASK, ("step", OLD, "b", "z" * 20))  # 110: over
+        assert (OLD, "b") not in worker.pending_steps
+        assert pool.acks == [(OLD, "b", None, "steps: the execution's step results would"
+                              " total 110 bytes; the limit is 100 bytes")]
+
+    asyncio.run(scenario())
