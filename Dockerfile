@@ -26,6 +26,7 @@ COPY pyproject.toml README.md ./
 COPY conductor ./conductor
 COPY conductor_server ./conductor_server
 COPY conductor_worker ./conductor_worker
+COPY conductor_cli ./conductor_cli
 RUN /opt/conductor/bin/pip install . \
     && /opt/conductor/bin/conductor --help >/dev/null
 

@@ -71,7 +71,7 @@ def recording(
 
 
 PROJECT = ("conductor_server/", "conductor_worker/")
-ENTRY = ("conductor_worker/cli.py", "conductor_worker/__main__.py", "Worker.run ",
+ENTRY = ("conductor_cli/", "conductor_worker/__main__.py", "Worker.run ",
          "Worker.run_async ")
 _LINE = re.compile(r"^(.*) (\d+)$")
 _FRAME = re.compile(r"^(.*) \((.*?)(:\d+)?\)$")

@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 
+from conductor_cli.logs import configure
 from conductor_worker import Worker
-from conductor_worker.logs import configure
 
 from . import tasks as bench_tasks
 from .tasks import registered_bench_tasks

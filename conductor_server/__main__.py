@@ -1,7 +1,7 @@
-"""`python -m conductor_server` runs `conductor server`."""
+"""`python -m conductor_server ...` runs `conductor server ...` (the package conductor_cli)."""
 
 import sys
 
-from conductor_worker.cli import main
+from conductor_cli.main import main
 
 sys.exit(main(["server", *sys.argv[1:]]))

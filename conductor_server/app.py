@@ -18,16 +18,17 @@ from grpc_reflection.v1alpha import reflection
 
 from conductor.v1 import client_pb2, client_pb2_grpc, worker_pb2, worker_pb2_grpc
 
+from .client_service import ClientService
 from .clock import Clock, SystemClock
 from .database import EmbeddedPostgres
 from .dispatch import Dispatcher
 from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from .metrics import CoordinatorMetrics
-from .rpc import ClientService, WorkerService
 from .scheduler import Scheduler
 from .settings import Settings
 from .store import Store
 from .waiters import Waiters
+from .worker_service import WorkerService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

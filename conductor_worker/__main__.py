@@ -1,7 +1,7 @@
-"""`python -m conductor_worker ...` is the `conductor` command."""
+"""`python -m conductor_worker ...` is the `conductor` command (the package conductor_cli)."""
 
 import sys
 
-from .cli import main
+from conductor_cli.main import main
 
 sys.exit(main())

@@ -113,9 +113,9 @@ def test_every_delayed_execution_starts_on_time(start_coordinator):
 
 
 def test_leases_go_in_messages_of_bounded_size(start_coordinator, monkeypatch):
-    from conductor_server import rpc
+    from conductor_server import worker_service
 
-    monkeypatch.setattr(rpc, "LEASE_MESSAGE_BUDGET", 5000)
+    monkeypatch.setattr(worker_service, "LEASE_MESSAGE_BUDGET", 5000)
     coordinator = start_coordinator()
     worker = RawWorker(coordinator.coordinator.address, definition("big-payloads", capacity=20))
     with Client(coordinator.coordinator.address) as client:

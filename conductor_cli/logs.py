@@ -1,4 +1,4 @@
-"""Log setup for the CLI: plain text or one JSON object per line (`--log-format json`)."""
+"""Log setup of every command: plain text or one JSON object per line (`--log-format json`)."""
 
 from __future__ import annotations
 

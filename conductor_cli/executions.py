@@ -1,0 +1,144 @@
+"""Executions: `invoke` (and wait), `get`, `cancel`, `executions ls` and `executions show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from conductor_worker import Client
+
+from .connection import add_server_flags, client
+from .flags import EXIT_FAILED, bounded_int, int32, json_flag, seconds, time_flag
+from .output import print_execution, print_table, when
+
+if TYPE_CHECKING:
+    from .flags import Subcommands
+
+
+def add_invoke(sub: Subcommands) -> None:
+    invoke = sub.add_parser("invoke", help="invoke a task")
+    invoke.add_argument("task", help="task name")
+    invoke.add_argument("--payload", default="null", help="JSON payload (default null)")
+    invoke.add_argument("--wait", action="store_true", help="wait and print the final execution")
+    invoke.add_argument("--timeout", type=seconds,
+                        help="with --wait: give up after N seconds")
+    invoke.add_argument("--delay", type=seconds, help="run no earlier than N seconds from now")
+    invoke.add_argument("--priority", type=int32, default=0, help="higher runs first")
+    invoke.add_argument("--dedupe-key", help="reuse an unfinished execution with this key")
+    add_server_flags(invoke)
+
+    invoke.add_argument("--run-at", help="run no earlier than this ISO 8601 time (with offset)")
+    invoke.add_argument("--queue", help="queue name stored with the execution")
+    invoke.add_argument("--max-attempts", type=bounded_int(1, 10_000),
+                        help="override the task's max_attempts")
+    invoke.set_defaults(run=run_invoke)
+
+
+def add_executions(sub: Subcommands) -> None:
+    executions = sub.add_parser("executions", help="list and inspect executions")
+    ex_sub = executions.add_subparsers(dest="executions_command", required=True,
+                                       metavar="ACTION")
+    ex_ls = ex_sub.add_parser("ls", help="list executions, newest first")
+    ex_ls.add_argument("--task")
+    ex_ls.add_argument("--state", action="append",
+                       choices=["pending", "running", "succeeded", "failed", "cancelled"])
+    ex_ls.add_argument("--limit", type=bounded_int(1, 1000), default=20)
+    ex_ls.add_argument("--json", action="store_true")
+    add_server_flags(ex_ls)
+    ex_show = ex_sub.add_parser("show", help="one execution with its steps and error")
+    ex_show.add_argument("execution_id")
+    ex_show.add_argument("--json", action="store_true")
+    add_server_flags(ex_show)
+    executions.set_defaults(run=run_executions)
+
+
+def add_get(sub: Subcommands) -> None:
+    get = sub.add_parser("get", help="print an execution as JSON")
+    get.add_argument("execution_id")
+    add_server_flags(get)
+    get.set_defaults(run=run_get)
+
+
+def add_cancel(sub: Subcommands) -> None:
+    cancel = sub.add_parser("cancel", help="cancel an execution")
+    cancel.add_argument("execution_id")
+    add_server_flags(cancel)
+    cancel.set_defaults(run=run_cancel)
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    payload = json_flag(args.payload, "--payload")
+    run_at = time_flag(args.run_at, "--run-at")
+    with client(args) as conductor:
+        execution_id = conductor.invoke(
+            args.task, payload, delay=args.delay, priority=args.priority,
+            dedupe_key=args.dedupe_key, run_at=run_at, queue=args.queue,
+            max_attempts=args.max_attempts,
+        )
+        if not args.wait:
+            print(execution_id)
+            return 0
+        execution = conductor.wait(execution_id, timeout=args.timeout)
+        print_execution(execution)
+        return 0 if execution.state == "succeeded" else EXIT_FAILED
+
+
+def run_get(args: argparse.Namespace) -> int:
+    with client(args) as conductor:
+        print_execution(conductor.get(args.execution_id))
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    with client(args) as conductor:
+        print_execution(conductor.cancel(args.execution_id))
+    return 0
+
+
+def run_executions(args: argparse.Namespace) -> int:
+    with client(args) as conductor:
+        if args.executions_command == "show":
+            return _show_execution(conductor, args.execution_id, args.json)
+        found = conductor.list(args.task, state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in found], indent=2, default=str))
+        return 0
+    rows = [("ID", "TASK", "STATE", "ATTEMPT", "CREATED", "FINISHED")]
+    rows += [
+        (e.id, e.task, e.state, f"{e.attempt}/{e.max_attempts}", when(e.created_at),
+         when(e.finished_at))
+        for e in found
+    ]
+    print_table(rows)
+    return 0
+
+
+def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
+    execution = conductor.get(execution_id)
+    steps = conductor.steps(execution_id)
+    if as_json:
+        data = execution.to_dict()
+        data["steps"] = [
+            {"name": s.name, "result": s.result, "saved_at": s.saved_at.isoformat()}
+            for s in steps
+        ]
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    fields = [
+        ("id", execution.id), ("task", execution.task), ("state", execution.state),
+        ("attempt", f"{execution.attempt}/{execution.max_attempts}"),
+        ("schedule", execution.schedule or "-"), ("created", when(execution.created_at)),
+        ("run at", when(execution.run_at)), ("started", when(execution.started_at)),
+        ("finished", when(execution.finished_at)),
+        ("payload", json.dumps(execution.payload)), ("result", json.dumps(execution.result)),
+    ]
+    print_table([(f"{k}:", v) for k, v in fields])
+    print(f"steps ({len(steps)}):")
+    for step in steps:
+        print(f"  {when(step.saved_at)}  {step.name} = {json.dumps(step.result)}")
+    if execution.error is not None:
+        print(f"error: {execution.error.type}: {execution.error.message}")
+        if execution.error.traceback:
+            print(execution.error.traceback.rstrip())
+    return 0

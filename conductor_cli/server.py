@@ -1,0 +1,159 @@
+"""`conductor server` (a coordinator) and `conductor dev` (embedded database, coordinator and
+worker in one process). The coordinator is imported only when one of them runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conductor_worker import Worker
+
+from .flags import UsageError, auth_token, port
+from .worker import add_worker_flags
+
+if TYPE_CHECKING:
+    from conductor_server.settings import Settings
+
+    from .flags import Subcommands
+
+#: coordinator limit flags: (flag, type, help); the settings field is the flag's name
+_LIMIT_FLAGS = (
+    ("max-result-bytes", int, "largest handler result, bytes of JSON (default 1 MiB)"),
+    ("max-step-result-bytes", int, "largest step result, bytes of JSON (default 1 MiB)"),
+    ("max-steps-bytes", int, "most bytes of step results per execution (default 16 MiB)"),
+    ("max-error-bytes", int, "error messages and tracebacks are cut to this (default 64 KiB)"),
+    ("max-name-length", int, "longest task/schedule/step/worker name (default 200)"),
+    ("max-register-tasks", int, "most tasks one worker may register (default 1000)"),
+    ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),
+    ("register-timeout", float, "seconds a worker stream may take to send Register (default 10)"),
+    ("idle-timeout", float, "seconds an idle connection stays open (default 300)"),
+)
+
+
+def add_server(sub: Subcommands) -> None:
+    server = sub.add_parser("server", help="run a coordinator")
+    _coordinator_flags(server)
+    server.set_defaults(run=run_server)
+
+
+def add_dev(sub: Subcommands) -> None:
+    dev = sub.add_parser(
+        "dev", help="embedded database + coordinator + worker in one process (Ctrl-C stops)"
+    )
+    add_worker_flags(dev)
+    _coordinator_flags(dev)
+    dev.set_defaults(run=run_dev)
+
+
+def _coordinator_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=port,
+        help="port to listen on; 0 picks a free one and prints it (default 50051)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL URL (default: $CONDUCTOR_DATABASE_URL, else an embedded PostgreSQL)",
+    )
+    parser.add_argument("--data-dir", help="folder of the embedded PostgreSQL")
+    parser.add_argument("--lease-timeout", type=float, help="seconds a lease lives (default 30)")
+    parser.add_argument(
+        "--max-payload-bytes", type=int, help="largest accepted payload (default 1 MiB)"
+    )
+    parser.add_argument("--metrics-port", type=port,
+                        help="serve Prometheus /metrics on this port (default: off)")
+    for name, kind, text in _LIMIT_FLAGS:
+        parser.add_argument(f"--{name}", type=kind, help=text + " (docs/limits.md)")
+    parser.add_argument("--shutdown-delay", type=float,
+                        help="seconds between reporting NOT_SERVING and closing (default 0)")
+    parser.add_argument("--tls-cert", help="server certificate (PEM); with --tls-key serves TLS")
+    parser.add_argument("--tls-key", help="server private key (PEM)")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    parser.add_argument("--auth-token-file",
+                        help="require this bearer token from clients and workers "
+                        "(default: $CONDUCTOR_AUTH_TOKEN; off when unset)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from conductor_server.settings import from_environment
+
+    if args.database_url is not None:
+        try:
+            conninfo_to_dict(args.database_url)
+        except Exception as exc:
+            raise UsageError(f"--database-url: not a PostgreSQL URL: {exc}") from exc
+    if args.host is not None:
+        try:
+            socket.getaddrinfo(args.host, None)
+        except (OSError, UnicodeError) as exc:
+            raise UsageError(f"--host: cannot use {args.host[:100]!r}: {exc}") from exc
+    limits = {name.replace("-", "_"): getattr(args, name.replace("-", "_"))
+              for name, _, _ in _LIMIT_FLAGS}
+    try:
+        return from_environment(
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            lease_timeout=args.lease_timeout,
+            max_payload_bytes=args.max_payload_bytes,
+            log_format=args.log_format,
+            metrics_port=args.metrics_port,
+            shutdown_delay=args.shutdown_delay,
+            tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+            tls_key=Path(args.tls_key) if args.tls_key else None,
+            tls_client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None,
+            auth_token=auth_token(args),
+            **limits,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from conductor_server.app import serve
+
+    asyncio.run(serve(_settings(args)))
+    return 0
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    from conductor_server.app import CoordinatorThread
+
+    sys.path.insert(0, os.getcwd())
+    worker_tasks = args.module
+    coordinator = CoordinatorThread(_settings(args))
+    _stop_on_hangup()
+    try:
+        address = coordinator.start()
+
+        def ready() -> None:
+            print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
+
+        worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
+                        log_level=logging.getLogger().level, on_connected=ready,
+                        token=auth_token(args))
+        return worker.run()
+    finally:
+        coordinator.stop()
+
+
+def _stop_on_hangup() -> None:
+    """A closed terminal (SIGHUP) stops the dev stack as SIGTERM does, so that nothing is left
+    running, the embedded PostgreSQL included: gracefully while the worker runs (it handles
+    SIGTERM), else by unwinding through the `finally` that stops the coordinator."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
