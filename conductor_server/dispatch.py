@@ -154,7 +154,7 @@ class Dispatcher:
         the caller (a test moving time) until the workers confirm, so that a run's window
         boundary follows the jump exactly."""
         loop = self._loop_or_none()
-        if loop is None or loop.is_closed():
+        if loop is None or not loop.is_running():  # stopped: nothing to tell anyone
             return
         done = asyncio.run_coroutine_threadsafe(self._sync_clocks(), loop)
         if threading.current_thread() is not self._loop_thread:
