@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from conductor_worker import Client
 
 from .connection import add_server_flags, client
-from .flags import EXIT_FAILED, bounded_int, int32, json_flag, seconds, time_flag
+from .flags import EXIT_FAILED, UsageError, bounded_int, int32, json_flag, seconds, time_flag
 from .output import print_execution, print_table, when
 
 if TYPE_CHECKING:
@@ -19,7 +20,11 @@ if TYPE_CHECKING:
 def add_invoke(sub: Subcommands) -> None:
     invoke = sub.add_parser("invoke", help="invoke a task")
     invoke.add_argument("task", help="task name")
-    invoke.add_argument("--payload", default="null", help="JSON payload (default null)")
+    payload = invoke.add_mutually_exclusive_group()
+    payload.add_argument("--payload", default="null",
+                         help="JSON payload (default null); - reads it from standard input")
+    payload.add_argument("--payload-file", metavar="FILE",
+                         help="read the JSON payload from FILE")
     invoke.add_argument("--wait", action="store_true", help="wait and print the final execution")
     invoke.add_argument("--timeout", type=seconds,
                         help="with --wait: give up after N seconds")
@@ -67,8 +72,25 @@ def add_cancel(sub: Subcommands) -> None:
     cancel.set_defaults(run=run_cancel)
 
 
+def _payload_text(args: argparse.Namespace) -> tuple[str, str]:
+    """The payload's JSON text and the flag it came from."""
+    if args.payload_file is not None:
+        try:
+            with open(args.payload_file, encoding="utf-8") as f:
+                return f.read(), "--payload-file"
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--payload-file: cannot read {args.payload_file!r}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    if args.payload == "-":
+        try:
+            return sys.stdin.read(), "--payload -"
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--payload -: standard input is not UTF-8: {exc}") from None
+    return args.payload, "--payload"
+
+
 def run_invoke(args: argparse.Namespace) -> int:
-    payload = json_flag(args.payload, "--payload")
+    payload = json_flag(*_payload_text(args))
     run_at = time_flag(args.run_at, "--run-at")
     with client(args) as conductor:
         execution_id = conductor.invoke(

@@ -4,6 +4,7 @@ errors every command reports in one line (exit 2 for usage, 1 for a failure)."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
@@ -47,8 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="conductor", description="Durable background tasks with a gRPC control plane."
     )
+    parser.add_argument("--version", action="version", version=f"conductor {_version()}")
     parser.add_argument("--log-level", type=level,
-                        default=os.environ.get("CONDUCTOR_LOG_LEVEL", "INFO"))
+                        default=os.environ.get("CONDUCTOR_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING or ERROR"
+                        " (default: $CONDUCTOR_LOG_LEVEL or INFO)")
     parser.add_argument(
         "--log-format", choices=["text", "json"],
         default=os.environ.get("CONDUCTOR_LOG_FORMAT", "text"),
@@ -60,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     for add in _COMMANDS:
         add(sub)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version."""
+    try:
+        return importlib.metadata.version("conductor-tasks")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _not_utf8(argv: Sequence[str]) -> str | None:

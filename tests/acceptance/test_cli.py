@@ -117,3 +117,34 @@ def test_worker_reconnects_after_coordinator_restart(start_coordinator, spawn_wo
     lines = effects.read_text().splitlines()
     assert sorted(lines) == sorted(f"step-{i}" for i in range(10))
     assert json.dumps(execution.result) == "10"
+
+
+def test_version_is_printed():
+    out = subprocess.run([*CLI, "--version"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0
+    assert re.fullmatch(r"conductor \d+\.\d+\.\d+\S*\n", out.stdout), out.stdout
+
+
+def test_invoke_reads_the_payload_from_stdin_or_a_file(address, spawn_worker, tmp_path):
+    spawn_worker(address)
+    payload = {"from": "stdin", "n": [1, 2]}
+    out = subprocess.run([*CLI, "invoke", "noop", "--payload", "-", "--server", address],
+                         cwd=ROOT, input=json.dumps(payload), capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    stdin_id = out.stdout.strip()
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"from": "file"}))
+    out = subprocess.run([*CLI, "invoke", "noop", "--payload-file", str(path),
+                          "--server", address],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    with Client(address) as client:
+        assert client.wait(stdin_id, timeout=60).result == payload
+        assert client.wait(out.stdout.strip(), timeout=60).result == {"from": "file"}
+    missing = subprocess.run([*CLI, "invoke", "noop", "--payload-file", str(tmp_path / "no"),
+                              "--server", address],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "--payload-file: cannot read" in missing.stderr
