@@ -23,6 +23,7 @@ from .clock import Clock, SystemClock
 from .database import EmbeddedPostgres
 from .dispatch import Dispatcher
 from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
+from .loop_errors import log_failed_pass
 from .metrics import CoordinatorMetrics
 from .scheduler import Scheduler
 from .settings import Settings
@@ -179,7 +180,7 @@ class Coordinator:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("LISTEN connection lost; reconnecting")
+                log_failed_pass(log, "LISTEN connection lost; reconnecting")
                 self.dispatcher.wake_all()
                 await asyncio.sleep(1)
 

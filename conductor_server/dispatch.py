@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from .batcher import Batcher
 from .clock import Clock, SystemClock
+from .loop_errors import log_failed_pass
 from .metrics import CoordinatorMetrics
 from .models import (
     ErrorInfo,
@@ -418,14 +419,14 @@ class Dispatcher:
                 if await self._lease_task(task, self.clock.now()):
                     self._dirty.add(task)
             except Exception:
-                log.exception("leasing %s failed; retrying shortly", task)
+                log_failed_pass(log, "leasing %s failed; retrying shortly", task)
                 self.wake(task, self.clock.now() + timedelta(seconds=1))
         now = self.clock.now()
         self._check_windows(now)
         try:
             await self._check_drains(now)
         except Exception:
-            log.exception("drain check failed")
+            log_failed_pass(log, "drain check failed")
 
     async def settle(self) -> None:
         """Wait until the lease loop has run a full pass that began after this call (tests)."""
@@ -616,7 +617,7 @@ class Dispatcher:
             try:
                 await self.refresh_queue_gauges()
             except Exception:
-                log.exception("queue metrics refresh failed")
+                log_failed_pass(log, "queue metrics refresh failed")
             await asyncio.sleep(QUEUE_GAUGE_INTERVAL)
 
     async def refresh_queue_gauges(self) -> None:
@@ -635,7 +636,7 @@ class Dispatcher:
             try:
                 await self.reap()
             except Exception:
-                log.exception("lease reaper failed; retrying")
+                log_failed_pass(log, "lease reaper failed; retrying")
 
     async def reap(self) -> int:
         """Fail attempts whose lease expired (error: worker lost); returns how many."""

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from . import cron
 from .clock import Clock
 from .dispatch import Dispatcher
+from .loop_errors import log_failed_pass
 from .models import Fire, InvalidArgument, NotFound, Schedule, TaskDef
 from .store import Store
 from .validation import check_payload, shown
@@ -102,7 +103,7 @@ class Scheduler:
                 due = await self.store.next_schedule_due()
                 pause = LOCKED_OUT_PAUSE if locked_out else 0.0
             except Exception:
-                log.exception("scheduler pass failed; retrying")
+                log_failed_pass(log, "scheduler pass failed; retrying")
                 due = self.clock.now() + timedelta(seconds=1)
             async with self._pass_done:
                 self._passes += 1
