@@ -12,7 +12,9 @@ from conductor_server.loop_errors import log_failed_pass
 log = logging.getLogger("test-loop")
 
 
-def test_a_database_outage_is_one_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_database_outage_is_one_line_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     try:
         raise psycopg.OperationalError("connection is lost\nDETAIL: more text")
     except psycopg.OperationalError:
