@@ -138,15 +138,10 @@ class ErrorInterceptor(_Wrapping):
                 if request is _UNDECODABLE:
                     raise InvalidArgument("request", "not a valid protobuf message")
                 return await inner(request, context)
-            except ConductorError as exc:
-                await context.abort(self._code(exc), _details(exc))
-            except psycopg.OperationalError as exc:
-                await self._unavailable(method, exc, context)
             except grpc.aio.AbortError:
                 raise  # the call was already answered (context.abort)
-            except Exception:
-                log.exception("%s failed", method)
-                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+            except Exception as exc:
+                await self._abort(method, exc, context)
 
         return wrapped
 
@@ -157,23 +152,25 @@ class ErrorInterceptor(_Wrapping):
             try:
                 async for response in inner(_decoded(requests), context):
                     yield response
-            except ConductorError as exc:
-                await context.abort(self._code(exc), _details(exc))
-            except psycopg.OperationalError as exc:
-                await self._unavailable(method, exc, context)
             except grpc.aio.AbortError:
                 raise  # the call was already answered (context.abort)
-            except Exception:
-                log.exception("%s failed", method)
-                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+            except Exception as exc:
+                await self._abort(method, exc, context)
 
         return wrapped
 
-    async def _unavailable(
+    async def _abort(
         self, method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        log.warning("%s: database unavailable: %s", method, str(exc).strip())
-        await context.abort(grpc.StatusCode.UNAVAILABLE, self.UNAVAILABLE)
+        """End the call with the status `exc` maps to; never with internal text."""
+        if isinstance(exc, ConductorError):
+            await context.abort(self._code(exc), _details(exc))
+        elif isinstance(exc, psycopg.OperationalError):  # connection lost, pool timeout
+            log.warning("%s: database unavailable: %s", method, str(exc).strip())
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.UNAVAILABLE)
+        else:
+            log.error("%s failed", method, exc_info=exc)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
 class AuthInterceptor(_Wrapping):
