@@ -16,7 +16,9 @@ Messages from the parent:
                                           the lease is gone, so its waits are answered now
     ("call_result", request_id, ok, value)   answer to a "call" (value or error text)
     ("clock", coordinator_time, monotonic, sequence)   the coordinator's clock jumped
-    ("renewed", monotonic)                every lease the worker holds is valid until then
+    ("renewed", monotonic, bound | None)  every lease the worker holds is valid until then;
+                                          bound: the coordinator's time is at most
+                                          (its time, monotonic) (see RunSpec.coordinator_now)
     ("shutdown",)                         the worker is stopping: release at the next checkpoint
     ("stop",)                             exit when idle
 and to the parent:
@@ -71,6 +73,7 @@ class PipeLink:
         self.shutdown = False
         self.interrupts: dict[RunKey, tuple[str, float | None]] = {}
         self.clock_sync: tuple[float, float] | None = None
+        self.clock_bound: tuple[float, float] | None = None
         self.renewed_until = 0.0
         self._lease_changed = threading.Condition()
         self.runs: queue.Queue[RunSpec | None] = queue.Queue()
@@ -144,10 +147,14 @@ class PipeLink:
                 self._lease_news()
         elif kind == "renewed":
             self.renewed_until = max(self.renewed_until, message[1])
+            if message[2] is not None:
+                self.clock_bound = message[2]
             self._lease_news()
-        elif kind == "clock":
+        elif kind == "clock":  # readings from before a jump no longer count
             self.clock_sync = (message[1], message[2])
-            self.send(("clock_ack", message[3]))
+            self.clock_bound = None
+            if message[3] is not None:
+                self.send(("clock_ack", message[3]))
         elif kind == "shutdown":
             self.shutdown = True
 
@@ -366,7 +373,7 @@ def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:
             return ("abandoned", key)
         return ("released", key, reason, run_at)
     closes = spec.window_closes_at
-    if closes is not None and spec.coordinator_now(link.clock_sync) >= closes:
+    if closes is not None and spec.coordinator_now(link.clock_sync, link.clock_bound) >= closes:
         return ("released", key, "window", spec.window_reopens_at)
     return None
 

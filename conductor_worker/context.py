@@ -40,6 +40,9 @@ class Event:
 #: still winding down and its re-lease) never share one.
 RunKey = tuple[str, str]
 
+#: A reading of the coordinator's clock: (its time in epoch seconds, time.monotonic() then).
+Reading = tuple[float, float]
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -79,13 +82,22 @@ class RunSpec:
             json.loads(self.payload_json), self.task, self.execution_id, self.schedule, fired
         )
 
-    def coordinator_now(self, sync: tuple[float, float] | None = None) -> float:
-        """The coordinator's clock now, as far as this run can tell (epoch seconds): from
-        the lease, or from a later clock sync (coordinator time, monotonic time) if given."""
-        base, at = self.coordinator_time, self.received_monotonic
-        if sync is not None and sync[1] > at:
-            base, at = sync
-        return base + (time.monotonic() - at)
+    def coordinator_now(
+        self, sync: Reading | None = None, bound: Reading | None = None
+    ) -> float:
+        """The coordinator's clock now, as late as this run can tell (epoch seconds).
+
+        Each reading is (coordinator time, time.monotonic() then). The lease's time was read
+        when the lease was granted, so it runs behind by the lease's time in transit (seconds
+        on a loaded machine); `bound` is never behind: a heartbeat acknowledgement's time
+        plus its round trip. `sync` is the coordinator's clock after a jump (a test moving
+        it): readings from before it no longer count, and the bound is reset with it. The
+        latest of what counts is used, so a window's close is never seen late."""
+        readings = [r for r in (sync, bound) if r is not None]
+        if sync is None or sync[1] <= self.received_monotonic:
+            readings.append((self.coordinator_time, self.received_monotonic))
+        now = time.monotonic()
+        return max(base + (now - at) for base, at in readings)
 
 
 class Link(Protocol):
@@ -95,7 +107,10 @@ class Link(Protocol):
     #: runs asked to let go, by run key: (reason, run_at)
     interrupts: dict[RunKey, tuple[str, float | None]]
     #: the latest clock sync from the coordinator: (its time, time.monotonic() then)
-    clock_sync: tuple[float, float] | None
+    clock_sync: Reading | None
+    #: the coordinator's time is at most this (its time, time.monotonic() then): from the
+    #: latest heartbeat acknowledgement after the last clock sync
+    clock_bound: Reading | None
     #: time.monotonic() until which every lease the worker heartbeats is certainly renewed
     renewed_until: float
 
@@ -167,7 +182,7 @@ class Context:
         return time.monotonic() < until - self._lease_margin
 
     def _now(self) -> float:
-        return self._spec.coordinator_now(self._link.clock_sync)
+        return self._spec.coordinator_now(self._link.clock_sync, self._link.clock_bound)
 
     def _interrupt(self) -> None:
         reason, run_at = self._link.interrupts.get(self._key, ("shutdown", None))

@@ -229,24 +229,26 @@ class Pool:
         if child is not None:
             child.send(("interrupt", key, reason, run_at))
 
-    def renewed(self, until: float) -> None:
-        """Every lease the worker holds is valid until `until` (time.monotonic())."""
+    def renewed(self, until: float, bound: tuple[float, float] | None) -> None:
+        """Every lease the worker holds is valid until `until` (time.monotonic()); the
+        coordinator's clock is at most `bound` (its time, time.monotonic() then)."""
         for child in self.children:
-            child.send(("renewed", until))
+            child.send(("renewed", until, bound))
 
     def sync_clock(self, coordinator_time: float, sequence: int) -> asyncio.Future[None]:
         """Hand a jumped coordinator clock to every child; done once those running something
         use it (a run handed over later reads it first: the pipe keeps order)."""
         assert self._loop is not None
         done: asyncio.Future[None] = self._loop.create_future()
+        at = time.monotonic()
         children = {c for c in self.children if not c.dead and c.inflight}
+        for child in self.children:  # idle ones too: their clock bound is out of date
+            if not child.dead:
+                child.send(("clock", coordinator_time, at, sequence if child in children else None))
         if not children:
             done.set_result(None)
             return done
         self._clock_waits[sequence] = (children, done)
-        message = ("clock", coordinator_time, time.monotonic(), sequence)
-        for child in children:
-            child.send(message)
         return done
 
     def _clock_applied(self, child: _Child, sequence: int) -> None:

@@ -328,7 +328,7 @@ class Worker:
         self._lease_seconds = registered_msg.lease_timeout_seconds
         self._limits = _Limits.announced(registered_msg)
         self._heartbeats_sent.clear()
-        self._renewed(self._register_sent)
+        self._renewed(self._register_sent, None)
         for ref in registered_msg.lost_leases:
             self._abandon((ref.execution_id, ref.lease_token))
         outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] = asyncio.Queue()
@@ -429,21 +429,26 @@ class Worker:
                 await call.write(message)
 
     async def _heartbeats(self, interval: float) -> None:
+        """One heartbeat at once (its answer also bounds the coordinator's clock), then one
+        per interval."""
         while True:
+            self._heartbeat()
             await asyncio.sleep(interval)
-            worker_metrics.metrics().leases.set(len(self.held))
-            self._heartbeats_sent.append(time.monotonic())
-            self._send(
-                worker_pb2.WorkerMessage(
-                    heartbeat=worker_pb2.Heartbeat(
-                        leases=[
-                            worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
-                            for (eid, token), h in self.held.items()
-                            if not h.abandoned
-                        ]
-                    )
+
+    def _heartbeat(self) -> None:
+        worker_metrics.metrics().leases.set(len(self.held))
+        self._heartbeats_sent.append(time.monotonic())
+        self._send(
+            worker_pb2.WorkerMessage(
+                heartbeat=worker_pb2.Heartbeat(
+                    leases=[
+                        worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
+                        for (eid, token), h in self.held.items()
+                        if not h.abandoned
+                    ]
                 )
             )
+        )
 
     def _send(self, item: worker_pb2.WorkerMessage | tuple[str, Any]) -> None:
         if self._outbox is not None:
@@ -469,7 +474,12 @@ class Worker:
         for ref in ack.lost_leases:
             self._abandon((ref.execution_id, ref.lease_token))
         if self._heartbeats_sent:  # the oldest one (acks of concurrent ones may swap)
-            self._renewed(self._heartbeats_sent.popleft())
+            sent = self._heartbeats_sent.popleft()
+            bound = None
+            if ack.HasField("coordinator_time"):  # read between `sent` and now
+                now = time.monotonic()
+                bound = (ack.coordinator_time.ToDatetime(UTC).timestamp() + (now - sent), now)
+            self._renewed(sent, bound)
 
     def _on_drained(self, drained: worker_pb2.Drained) -> None:
         log.info("drained: nothing runnable is left")
@@ -487,18 +497,20 @@ class Worker:
         "drained": lambda w, m: w._on_drained(m),
     }
 
-    def _renewed(self, sent: float) -> None:
+    def _renewed(self, sent: float, bound: tuple[float, float] | None) -> None:
         """The coordinator renewed every listed lease after `sent`: tell the pool processes
-        until when their runs may start steps without asking again."""
+        until when their runs may start steps without asking again, and the latest time the
+        coordinator's clock can show (a run's window must never be seen closing late)."""
         until = sent + self._lease_seconds
         for pool in self.pools.values():
-            pool.renewed(until)
+            pool.renewed(until, bound)
 
     def _sync_clock(self, sync: worker_pb2.ClockSync) -> None:
         """Hand the coordinator's jumped clock to every pool process, then confirm."""
         now = sync.coordinator_time.ToDatetime(UTC).timestamp()
         sequence = sync.sequence
         futures = [pool.sync_clock(now, sequence) for pool in self.pools.values()]
+        self._heartbeat()  # the sync's time is behind by its transit; the answer bounds it
 
         async def confirm() -> None:
             await asyncio.gather(*futures)
