@@ -4,6 +4,7 @@ cancellation cascade, signals, events (docs/workflows.md)."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 import signal
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,107 @@ def test_parent_child_grandchild_survive_sigkill_and_each_effect_happens_once(
     # release to wait counts none
     assert {line for line in seen if line.startswith("parent-start")} == {"parent-start-1"}
     assert client.get(parent_id).attempt == 1
+
+
+def test_fan_out_1000_children_with_a_failing_one(address, spawn_worker, client, db):
+    spawn_worker(address, TASKS)
+    payloads = [{"i": i, "fail": i == 500} for i in range(1000)]
+    parent_id = client.invoke("wf-fan", {"task": "wf-maybe-fail", "payloads": payloads})
+    done = client.wait(parent_id, timeout=180)
+    assert done.state == "succeeded", done
+    results = done.result
+    assert len(results) == 1000
+    assert results[:500] == list(range(500)) and results[501:] == list(range(501, 1000))
+    failed = results[500]
+    assert failed["type"] == "ValueError" and failed["message"] == "child 500 says no"
+    children = client.list(parent_id=parent_id, limit=None)
+    assert len(children) == 1000
+    assert failed["failed"] in {c.id for c in children}
+    # one write created them all, and the parent was never leased while it waited
+    assert done.attempt == 1
+    (count,) = db.execute(
+        "SELECT count(DISTINCT created_at) FROM conductor_executions WHERE parent_id = %s",
+        (int(parent_id),),
+    ).fetchone()
+    assert count == 1
+
+
+def test_fan_out_timeout_cancels_unfinished_children(address, spawn_worker, client, clock):
+    spawn_worker(address, TASKS)
+    payloads = [{"i": 0}, {"i": 1, "slow": 60}]
+    parent_id = client.invoke("wf-fan-timeout", {"payloads": payloads, "timeout": 30})
+    wait_for(lambda: client.get(parent_id).waiting_for == "children:fan", what="the wait")
+    children = client.list(parent_id=parent_id)
+    slow = next(c for c in children if c.payload["i"] == 1)
+    wait_for(lambda: client.get(slow.id).state == "running", what="the slow child to run")
+    clock.advance(timedelta(seconds=31))
+    done = client.wait(parent_id, timeout=60)
+    assert done.result == {"timeout": True, "unfinished": [slow.id]}
+    assert client.wait(slow.id, timeout=90).state == "cancelled"
+
+
+def test_cancelling_a_parent_cancels_its_descendants(address, spawn_worker, client, tmp_path):
+    effects, hold = tmp_path / "effects", tmp_path / "hold"
+    hold.write_text("wait")
+    spawn_worker(address, TASKS)
+    parent_id = client.invoke("wf-parent", {"effects": str(effects), "hold": str(hold)})
+    wait_for(lambda: "grandchild-started" in lines(effects), what="the grandchild to start")
+    (child,) = client.list(parent_id=parent_id)
+    (grandchild,) = client.list(parent_id=child.id)
+    assert client.cancel(parent_id).state == "cancelled"
+    assert client.wait(child.id, timeout=30).state == "cancelled"
+    # the running grandchild is told, and stops at its next step
+    hold.write_text("go")
+    assert client.wait(grandchild.id, timeout=60).state == "cancelled"
+    assert "grandchild-effect" not in lines(effects)
+
+
+def test_invoking_an_unknown_task_fails_the_parent_with_a_clear_error(
+    address, spawn_worker, client, db
+):
+    spawn_worker(address, TASKS)
+    parent_id = client.invoke("wf-invoke-unknown", {})
+    done = client.wait(parent_id, timeout=60)
+    assert done.state == "failed"
+    assert "no task named 'no-such-task'" in done.error.message
+    (count,) = db.execute("SELECT count(*) FROM conductor_executions WHERE parent_id = %s",
+                          (int(parent_id),)).fetchone()
+    (waits,) = db.execute("SELECT count(*) FROM conductor_waits").fetchone()
+    assert count == 0 and waits == 0
+
+
+# -- signals ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_approval_flow_with_a_signal(address, spawn_worker, client, tmp_path, approve):
+    effects = tmp_path / "effects"
+    spawn_worker(address, TASKS)
+    run = client.invoke("wf-approval", {"effects": str(effects)})
+    wait_for(lambda: client.get(run).waiting_for == "signal:signal:decision",
+             what="the run to wait for its signal")
+    assert client.get(run).state == "pending"
+    client.signal(run, "decision", {"approve": approve, "by": "ana"})
+    done = client.wait(run, timeout=60)
+    assert done.result == {"outcome": "approved" if approve else "rejected", "by": "ana"}
+    assert lines(effects) == ["requested", f"decided-{approve}"]
+
+
+def test_a_signal_sent_before_the_wait_is_kept(address, spawn_worker, client, tmp_path):
+    spawn_worker(address, TASKS).stop()  # registers the task, then is gone
+    run = client.invoke("wf-approval", {"effects": str(tmp_path / "effects")})
+    client.signal(run, "decision", {"approve": True, "by": "early"})
+    spawn_worker(address, TASKS)
+    assert client.wait(run, timeout=60).result == {"outcome": "approved", "by": "early"}
+
+
+def test_a_signal_wait_times_out_and_a_finished_run_refuses_signals(
+    address, spawn_worker, client, tmp_path, clock
+):
+    spawn_worker(address, TASKS)
+    run = client.invoke("wf-approval", {"effects": str(tmp_path / "e"), "timeout": 60})
+    wait_for(lambda: client.get(run).waiting_for is not None, what="the wait")
+    clock.advance(timedelta(seconds=61))
+    assert client.wait(run, timeout=60).result == {"outcome": "timed out"}
+    with pytest.raises(FailedPrecondition, match="already succeeded"):
+        client.signal(run, "decision", {"approve": True, "by": "late"})

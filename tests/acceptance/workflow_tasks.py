@@ -52,7 +52,7 @@ def noop(event: Event, ctx: Context) -> Any:
     return event.payload
 
 
-@task(name="wf-maybe-fail", max_attempts=1)
+@task(name="wf-maybe-fail", max_attempts=1, processes=2, threads=4)
 def maybe_fail(event: Event, ctx: Context) -> Any:
     if event.payload.get("fail"):
         raise ValueError(f"child {event.payload['i']} says no")
