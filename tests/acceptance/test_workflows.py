@@ -4,14 +4,16 @@ cancellation cascade, signals, events (docs/workflows.md)."""
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from conductor_worker import Client, FailedPrecondition
+from conductor.v1 import client_pb2
+from conductor_worker import Client, FailedPrecondition, InvalidArgument
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -168,3 +170,90 @@ def test_a_signal_wait_times_out_and_a_finished_run_refuses_signals(
     assert client.wait(run, timeout=60).result == {"outcome": "timed out"}
     with pytest.raises(FailedPrecondition, match="already succeeded"):
         client.signal(run, "decision", {"approve": True, "by": "late"})
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+def _count(db, task: str) -> int:
+    row = db.execute("SELECT count(*) FROM conductor_executions WHERE task = %s", (task,))
+    return int(row.fetchone()[0])
+
+
+def test_1000_emits_times_3_subscribers_and_filters(address, spawn_worker, client, db):
+    spawn_worker(address, TASKS).stop()  # registers the subscriptions
+    created = [client.emit("bulk.event", {"i": i}) for i in range(1000)]
+    assert all(len(ids) == 3 for ids in created)
+    assert [_count(db, t) for t in ("wf-bulk-a", "wf-bulk-b", "wf-bulk-c")] == [1000] * 3
+    for i in range(100):
+        client.emit("order.created", {"i": i, "region": "eu" if i % 2 else "us",
+                                      "customer": {"tier": "gold" if i % 4 == 0 else "x"}})
+    assert _count(db, "wf-on-created") == 100
+    assert _count(db, "wf-on-created-eu") == 50  # {"region": "eu"}
+    assert _count(db, "wf-on-created-gold") == 25  # {"customer.tier": "gold"}
+    # a dedupe key makes a repeated emit create nothing, and answer the first one's ids
+    first = client.emit("other.event", {"x": 1}, dedupe_key="k-1")
+    assert len(first) == 1 and client.emit("other.event", {"x": 1}, dedupe_key="k-1") == first
+    assert _count(db, "wf-bulk-c") == 1001
+
+
+def test_ctx_emit_happens_once_and_subscribers_run(address, spawn_worker, client):
+    spawn_worker(address, TASKS)
+    run = client.invoke("wf-emitter", {"region": "eu", "n": 1})
+    done = client.wait(run, timeout=60)
+    assert done.state == "succeeded" and len(done.result) == 2
+    outputs = [client.wait(i, timeout=60).result for i in done.result]
+    assert {"seen": {"region": "eu", "n": 1}} in outputs
+    assert {"eu": {"region": "eu", "n": 1}} in outputs
+
+
+def test_wait_for_event_only_sees_events_after_the_wait_across_coordinators(
+    start_coordinator, coordinator, address, spawn_worker, client
+):
+    other = start_coordinator(lease_timeout=6.0)
+    spawn_worker(address, TASKS).stop()
+    run = client.invoke("wf-wait-event", {"order": 7})
+    client.emit("order.paid", {"order": 7, "n": "before"})  # before the wait: not delivered
+    spawn_worker(address, TASKS)
+    wait_for(lambda: client.get(run).waiting_for == "event:paid", what="the wait")
+    with Client(other.coordinator.address) as elsewhere:
+        elsewhere.emit("order.paid", {"order": 8, "n": "other order"})
+        elsewhere.emit("order.paid", {"order": 7, "n": "after"})
+    assert client.wait(run, timeout=60).result == {"paid": {"order": 7, "n": "after"}}
+
+
+def test_wait_for_event_times_out(address, spawn_worker, client, clock):
+    spawn_worker(address, TASKS)
+    run = client.invoke("wf-wait-event", {"order": 1, "timeout": 120})
+    wait_for(lambda: client.get(run).waiting_for == "event:paid", what="the wait")
+    clock.advance(timedelta(seconds=121))
+    assert client.wait(run, timeout=60).result == {"timeout": True}
+
+
+def test_transactional_emit_exists_only_if_the_transaction_commits(
+    address, spawn_worker, client, database_url
+):
+    spawn_worker(address, TASKS)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT conductor_emit('order.created', '{\"tx\": \"rolled back\"}')")
+        conn.rollback()
+        with conn.transaction():
+            (ids,) = conn.execute(
+                "SELECT conductor_emit('order.created', '{\"tx\": \"committed\"}')"
+            ).fetchone()
+    assert len(ids) == 1
+    done = client.wait(str(ids[0]), timeout=60)  # picked up by NOTIFY, no invoke call
+    assert done.result == {"seen": {"tx": "committed"}}
+    payloads = [e.payload for e in client.list(task="wf-on-created")]
+    assert payloads == [{"tx": "committed"}]
+
+
+def test_bad_event_input_is_refused_naming_the_field(address, spawn_worker, client, db):
+    with pytest.raises(InvalidArgument, match=r"^event: "):
+        client.emit("not an event!", {})
+    with pytest.raises(InvalidArgument, match=r"^payload_json: not valid JSON"):
+        client._call(client._stub.Emit, client_pb2.EmitRequest(event="ok.e", payload_json="{"))
+    with pytest.raises(InvalidArgument, match=r"^dedupe_key: "):
+        client.emit("ok.event", {}, dedupe_key="k" * 501)
+    (events,) = db.execute("SELECT count(*) FROM conductor_events").fetchone()
+    assert events == 0

@@ -6,8 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conductor_worker import AsyncContext, ChildFailed, ChildTimeout, Context, Event, task
-from conductor_worker import EventTimeout, SignalTimeout
+from conductor_worker import (
+    AsyncContext,
+    ChildFailed,
+    ChildTimeout,
+    Context,
+    Event,
+    EventTimeout,
+    SignalTimeout,
+    task,
+)
 
 from .tasks import effect
 
@@ -68,11 +76,8 @@ async def fan(event: Event, ctx: AsyncContext) -> Any:
         "fan", p.get("task", "wf-noop"), p["payloads"], timeout=p.get("timeout"),
         return_exceptions=True,
     )
-    out: list[Any] = []
-    for r in results:
-        out.append({"failed": r.child_id, "type": r.error_type, "message": r.error_message}
-                   if isinstance(r, ChildFailed) else r)
-    return out
+    return [{"failed": r.child_id, "type": r.error_type, "message": r.error_message}
+            if isinstance(r, ChildFailed) else r for r in results]
 
 
 @task(name="wf-fan-timeout")
@@ -132,3 +137,18 @@ def on_created_eu(event: Event, ctx: Context) -> Any:
       threads=8)
 def on_created_gold(event: Event, ctx: Context) -> Any:
     return {"gold": event.payload}
+
+
+@task(name="wf-bulk-a", on="bulk.event")
+def bulk_a(event: Event, ctx: Context) -> Any:
+    return None
+
+
+@task(name="wf-bulk-b", on="bulk.event")
+def bulk_b(event: Event, ctx: Context) -> Any:
+    return None
+
+
+@task(name="wf-bulk-c", on=["bulk.event", "other.event"])
+def bulk_c(event: Event, ctx: Context) -> Any:
+    return None
