@@ -3,8 +3,11 @@ cancellation cascade, signals, events (docs/workflows.md)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ import pytest
 
 from conductor.v1 import client_pb2
 from conductor_worker import Client, FailedPrecondition, InvalidArgument
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -257,3 +260,37 @@ def test_bad_event_input_is_refused_naming_the_field(address, spawn_worker, clie
         client.emit("ok.event", {}, dedupe_key="k" * 501)
     (events,) = db.execute("SELECT count(*) FROM conductor_events").fetchone()
     assert events == 0
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def _cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conductor_cli", *args, "--server", address],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+
+
+def test_cli_emit_signal_and_the_tree(address, spawn_worker, client, tmp_path):
+    spawn_worker(address, TASKS)
+    out = _cli(address, "emit", "bulk.event", "--payload", '{"via": "cli"}')
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["execution_ids"]) == 3
+    bad = _cli(address, "emit", "bad event", "--payload", "{}")
+    assert bad.returncode == 1 and "event: " in bad.stderr
+    run = client.invoke("wf-approval", {"effects": str(tmp_path / "e")})
+    wait_for(lambda: client.get(run).waiting_for is not None, what="the wait")
+    shown = _cli(address, "executions", "show", run)
+    assert "signal:signal:decision" in shown.stdout, shown.stdout
+    out = _cli(address, "signal", run, "decision", "--payload", '{"approve": true, "by": "cli"}')
+    assert out.returncode == 0, out.stderr
+    assert client.wait(run, timeout=60).result == {"outcome": "approved", "by": "cli"}
+    late = _cli(address, "signal", run, "decision")
+    assert late.returncode == 1 and "already succeeded" in late.stderr
+    parent = client.invoke("wf-fan", {"payloads": [1, 2]})
+    client.wait(parent, timeout=60)
+    listed = _cli(address, "executions", "ls", "--parent", parent, "--json")
+    assert sorted(e["payload"] for e in json.loads(listed.stdout)) == [1, 2]
+    shown = _cli(address, "executions", "show", parent)
+    assert "children:" in shown.stdout and shown.stdout.count("wf-noop") == 2
