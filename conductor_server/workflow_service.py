@@ -49,6 +49,10 @@ class WorkflowCalls:
         )
         key = validation.check_text(request.dedupe_key, "dedupe_key", validation.MAX_DEDUPE_KEY)
         ids = await self.workflows.emit(event, payload, key or None, self.clock.now())
+        if ids:  # at once here; other coordinators hear the NOTIFY conductor_emit sent
+            for name, definition in list(self.dispatcher.tasks.items()):
+                if any(sub[0] == event for sub in definition.subscriptions):
+                    self.dispatcher.wake(name)
         return client_pb2.EmitResponse(execution_ids=[str(i) for i in ids])
 
     async def Signal(  # noqa: N802

@@ -294,3 +294,27 @@ def test_cli_emit_signal_and_the_tree(address, spawn_worker, client, tmp_path):
     assert sorted(e["payload"] for e in json.loads(listed.stdout)) == [1, 2]
     shown = _cli(address, "executions", "show", parent)
     assert "children:" in shown.stdout and shown.stdout.count("wf-noop") == 2
+
+
+# -- the examples of docs/workflows.md ---------------------------------------------------
+
+
+def test_the_documented_examples_run(address, spawn_worker, client):
+    spawn_worker(address, "examples.workflows")
+    shipped = client.invoke("order-saga", {"order": 1, "amount": 30})
+    moon = client.invoke("order-saga", {"order": 2, "amount": 30, "ship_to": "moon"})
+    expense = client.invoke("expense-approval", {"expense": 7, "amount": 900})
+    assert client.wait(shipped, timeout=120).result == {
+        "order": 1, "status": "shipped", "tracking": "t-1"}
+    assert client.wait(moon, timeout=120).result == {
+        "order": 2, "status": "cancelled", "why": "no carrier ships to the moon"}
+    tasks = sorted(c.task for c in client.list(parent_id=moon))
+    assert tasks == ["charge-card", "refund-card", "release-stock", "reserve-stock",
+                     "ship-order"]
+    notified = wait_for(lambda: client.list(task="notify-shipped", state="succeeded"),
+                        what="the order.shipped subscriber")
+    assert [n.result for n in notified] == ["mail sent for order 1"]
+    wait_for(lambda: client.get(expense).waiting_for, what="the approval to wait")
+    client.signal(expense, "decision", {"approve": True, "by": "ana"})
+    assert client.wait(expense, timeout=120).result == {
+        "expense": 7, "status": "paid", "by": "ana", "paid": 900}
