@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from conductor.v1 import client_pb2, client_pb2_grpc
 
 from .errors import InvalidArgument
-
-T = TypeVar("T")
 
 _KINDS = {
     "children": client_pb2.WAIT_KIND_CHILDREN,
@@ -24,16 +22,8 @@ class WorkflowClient:
     """Emit events, send signals."""
 
     _stub: client_pb2_grpc.ConductorServiceStub
-
-    def _call(
-        self,
-        method: Callable[..., T],
-        request: Any,
-        timeout: float | None = None,
-        *,
-        retry: bool = False,
-    ) -> T:
-        raise NotImplementedError
+    #: Client._call: one call, retried on UNAVAILABLE with retry=True
+    _call: Callable[..., Any]
 
     def emit(self, event: str, payload: Any = None, *, dedupe_key: str | None = None) -> (
         list[str]

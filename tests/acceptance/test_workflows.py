@@ -101,6 +101,8 @@ def test_fan_out_timeout_cancels_unfinished_children(address, spawn_worker, clie
     wait_for(lambda: client.get(parent_id).waiting_for == "children:fan", what="the wait")
     children = client.list(parent_id=parent_id)
     slow = next(c for c in children if c.payload["i"] == 1)
+    fast = next(c for c in children if c.payload["i"] == 0)
+    assert client.wait(fast.id, timeout=60).state == "succeeded"
     wait_for(lambda: client.get(slow.id).state == "running", what="the slow child to run")
     clock.advance(timedelta(seconds=31))
     done = client.wait(parent_id, timeout=60)
