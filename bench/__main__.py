@@ -1,4 +1,4 @@
-"""Conductor's benchmark: S1-S7 and the Procrastinate peer, one line of figures each.
+"""Conductor's benchmark: S1-S8 and the Procrastinate peer, one line of figures each.
 
     .venv/bin/python -m bench [--json] [--only S1,peer,S3] [--database-url URL] [--profile DIR]
 
@@ -25,7 +25,8 @@ from .harness import PostgresServer, Result, busy_cores
 from .peer_scenario import peer
 from .scenarios import SCENARIOS, Run
 
-ORDER = ["S1", "S1-default", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7"]
+ORDER = ["S1", "S1-default", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7",
+         "S7-fanout", "S8"]
 
 
 def machine() -> str:

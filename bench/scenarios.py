@@ -1,4 +1,5 @@
-"""The scenarios S1-S6. Each starts its own scratch database, coordinator and worker(s)."""
+"""The scenarios S1-S7 (S7-fanout and S8 are in bench/workflows.py). Each starts its own
+scratch database, coordinator and worker(s)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .harness import (
     span_seconds,
 )
 from .profiling import recording
+from .workflows import s7_fanout, s8_events
 
 S1_COUNT = 20_000
 S2_COUNT = 1_000
@@ -389,4 +391,6 @@ SCENARIOS: dict[str, Callable[[Run], Result]] = {
     "S5": s5_depth,
     "S6": s6_memory,
     "S7": s7_wakeups,
+    "S7-fanout": s7_fanout,
+    "S8": s8_events,
 }

@@ -78,6 +78,41 @@ def hold(event: Event, ctx: Context) -> None:
         time.sleep(0.05)
 
 
+@task(name="bench-fan-parent", processes=1)
+async def fan_parent(event: Event, ctx: AsyncContext) -> int:
+    """S7-fanout: invokes `event.payload` no-op children in one invoke_many and waits."""
+    results = await ctx.invoke_many("fan", "bench-fan-child", list(range(event.payload)))
+    return len(results)
+
+
+@task(name="bench-fan-child", processes=2, threads=16, prefetch=1024)
+def fan_child(event: Event, ctx: Context) -> None:
+    """S7-fanout: a no-op child."""
+    return
+
+
+@task(name="bench-resume-parent", processes=1)
+def resume_parent(event: Event, ctx: Context) -> int:
+    """S7-fanout: invokes children one after another; after each, records when it resumed
+    (a step, so the time is taken on the run the child's end resumed)."""
+    for k in range(event.payload):
+        ctx.invoke(f"c{k}", "bench-child-time", k)
+        ctx.step(f"r{k}", time.time)
+    return int(event.payload)
+
+
+@task(name="bench-child-time", processes=1)
+def child_time(event: Event, ctx: Context) -> float:
+    """S7-fanout: returns when it ended (wall clock)."""
+    return time.time()
+
+
+@task(name="bench-on-event", on="bench.event", processes=2)
+def on_event(event: Event, ctx: Context) -> float:
+    """S8: runs on each emitted bench.event; returns when its handler started."""
+    return time.time()
+
+
 def registered_bench_tasks() -> dict[str, Task[..., Any]]:
     """Every task of this module, by task name."""
     return {v.name: v for v in globals().values() if isinstance(v, Task)}

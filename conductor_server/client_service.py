@@ -21,6 +21,7 @@ from .scheduler import Scheduler, new_schedule, require_task
 from .settings import Settings
 from .store import Store
 from .timestamps import timestamp
+from .workflow_service import WorkflowCalls
 
 _STATE_TO_PB = {
     State.PENDING: common_pb2.EXECUTION_STATE_PENDING,
@@ -56,6 +57,8 @@ def execution_to_pb(e: Execution) -> common_pb2.Execution:
         cancel_requested=e.cancel_requested,
         schedule=e.schedule or "",
         fire_time=timestamp(e.fire_time),
+        parent_id=str(e.parent_id) if e.parent_id else "",
+        waiting_for=e.waiting_for or "",
     )
 
 
@@ -82,7 +85,7 @@ def schedule_to_pb(s: Schedule) -> client_pb2.Schedule:
     )
 
 
-class ClientService(client_pb2_grpc.ConductorServiceServicer):
+class ClientService(WorkflowCalls, client_pb2_grpc.ConductorServiceServicer):
     """The public API."""
 
     def __init__(
@@ -228,6 +231,9 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
             queue=request.queue or None,
             before_id=before,
             limit=size + 1,
+            parent_id=validation.parse_execution_id(request.parent_id, "parent_id")
+            if request.parent_id
+            else None,
         )
         page, more = rows[:size], len(rows) > size
         return client_pb2.ListExecutionsResponse(

@@ -66,6 +66,8 @@ class TaskDef:
     concurrency: int = 0
     #: static cron schedules: (name, expression) pairs
     schedules: tuple[tuple[str, str], ...] = ()
+    #: events it runs on: (event name, filter JSON object text) pairs
+    subscriptions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,10 @@ class Execution:
     cancel_requested: bool
     schedule: str | None = None
     fire_time: datetime | None = None
+    #: the execution whose ctx.invoke created this one
+    parent_id: int | None = None
+    #: what a pending execution waits for ('children:STEP', 'signal:STEP', 'event:STEP')
+    waiting_for: str | None = None
 
 
 @dataclass(frozen=True)

@@ -438,9 +438,11 @@ class Store:
         queue: str | None,
         before_id: int | None,
         limit: int,
+        parent_id: int | None = None,
     ) -> list[Execution]:
         params = {
             "task": task,
+            "parent_id": parent_id,
             "states": [s.value for s in states] if states else None,
             "queue": queue,
             "before_id": before_id,
@@ -656,6 +658,8 @@ def _execution(row: TupleRow) -> Execution:
         cancel_requested=row[15],
         schedule=row[16],
         fire_time=row[17],
+        parent_id=row[18],
+        waiting_for=row[19],
     )
 
 

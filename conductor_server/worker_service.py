@@ -44,6 +44,8 @@ from .sessions import (
 from .settings import Settings
 from .timestamps import timestamp
 from .validation import Limits
+from .workflow_store import WorkflowStore
+from .workflow_validation import check_subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,10 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
         schedules=tuple(
             (s.name, validate_cron(s.cron, f"{prefix}.schedules[{j}].cron"))
             for j, s in enumerate(t.schedules)
+        ),
+        subscriptions=check_subscriptions(
+            [(s.event, s.filter_json) for s in t.subscriptions], f"{prefix}.subscriptions",
+            limits.payload_bytes,
         ),
     )
     return validation.check_task_def(definition, t.capacity, prefix, limits)
@@ -330,6 +336,7 @@ _RELEASE_REASONS = {
     worker_pb2.RELEASE_REASON_SLEEP: "sleep",
     worker_pb2.RELEASE_REASON_UNAVAILABLE: "unavailable",
     worker_pb2.RELEASE_REASON_CANCELLED: "cancelled",
+    worker_pb2.RELEASE_REASON_WAITING: "waiting",
 }
 
 
@@ -405,9 +412,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             if (ref := _lease_ref(h.execution_id, h.lease_token)) is not None
         ]
         static = self.scheduler.static_schedules(session.tasks.values())
-        lost = await self.dispatcher.connect(
-            session, held, before_visible=lambda: self.scheduler.sync_static(static)
-        )
+        async def before_visible() -> None:
+            await self.scheduler.sync_static(static)
+            await WorkflowStore(self.dispatcher.store.pool).sync_subscriptions(
+                session.tasks.values()
+            )
+
+        lost = await self.dispatcher.connect(session, held, before_visible=before_visible)
         self.streams.add(session)
         log.info("worker %s connected with tasks %s", register.worker_id, sorted(session.tasks))
         return session, lost

@@ -6,12 +6,17 @@
 from .client import Client, ErrorInfo, Execution, Schedule
 from .context import AsyncContext, Context, Event
 from .errors import (
+    ChildCancelled,
+    ChildFailed,
+    ChildTimeout,
     ConductorError,
+    EventTimeout,
     ExecutionNotFound,
     FailedPrecondition,
     InvalidArgument,
     NonRetryableError,
     ScheduleNotFound,
+    SignalTimeout,
     TaskDefinitionError,
     TaskNotFound,
     Unauthenticated,
@@ -21,11 +26,15 @@ from .task import Task, task
 
 __all__ = [
     "AsyncContext",
+    "ChildCancelled",
+    "ChildFailed",
+    "ChildTimeout",
     "Client",
     "ConductorError",
     "Context",
     "ErrorInfo",
     "Event",
+    "EventTimeout",
     "Execution",
     "ExecutionNotFound",
     "FailedPrecondition",
@@ -33,6 +42,7 @@ __all__ = [
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",
+    "SignalTimeout",
     "Task",
     "TaskDefinitionError",
     "TaskNotFound",

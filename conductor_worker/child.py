@@ -84,7 +84,7 @@ class PipeLink:
         self._outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         # -- the event loop's side (async handlers only)
         self._loop = loop
-        self._futures: dict[tuple[Any, ...], asyncio.Future[tuple[str | None, str]]] = {}
+        self._futures: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self._for_loop: list[tuple[Any, ...]] = []
         self._soon: list[tuple[Any, ...]] = []
         self.loop_runs: deque[RunSpec] = deque()
@@ -135,7 +135,11 @@ class PipeLink:
             else:
                 self.runs.put(message[1] if kind == "run" else None)
         elif kind == "call_result":
-            self._answer(("call", message[1]), message[2:])
+            call = ("call", message[1])
+            if call in self._futures:
+                self._for_loop.append((call, message[2:]))
+            else:
+                self._answer(call, message[2:])
         else:
             self._handle_control(kind, message)
 
@@ -222,6 +226,19 @@ class PipeLink:
         return value
 
     # -- on the event loop (async handlers) ---------------------------------------------
+
+    async def call_async(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
+        """call for `async def` handlers: the loop goes on while the worker calls."""
+        assert self._loop is not None, "call_async needs the link's event loop"
+        request_id = next(self._requests)
+        wait = ("call", request_id)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._futures[wait] = future
+        self.send_soon(("call", key, request_id, method, kwargs))
+        ok, value = await future
+        if not ok:
+            raise RuntimeError(f"{method} failed: {value}")
+        return value
 
     async def save_step_async(self, key: RunKey, name: str, result_json: str) -> str:
         assert self._loop is not None, "save_step_async needs the link's event loop"

@@ -28,6 +28,7 @@ from .errors import (
     Unauthenticated,
 )
 from .retrying import Retrying, unavailable
+from .workflow_client import WorkflowClient
 
 STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset(("succeeded", "failed", "cancelled"))
@@ -74,6 +75,10 @@ class Execution:
     cancel_requested: bool
     schedule: str | None = None
     fire_time: datetime | None = None
+    #: the execution whose ctx.invoke created this one
+    parent_id: str | None = None
+    #: what a pending execution waits for ("children:STEP", "signal:STEP", "event:STEP")
+    waiting_for: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -114,6 +119,8 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
         cancel_requested=e.cancel_requested,
         schedule=e.schedule or None,
         fire_time=_time(e.fire_time, e.HasField("fire_time")),
+        parent_id=e.parent_id or None,
+        waiting_for=e.waiting_for or None,
     )
 
 
@@ -179,7 +186,7 @@ def _translate(exc: grpc.RpcError) -> Exception:
     return exc
 
 
-class Client:
+class Client(WorkflowClient):
     """A connection to a coordinator. Thread-safe; close it (or use `with`) when done."""
 
     def __init__(
@@ -335,9 +342,11 @@ class Client:
         state: str | Sequence[str] | None = None,
         queue: str | None = None,
         limit: int | None = 100,
+        parent_id: str | None = None,
     ) -> list[Execution]:
-        """Executions, newest first, filtered; `limit=None` reads every page."""
-        return list(self.iter(task, state=state, queue=queue, limit=limit))
+        """Executions, newest first, filtered (`parent_id`: the children of that
+        execution); `limit=None` reads every page."""
+        return list(self.iter(task, state=state, queue=queue, limit=limit, parent_id=parent_id))
 
     def iter(
         self,
@@ -346,6 +355,7 @@ class Client:
         state: str | Sequence[str] | None = None,
         queue: str | None = None,
         limit: int | None = None,
+        parent_id: str | None = None,
     ) -> Iterator[Execution]:
         states = [state] if isinstance(state, str) else list(state or [])
         unknown = [s for s in states if s not in _STATE_TO_PB]
@@ -360,6 +370,7 @@ class Client:
                 queue=queue or "",
                 page_size=size,
                 page_token=token,
+                parent_id=parent_id or "",
             )
             page = self._call(self._stub.ListExecutions, request, retry=True)
             for e in page.executions:

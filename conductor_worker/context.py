@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from .errors import Interrupted, InvalidResult
 from .metrics import metrics
+from .workflow import AsyncWorkflowContext, WorkflowContext
 
 T = TypeVar("T")
 
@@ -129,9 +130,12 @@ class Link(Protocol):
     def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
         """Call the client API through the worker (schedules); raises on failure."""
 
+    async def call_async(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
+        """call for `async def` handlers."""
 
-class Context:
-    """The `ctx` of a synchronous handler."""
+
+class Context(WorkflowContext):
+    """The `ctx` of a synchronous handler (workflow calls: conductor_worker/workflow.py)."""
 
     def __init__(self, spec: RunSpec, link: Link) -> None:
         self.execution_id = spec.execution_id
@@ -277,7 +281,7 @@ class Context:
         return json.loads(recorded)
 
 
-class AsyncContext(Context):
+class AsyncContext(AsyncWorkflowContext, Context):  # type: ignore[misc]
     """The `ctx` of an `async def` handler: `await ctx.step(...)`."""
 
     async def step(self, name: str, fn: Callable[[], Any]) -> Any:  # type: ignore[override]

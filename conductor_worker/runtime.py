@@ -12,6 +12,7 @@ import collections
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import os
 import random
@@ -63,6 +64,7 @@ _RELEASE_REASONS = {
     "window": worker_pb2.RELEASE_REASON_WINDOW,
     "sleep": worker_pb2.RELEASE_REASON_SLEEP,
     "cancelled": worker_pb2.RELEASE_REASON_CANCELLED,
+    "waiting": worker_pb2.RELEASE_REASON_WAITING,
 }
 
 
@@ -701,6 +703,10 @@ class Worker:
             return self._client.schedule(**kwargs).to_dict()
         if method == "unschedule":
             return self._client.unschedule(**kwargs)
+        if method == "workflow_wait":
+            return self._client.workflow_wait(**kwargs)
+        if method == "emit":
+            return self._client.emit(**kwargs)
         raise ValueError(f"unknown call {method!r}")
 
     def _outcome(self, key: RunKey, **result: Any) -> None:
@@ -845,6 +851,12 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
         timezone=o.timezone,
         concurrency=o.concurrency,
         schedules=[worker_pb2.StaticSchedule(name=n, cron=c) for n, c in o.schedules],
+        subscriptions=[
+            worker_pb2.EventSubscription(
+                event=event, filter_json=json.dumps(dict(o.filter)) if o.filter else ""
+            )
+            for event in o.on
+        ],
     )
     if o.window is not None:
         definition.window.CopyFrom(worker_pb2.Window(start=o.window[0], end=o.window[1]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import pickle
 import re
@@ -45,6 +46,9 @@ class TaskOptions:
     prefetch: int | None = None
     #: static cron schedules: (name, expression) pairs
     schedules: tuple[tuple[str, str], ...] = ()
+    #: events that create an execution (@task(on=...)), and the payload filter for them
+    on: tuple[str, ...] = ()
+    filter: tuple[tuple[str, Any], ...] = ()
 
     @property
     def slots(self) -> int:
@@ -107,6 +111,8 @@ def task(
     concurrency: int = 0,
     prefetch: int | None = None,
     cron: str | Iterable[str] | Mapping[str, str] | None = None,
+    on: str | Iterable[str] = (),
+    filter: Mapping[str, Any] | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -121,6 +127,11 @@ def task(
     `cron` declares static schedules, read in `timezone`: one expression, a list of them
     (each named by its expression) or a dict {name: expression}. `event.schedule` tells the
     handler which one fired it (None for a direct invoke).
+
+    `on` subscribes the task to one event name or a list of them: every emitted event of
+    such a name whose payload matches `filter` creates one execution with the event's
+    payload. `filter` is {dotted.path: value}: each path must equal its value (JSON
+    equality), e.g. {"region": "eu", "customer.tier": "gold"} (docs/workflows.md).
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -139,6 +150,8 @@ def task(
             concurrency=concurrency,
             prefetch=prefetch,
             schedules=_schedules(cron),
+            on=(on,) if isinstance(on, str) else tuple(on),
+            filter=tuple(dict(filter or {}).items()),
         )
         validate_options(options)
         defined = Task(f, options)
@@ -185,6 +198,25 @@ def validate_options(o: TaskOptions) -> None:
     for name, expression in o.schedules:
         if len(expression.split()) != 5 or not croniter.is_valid(expression):
             fail("cron", f"{expression!r} ({name}) is not a 5-field cron expression")
+    _validate_events(o, fail)
+
+
+def _validate_events(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    for event in o.on:
+        if not isinstance(event, str) or not _NAME.match(event):
+            fail("on", f"{event!r} is not an event name (1-200 characters of letters, digits"
+                 " and _ . : -)")
+    if len(set(o.on)) != len(o.on):
+        fail("on", "lists an event twice")
+    if o.filter and not o.on:
+        fail("filter", "needs on=... (the events it filters)")
+    for path, value in o.filter:
+        if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
+            fail("filter", f"key {path!r} is not a dotted path")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            fail("filter", f"value of {path!r} is not JSON: {exc}")
 
 
 def _validate_retry(o: TaskOptions, fail: Callable[[str, str], None]) -> None:

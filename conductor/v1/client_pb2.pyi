@@ -23,6 +23,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _WaitKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WaitKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WaitKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WAIT_KIND_UNSPECIFIED: _WaitKind.ValueType  # 0
+    """Never sent."""
+    WAIT_KIND_CHILDREN: _WaitKind.ValueType  # 1
+    """Child executions created by this call (the first one for the step)."""
+    WAIT_KIND_SIGNAL: _WaitKind.ValueType  # 2
+    """A signal sent to the execution."""
+    WAIT_KIND_EVENT: _WaitKind.ValueType  # 3
+    """An event emitted after the wait began."""
+
+class WaitKind(_WaitKind, metaclass=_WaitKindEnumTypeWrapper):
+    """What a workflow wait waits for."""
+
+WAIT_KIND_UNSPECIFIED: WaitKind.ValueType  # 0
+"""Never sent."""
+WAIT_KIND_CHILDREN: WaitKind.ValueType  # 1
+"""Child executions created by this call (the first one for the step)."""
+WAIT_KIND_SIGNAL: WaitKind.ValueType  # 2
+"""A signal sent to the execution."""
+WAIT_KIND_EVENT: WaitKind.ValueType  # 3
+"""An event emitted after the wait began."""
+Global___WaitKind: _TypeAlias = WaitKind  # noqa: Y015
+
 class _MissedFirePolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -50,6 +78,196 @@ MISSED_FIRE_POLICY_SKIP: MissedFirePolicy.ValueType  # 2
 MISSED_FIRE_POLICY_ALL: MissedFirePolicy.ValueType  # 3
 """Run every missed fire, up to missed_limit of the most recent ones."""
 Global___MissedFirePolicy: _TypeAlias = MissedFirePolicy  # noqa: Y015
+
+@_typing.final
+class EmitRequest(_message.Message):
+    """Request for Emit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    DEDUPE_KEY_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event's name: 1-200 characters of A-Z a-z 0-9 _ . : -"""
+    payload_json: _builtins.str
+    """The payload as JSON text; empty means null."""
+    dedupe_key: _builtins.str
+    """If set, an event with this key was emitted before: nothing is created (forever)."""
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        dedupe_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "event", b"event", "payload_json", b"payload_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmitRequest: _TypeAlias = EmitRequest  # noqa: Y015
+
+@_typing.final
+class EmitResponse(_message.Message):
+    """Response for Emit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The executions created for subscribed tasks, ascending."""
+
+    def __init__(
+        self,
+        *,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmitResponse: _TypeAlias = EmitResponse  # noqa: Y015
+
+@_typing.final
+class SignalRequest(_message.Message):
+    """Request for Signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution to signal."""
+    name: _builtins.str
+    """The signal's name (what ctx.wait_for_signal waits for)."""
+    payload_json: _builtins.str
+    """The payload as JSON text; empty means null."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "name", b"name", "payload_json", b"payload_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRequest: _TypeAlias = SignalRequest  # noqa: Y015
+
+@_typing.final
+class SignalResponse(_message.Message):
+    """Response for Signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalResponse: _TypeAlias = SignalResponse  # noqa: Y015
+
+@_typing.final
+class WorkflowWaitRequest(_message.Message):
+    """Request for WorkflowWait."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MATCH_JSON_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    PAYLOADS_JSON_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The running execution that waits, and its lease token."""
+    lease_token: _builtins.str
+    step: _builtins.str
+    """The step name the outcome is recorded under (once per execution)."""
+    kind: Global___WaitKind.ValueType
+    name: _builtins.str
+    """The signal's or event's name."""
+    match_json: _builtins.str
+    """Event filter: a JSON object of dotted payload paths and the values they must equal."""
+    timeout_seconds: _builtins.float
+    """Seconds until the wait times out; 0: never."""
+    task: _builtins.str
+    """Children: their task, one execution per payload, and options (priority, queue)."""
+    @_builtins.property
+    def payloads_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def options(self) -> Global___InvokeOptions: ...
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        lease_token: _builtins.str = ...,
+        step: _builtins.str = ...,
+        kind: Global___WaitKind.ValueType = ...,
+        name: _builtins.str = ...,
+        match_json: _builtins.str = ...,
+        timeout_seconds: _builtins.float = ...,
+        task: _builtins.str = ...,
+        payloads_json: _abc.Iterable[_builtins.str] | None = ...,
+        options: Global___InvokeOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "kind", b"kind", "lease_token", b"lease_token", "match_json", b"match_json", "name", b"name", "options", b"options", "payloads_json", b"payloads_json", "step", b"step", "task", b"task", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowWaitRequest: _TypeAlias = WorkflowWaitRequest  # noqa: Y015
+
+@_typing.final
+class WorkflowWaitResponse(_message.Message):
+    """Response for WorkflowWait."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAITING_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    waiting: _builtins.bool
+    """True while the wait goes on (the handler releases the execution; it is resumed when
+    the wait is over); false: the step's recorded outcome is in result_json.
+    """
+    result_json: _builtins.str
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Children: their ids, in payload order (while waiting)."""
+
+    def __init__(
+        self,
+        *,
+        waiting: _builtins.bool = ...,
+        result_json: _builtins.str = ...,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids", "result_json", b"result_json", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowWaitResponse: _TypeAlias = WorkflowWaitResponse  # noqa: Y015
 
 @_typing.final
 class ListStepsRequest(_message.Message):
@@ -739,6 +957,7 @@ class ListExecutionsRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Only executions of this task; empty for all."""
     queue: _builtins.str
@@ -747,6 +966,8 @@ class ListExecutionsRequest(_message.Message):
     """Page size, 1..1000; 0 means 100."""
     page_token: _builtins.str
     """The next_page_token of a previous response; empty for the first page."""
+    parent_id: _builtins.str
+    """Only the children of this execution; empty for all."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ExecutionState.ValueType]:
         """Only executions in these states; empty for all."""
@@ -759,10 +980,11 @@ class ListExecutionsRequest(_message.Message):
         queue: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        parent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

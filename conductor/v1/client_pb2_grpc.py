@@ -98,6 +98,21 @@ class ConductorServiceStub:
                 request_serializer=conductor_dot_v1_dot_client__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=conductor_dot_v1_dot_client__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.Emit = channel.unary_unary(
+                '/conductor.v1.ConductorService/Emit',
+                request_serializer=conductor_dot_v1_dot_client__pb2.EmitRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.EmitResponse.FromString,
+                _registered_method=True)
+        self.Signal = channel.unary_unary(
+                '/conductor.v1.ConductorService/Signal',
+                request_serializer=conductor_dot_v1_dot_client__pb2.SignalRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.SignalResponse.FromString,
+                _registered_method=True)
+        self.WorkflowWait = channel.unary_unary(
+                '/conductor.v1.ConductorService/WorkflowWait',
+                request_serializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -190,6 +205,31 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Emit(self, request, context):
+        """Emit an event: one execution per subscribed task whose filter matches (in one
+        transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Signal(self, request, context):
+        """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+        A finished execution: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WorkflowWait(self, request, context):
+        """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+        ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+        its lease token. A stale token: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +292,21 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=conductor_dot_v1_dot_client__pb2.ListQueuesRequest.FromString,
                     response_serializer=conductor_dot_v1_dot_client__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'Emit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Emit,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.EmitRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.EmitResponse.SerializeToString,
+            ),
+            'Signal': grpc.unary_unary_rpc_method_handler(
+                    servicer.Signal,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.SignalRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.SignalResponse.SerializeToString,
+            ),
+            'WorkflowWait': grpc.unary_unary_rpc_method_handler(
+                    servicer.WorkflowWait,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -581,6 +636,87 @@ class ConductorService:
             '/conductor.v1.ConductorService/ListQueues',
             conductor_dot_v1_dot_client__pb2.ListQueuesRequest.SerializeToString,
             conductor_dot_v1_dot_client__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Emit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/Emit',
+            conductor_dot_v1_dot_client__pb2.EmitRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.EmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Signal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/Signal',
+            conductor_dot_v1_dot_client__pb2.SignalRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.SignalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WorkflowWait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/WorkflowWait',
+            conductor_dot_v1_dot_client__pb2.WorkflowWaitRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.WorkflowWaitResponse.FromString,
             options,
             channel_credentials,
             insecure,

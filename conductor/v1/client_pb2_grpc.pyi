@@ -63,6 +63,19 @@ class ConductorServiceStub:
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    Emit: _grpc.UnaryUnaryMultiCallable[_client_pb2.EmitRequest, _client_pb2.EmitResponse]
+    """Emit an event: one execution per subscribed task whose filter matches (in one
+    transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+    """
+    Signal: _grpc.UnaryUnaryMultiCallable[_client_pb2.SignalRequest, _client_pb2.SignalResponse]
+    """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+    A finished execution: FAILED_PRECONDITION.
+    """
+    WorkflowWait: _grpc.UnaryUnaryMultiCallable[_client_pb2.WorkflowWaitRequest, _client_pb2.WorkflowWaitResponse]
+    """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+    ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+    its lease token. A stale token: FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -96,6 +109,19 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _aio.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]  # type: ignore[assignment]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    Emit: _aio.UnaryUnaryMultiCallable[_client_pb2.EmitRequest, _client_pb2.EmitResponse]  # type: ignore[assignment]
+    """Emit an event: one execution per subscribed task whose filter matches (in one
+    transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+    """
+    Signal: _aio.UnaryUnaryMultiCallable[_client_pb2.SignalRequest, _client_pb2.SignalResponse]  # type: ignore[assignment]
+    """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+    A finished execution: FAILED_PRECONDITION.
+    """
+    WorkflowWait: _aio.UnaryUnaryMultiCallable[_client_pb2.WorkflowWaitRequest, _client_pb2.WorkflowWaitResponse]  # type: ignore[assignment]
+    """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+    ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+    its lease token. A stale token: FAILED_PRECONDITION.
+    """
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -198,5 +224,36 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListQueuesResponse, _abc.Awaitable[_client_pb2.ListQueuesResponse]]:
         """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+
+    @_abc_1.abstractmethod
+    def Emit(
+        self,
+        request: _client_pb2.EmitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.EmitResponse, _abc.Awaitable[_client_pb2.EmitResponse]]:
+        """Emit an event: one execution per subscribed task whose filter matches (in one
+        transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+        """
+
+    @_abc_1.abstractmethod
+    def Signal(
+        self,
+        request: _client_pb2.SignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.SignalResponse, _abc.Awaitable[_client_pb2.SignalResponse]]:
+        """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+        A finished execution: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def WorkflowWait(
+        self,
+        request: _client_pb2.WorkflowWaitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.WorkflowWaitResponse, _abc.Awaitable[_client_pb2.WorkflowWaitResponse]]:
+        """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+        ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+        its lease token. A stale token: FAILED_PRECONDITION.
+        """
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

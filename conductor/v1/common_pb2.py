@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63onductor/v1/common.proto\x12\x0c\x63onductor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\x99\x04\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.conductor.v1.ExecutionState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x14\n\x0cpayload_json\x18\x06 \x01(\t\x12\x13\n\x0bresult_json\x18\x07 \x01(\t\x12&\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x17.conductor.v1.ErrorInfo\x12\x10\n\x08priority\x18\t \x01(\x05\x12\r\n\x05queue\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06run_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndedupe_key\x18\x0f \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x10 \x01(\x08\x12\x10\n\x08schedule\x18\x11 \x01(\t\x12-\n\tfire_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc5\x01\n\x0e\x45xecutionState\x12\x1f\n\x1b\x45XECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_STATE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16\x45XECUTION_STATE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63onductor/v1/common.proto\x12\x0c\x63onductor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xc1\x04\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.conductor.v1.ExecutionState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x14\n\x0cpayload_json\x18\x06 \x01(\t\x12\x13\n\x0bresult_json\x18\x07 \x01(\t\x12&\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x17.conductor.v1.ErrorInfo\x12\x10\n\x08priority\x18\t \x01(\x05\x12\r\n\x05queue\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06run_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndedupe_key\x18\x0f \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x10 \x01(\x08\x12\x10\n\x08schedule\x18\x11 \x01(\t\x12-\n\tfire_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tparent_id\x18\x13 \x01(\t\x12\x13\n\x0bwaiting_for\x18\x14 \x01(\t*\xc5\x01\n\x0e\x45xecutionState\x12\x1f\n\x1b\x45XECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_STATE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16\x45XECUTION_STATE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_STATE_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conductor.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTIONSTATE']._serialized_start=680
-  _globals['_EXECUTIONSTATE']._serialized_end=877
+  _globals['_EXECUTIONSTATE']._serialized_start=720
+  _globals['_EXECUTIONSTATE']._serialized_end=917
   _globals['_ERRORINFO']._serialized_start=76
   _globals['_ERRORINFO']._serialized_end=137
   _globals['_EXECUTION']._serialized_start=140
-  _globals['_EXECUTION']._serialized_end=677
+  _globals['_EXECUTION']._serialized_end=717
 # @@protoc_insertion_point(module_scope)

@@ -108,6 +108,8 @@ class Execution(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     FIRE_TIME_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier, unique in the database."""
     task: _builtins.str
@@ -132,6 +134,12 @@ class Execution(_message.Message):
     """True once cancellation was requested for a running execution."""
     schedule: _builtins.str
     """Name of the cron schedule that created it; empty for a direct invoke."""
+    parent_id: _builtins.str
+    """The execution whose ctx.invoke created this one; empty for others."""
+    waiting_for: _builtins.str
+    """What a pending execution waits for: "children:STEP", "signal:STEP" or "event:STEP";
+    empty when it does not wait.
+    """
     @_builtins.property
     def error(self) -> Global___ErrorInfo:
         """The last error; set when the last attempt failed (and so when state is FAILED)."""
@@ -177,10 +185,12 @@ class Execution(_message.Message):
         cancel_requested: _builtins.bool = ...,
         schedule: _builtins.str = ...,
         fire_time: _timestamp_pb2.Timestamp | None = ...,
+        parent_id: _builtins.str = ...,
+        waiting_for: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "parent_id", b"parent_id", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

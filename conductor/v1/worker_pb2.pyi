@@ -46,6 +46,8 @@ class _ReleaseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Release
     """The worker could not run it (e.g. no handler any more)."""
     RELEASE_REASON_CANCELLED: _ReleaseReason.ValueType  # 5
     """Cancellation was requested; the coordinator marks the execution cancelled."""
+    RELEASE_REASON_WAITING: _ReleaseReason.ValueType  # 6
+    """The handler waits (for children, a signal or an event); the coordinator resumes it."""
 
 class ReleaseReason(_ReleaseReason, metaclass=_ReleaseReasonEnumTypeWrapper):
     """Why an execution was released."""
@@ -62,6 +64,8 @@ RELEASE_REASON_UNAVAILABLE: ReleaseReason.ValueType  # 4
 """The worker could not run it (e.g. no handler any more)."""
 RELEASE_REASON_CANCELLED: ReleaseReason.ValueType  # 5
 """Cancellation was requested; the coordinator marks the execution cancelled."""
+RELEASE_REASON_WAITING: ReleaseReason.ValueType  # 6
+"""The handler waits (for children, a signal or an event); the coordinator resumes it."""
 Global___ReleaseReason: _TypeAlias = ReleaseReason  # noqa: Y015
 
 class _WriteStatus:
@@ -181,6 +185,7 @@ class TaskDefinition(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
     SCHEDULES_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name; what clients invoke."""
     processes: _builtins.int
@@ -207,6 +212,10 @@ class TaskDefinition(_message.Message):
     def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___StaticSchedule]:
         """Static cron schedules declared on the task, read in `timezone`."""
 
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSubscription]:
+        """Events that create an execution of this task (@task(on=...))."""
+
     def __init__(
         self,
         *,
@@ -219,14 +228,43 @@ class TaskDefinition(_message.Message):
         timezone: _builtins.str = ...,
         concurrency: _builtins.int = ...,
         schedules: _abc.Iterable[Global___StaticSchedule] | None = ...,
+        subscriptions: _abc.Iterable[Global___EventSubscription] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retry", b"retry", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retry", b"retry", "schedules", b"schedules", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskDefinition: _TypeAlias = TaskDefinition  # noqa: Y015
+
+@_typing.final
+class EventSubscription(_message.Message):
+    """An event a task runs on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    FILTER_JSON_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event's name: 1-200 characters of A-Z a-z 0-9 _ . : -"""
+    filter_json: _builtins.str
+    """Payload filter, a JSON object of dotted paths and the values they must equal; empty:
+    every event of that name.
+    """
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        filter_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "filter_json", b"filter_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventSubscription: _TypeAlias = EventSubscription  # noqa: Y015
 
 @_typing.final
 class StaticSchedule(_message.Message):

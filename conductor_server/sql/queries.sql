@@ -314,16 +314,17 @@ RETURNING state::text, worker_id;
 -- One execution.
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
-    cancel_requested, schedule, fire_time
+    cancel_requested, schedule, fire_time, parent_id, waiting_for
 FROM conductor_executions WHERE id = %(id)s;
 
 -- name: list_executions
 -- A page of executions, newest first, filtered.
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
-    cancel_requested, schedule, fire_time
+    cancel_requested, schedule, fire_time, parent_id, waiting_for
 FROM conductor_executions
 WHERE (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(parent_id)s::bigint IS NULL OR parent_id = %(parent_id)s)
   AND (%(states)s::text[] IS NULL OR state::text = ANY(%(states)s::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
@@ -450,3 +451,74 @@ FROM conductor_tasks t
 LEFT JOIN conductor_executions e ON e.task = t.name AND e.state IN ('pending', 'running')
 GROUP BY t.name
 ORDER BY t.name;
+
+-- -- Workflows (docs/workflows.md; functions and triggers in migration 0008) ---------------
+
+-- name: lock_lease
+-- Lock a running execution's row if the lease token is still current (a workflow call from
+-- its handler); no row: the lease is gone.
+SELECT task FROM conductor_executions
+WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
+FOR UPDATE;
+
+-- name: get_wait
+-- One wait of an execution, by step name.
+SELECT kind, key, resolved, deadline FROM conductor_waits
+WHERE execution_id = %(id)s AND step = %(step)s;
+
+-- name: insert_wait
+-- Open a wait (the caller holds the execution's row lock, so it cannot race itself).
+INSERT INTO conductor_waits (execution_id, step, kind, key, match, remaining, deadline,
+    created_at)
+VALUES (%(id)s, %(step)s, %(kind)s, %(key)s, %(match)s::jsonb, %(remaining)s, %(deadline)s,
+    %(now)s);
+
+-- name: get_step
+-- One recorded step's result.
+SELECT result::text FROM conductor_steps WHERE execution_id = %(id)s AND name = %(step)s;
+
+-- name: insert_children
+-- The children of one step of a parent, ids ascending in payload order.
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts, parent_id, parent_step)
+SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(now)s, %(now)s,
+    %(max_attempts)s, %(parent_id)s, %(step)s
+FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
+ORDER BY u.n
+RETURNING id;
+
+-- name: children_of_step
+-- The ids of the children one step created, in payload order.
+SELECT id FROM conductor_executions
+WHERE parent_id = %(id)s AND parent_step = %(step)s ORDER BY id;
+
+-- name: resolve_wait
+-- Resolve an open wait with a result (conductor_resolve_wait, migration 0008).
+SELECT conductor_resolve_wait(%(id)s, %(step)s, %(result)s::jsonb, %(now)s);
+
+-- name: timeout_wait
+-- Resolve an open wait whose deadline passed as timed out (conductor_timeout_wait).
+SELECT conductor_timeout_wait(%(id)s, %(step)s, %(now)s);
+
+-- name: first_signal
+-- The first signal of a name sent to an execution.
+SELECT payload::text FROM conductor_signals
+WHERE execution_id = %(id)s AND name = %(key)s ORDER BY id LIMIT 1;
+
+-- name: signal
+-- Send a signal (conductor_signal): the execution's state, null when there is none.
+SELECT conductor_signal(%(id)s, %(name)s, %(payload)s::jsonb, %(now)s);
+
+-- name: emit
+-- Emit an event (conductor_emit): the ids of the executions created.
+SELECT conductor_emit(%(event)s, %(payload)s::jsonb, %(dedupe_key)s, %(now)s);
+
+-- name: delete_subscriptions
+-- Forget a task's event subscriptions (before writing those of a new registration).
+DELETE FROM conductor_subscriptions WHERE task = ANY(%(tasks)s::text[]);
+
+-- name: insert_subscriptions
+-- Event subscriptions of registered tasks.
+INSERT INTO conductor_subscriptions (task, event, filter)
+SELECT * FROM unnest(%(tasks)s::text[], %(events)s::text[], %(filters)s::jsonb[])
+ON CONFLICT (task, event) DO UPDATE SET filter = EXCLUDED.filter;

@@ -10,11 +10,15 @@ import conductor_worker
 
 PUBLIC = [
     "AsyncContext",
+    "ChildCancelled",
+    "ChildFailed",
+    "ChildTimeout",
     "Client",
     "ConductorError",
     "Context",
     "ErrorInfo",
     "Event",
+    "EventTimeout",
     "Execution",
     "ExecutionNotFound",
     "FailedPrecondition",
@@ -22,6 +26,7 @@ PUBLIC = [
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",
+    "SignalTimeout",
     "Task",
     "TaskDefinitionError",
     "TaskNotFound",
