@@ -16,11 +16,14 @@ from .errors import (
     TaskNotFound,
     Unauthenticated,
 )
+from .history import Attempt, BulkResult, TaskInfo
 from .runtime import Worker
 from .task import Task, task
 
 __all__ = [
     "AsyncContext",
+    "Attempt",
+    "BulkResult",
     "Client",
     "ConductorError",
     "Context",
@@ -35,6 +38,7 @@ __all__ = [
     "ScheduleNotFound",
     "Task",
     "TaskDefinitionError",
+    "TaskInfo",
     "TaskNotFound",
     "Unauthenticated",
     "Worker",

@@ -10,6 +10,8 @@ import conductor_worker
 
 PUBLIC = [
     "AsyncContext",
+    "Attempt",
+    "BulkResult",
     "Client",
     "ConductorError",
     "Context",
@@ -24,6 +26,7 @@ PUBLIC = [
     "ScheduleNotFound",
     "Task",
     "TaskDefinitionError",
+    "TaskInfo",
     "TaskNotFound",
     "Unauthenticated",
     "Worker",
