@@ -43,9 +43,17 @@ def steps(event: Event, ctx: Context) -> list[str]:
     return done
 
 
-@task(name="history-noop", retention={"succeeded": "1h", "failed": 7200}, redact_after="30m")
+@task(name="history-noop", max_attempts=1, retention={"succeeded": "1h", "failed": 7200},
+      redact_after="30m")
 def noop(event: Event, ctx: Context) -> Any:
     ctx.step("echo", lambda: event.payload)
     if isinstance(event.payload, dict) and event.payload.get("fail"):
         raise RuntimeError(f"secret {event.payload['fail']}")
     return event.payload
+
+
+@task(name="history-hang")
+def hang(event: Event, ctx: Context) -> None:
+    """Runs until its worker stops (a running execution for retention to leave alone)."""
+    Path(event.payload["ready"]).write_text("running")
+    time.sleep(600)
