@@ -34,6 +34,7 @@ _LIMIT_FLAGS = (
     ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),
     ("register-timeout", float, "seconds a worker stream may take to send Register (default 10)"),
     ("idle-timeout", float, "seconds an idle connection stays open (default 300)"),
+    ("maintenance-batch", int, "executions deleted or redacted per statement (default 1000)"),
 )
 
 #: retention and maintenance flags: durations ("7d", "12h", "90" seconds), read by the
