@@ -101,6 +101,8 @@ class Maintenance:
                         since = marks.get((task, state), _BEGINNING)
                         await self._redact(task, state, since, now - timedelta(seconds=redact),
                                            now)
+            departed = datetime.now(UTC) - timedelta(seconds=self.settings.task_stale_after)
+            await self.store.delete_departed_workers(departed, self.settings.maintenance_batch)
             self.metrics.maintenance_passes.labels("ran").inc()
             self.metrics.maintenance_seconds.observe(time.monotonic() - started)
             return True

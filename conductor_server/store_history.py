@@ -166,6 +166,14 @@ class HistoryStore:
 
     # -- the task registry ----------------------------------------------------------------
 
+    async def delete_departed_workers(self, seen_before: datetime, limit: int) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                _q("delete_departed_workers"), {"seen_before": seen_before, "limit": limit}
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def list_tasks(self, seen_after: datetime) -> list[TaskInfo]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_tasks"), {"seen_after": seen_after})

@@ -632,3 +632,14 @@ WITH schedules AS (
     DELETE FROM conductor_tasks WHERE name = %(name)s RETURNING 1
 )
 SELECT (SELECT count(*) FROM task), (SELECT count(*) FROM schedules);
+
+-- name: delete_departed_workers
+-- Forget workers not seen since %(seen_before)s (real time): the workers table stays bounded
+-- by the workers of one --task-stale-after period.
+WITH deleted AS (
+    DELETE FROM conductor_workers WHERE worker_id IN (
+        SELECT worker_id FROM conductor_workers WHERE last_seen < %(seen_before)s
+        LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM deleted;

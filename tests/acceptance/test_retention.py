@@ -113,9 +113,13 @@ def test_two_coordinators_run_the_maintenance_one_at_a_time(start_coordinator, s
                                                             clock, db):
     first = start_coordinator(maintenance_interval=3600)
     second = start_coordinator(maintenance_interval=3600)
-    spawn_worker(first.coordinator.address, TASKS)
+    worker = spawn_worker(first.coordinator.address, TASKS)
     with Client(second.coordinator.address) as client:
         ids = [client.wait(client.invoke("history-noop", i), timeout=60).id for i in range(3)]
+    worker.stop()
+    db.execute("INSERT INTO conductor_workers (worker_id, hostname, pid, tasks, coordinator,"
+               " connected_at, last_seen, disconnected_at) VALUES ('departed', 'h', 1, '{}',"
+               " 'c', now() - interval '8 days', now() - interval '8 days', now())")
     db.execute("SELECT pg_advisory_lock(hashtext('conductor_maintenance'))")  # held elsewhere
     clock.advance(2 * 60 * MINUTE)  # wakes both loops: they find the lock taken
     for node in (first, second):
@@ -125,6 +129,8 @@ def test_two_coordinators_run_the_maintenance_one_at_a_time(start_coordinator, s
     _pass(first)
     _pass(second)  # nothing left for it
     assert db.execute("SELECT count(*) FROM conductor_executions").fetchone()[0] == 0
+    workers = [r[0] for r in db.execute("SELECT worker_id FROM conductor_workers")]
+    assert "departed" not in workers and len(workers) == 1  # the one seen just now stays
     deleted = sum(
         node.coordinator.metrics.maintenance_deleted.labels("succeeded")._value.get()
         for node in (first, second)
