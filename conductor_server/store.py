@@ -289,6 +289,7 @@ class Store(HistoryStore):
         requested)} of those still current."""
         if not refs:
             return {}
+        refs = sorted(refs, key=_by_id)  # rows are locked in id order: see _apply_kind
         params = {
             "ids": [r.execution_id for r in refs],
             "tokens": [r.token for r in refs],
@@ -367,6 +368,9 @@ class Store(HistoryStore):
         now: datetime,
         lease_now: datetime,
     ) -> list[TupleRow]:
+        # Every multi-row write to executions (outcomes, lease renewals) names its rows in id
+        # order, so that two of them lock rows in the same order and cannot deadlock.
+        items = sorted(items, key=lambda w: w.lease.execution_id)
         ids = [w.lease.execution_id for w in items]
         tokens = [w.lease.token for w in items]
         if kind is OutcomeKind.COMPLETED:
@@ -613,6 +617,10 @@ _OUTCOME_QUERY = {
     OutcomeKind.FAILED: "fail",
     OutcomeKind.RELEASED: "release",
 }
+
+
+def _by_id(ref: LeaseRef) -> int:
+    return ref.execution_id
 
 
 def _already_applied(lease: LeaseRef, current: tuple[str | None, State] | None) -> bool:

@@ -24,7 +24,9 @@ def client(address: str) -> Any:
 def test_attempt_history_keeps_a_failure_a_release_a_lost_worker_and_the_success(
     start_coordinator, spawn_worker, tmp_path
 ):
-    coordinator = start_coordinator(lease_timeout=2.0)
+    # long enough that a loaded machine's late heartbeat costs no attempt; the SIGKILL's
+    # WorkerLost comes this much later
+    coordinator = start_coordinator(lease_timeout=6.0)
     address = coordinator.coordinator.address
     ready = tmp_path / "ready"
     first = spawn_worker(address, TASKS)
