@@ -39,6 +39,17 @@ def _sizes(stack: Stack) -> dict[str, int]:
             "attempts_bytes": row[2], "steps_bytes": row[3], "rows": row[4]}
 
 
+def _autovacuum(stack: Stack) -> bool:
+    row = stack.db.execute("SHOW autovacuum").fetchone()
+    return bool(row and row[0] == "on")
+
+
+def _vacuum(stack: Stack) -> None:
+    """What autovacuum would do, on a server where it is off: deleted rows' space is reused
+    only once vacuumed."""
+    stack.db.execute("VACUUM conductor_executions, conductor_attempts, conductor_steps")
+
+
 def _round(stack: Stack, task: str) -> float:
     """One S1-style round: an InvokeBatch, drained; executions/s over its wall time."""
     began = time.monotonic()
@@ -71,6 +82,7 @@ def s9_soak(run: Run) -> Result:
                  "--maintenance-interval", str(S9_INTERVAL))
     with run.stack("s9", *retention) as stack:
         _prepare(stack)
+        autovacuum = _autovacuum(stack)
         began = time.monotonic()
         for k in range(rounds + 1):
             if k in marks:
@@ -78,12 +90,18 @@ def s9_soak(run: Run) -> Result:
                                                        S9_LATENCY_SAMPLES)
             if k < rounds:
                 rates.append(_round(stack, "bench-noop"))
+                if not autovacuum:
+                    _vacuum(stack)
                 sizes.append((time.monotonic() - began, _sizes(stack)))
         row = stack.db.execute("SELECT count(*) FROM conductor_executions"
                                " WHERE state = ANY('{pending,running}')").fetchone()
     if row and row[0]:
         raise BenchError(f"S9: {row[0]} executions still pending or running at the end")
-    return _result(plain, rates, sizes, latency, rounds * S9_ROUND)
+    result = _result(plain, rates, sizes, latency, rounds * S9_ROUND)
+    result.figures["server_autovacuum"] = autovacuum
+    if not autovacuum:
+        result.notes.append("autovacuum is off on this server: VACUUM ran after every round")
+    return result
 
 
 def _result(plain: list[float], rates: list[float], sizes: list[tuple[float, dict[str, int]]],
