@@ -499,16 +499,21 @@ FROM (SELECT name, result, created_at FROM conductor_steps
 
 -- name: retry_executions
 -- Run failed or cancelled executions again in place: steps kept, attempts start over (the
--- history stays in conductor_attempts). Skips redacted ones (their payload is gone) and
--- those whose dedupe key an unfinished execution holds now.
+-- history stays in conductor_attempts). Skips redacted ones (their payload is gone), those
+-- whose dedupe key an unfinished execution holds now, and of several with one key in the
+-- batch all but the first.
 UPDATE conductor_executions e
 SET state = 'pending', attempt = 0, error = NULL, result = NULL, finished_at = NULL,
     run_at = %(now)s, cancel_requested = false, lease_token = NULL
 WHERE e.id = ANY(%(ids)s::bigint[]) AND e.state IN ('failed', 'cancelled')
     AND e.redacted_at IS NULL
-    AND (e.dedupe_key IS NULL OR NOT EXISTS (
+    AND (e.dedupe_key IS NULL OR (NOT EXISTS (
         SELECT 1 FROM conductor_executions o
-        WHERE o.task = e.task AND o.dedupe_key = e.dedupe_key AND o.state IN ('pending', 'running')))
+        WHERE o.task = e.task AND o.dedupe_key = e.dedupe_key AND o.state IN ('pending', 'running'))
+        AND e.id = (
+        SELECT min(b.id) FROM conductor_executions b
+        WHERE b.id = ANY(%(ids)s::bigint[]) AND b.task = e.task
+            AND b.dedupe_key = e.dedupe_key AND b.state IN ('failed', 'cancelled'))))
 RETURNING e.id, e.task;
 
 -- name: bulk_page

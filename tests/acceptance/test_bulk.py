@@ -73,6 +73,13 @@ def test_bulk_retry_and_delete_by_filter(address, spawn_worker, db):
         assert client.bulk("delete", all=True, dry_run=True).matched == len(ids)
         assert client.bulk("delete", all=True).changed == len(ids)
         assert _states(db, "history-noop") == {}
+        first = client.cancel(client.invoke("history-noop", 1, dedupe_key="k"))
+        second = client.cancel(client.invoke("history-noop", 2, dedupe_key="k"))
+        assert first.id != second.id
+        both = client.bulk("retry", task="history-noop")
+        assert (both.matched, both.changed) == (2, 1)  # one key: only the first runs again
+        assert client.get(first.id).state == "pending"
+        assert client.get(second.id).state == "cancelled"
 
 
 def test_bulk_bad_input_is_refused_and_changes_nothing(address, spawn_worker, db):
