@@ -169,10 +169,15 @@ class Stack:
     """One scenario's world: a scratch database, a coordinator process, worker processes,
     a client and a database connection for checks. Everything stops on exit."""
 
-    def __init__(self, server: PostgresServer, label: str, logs: Path) -> None:
+    def __init__(
+        self, server: PostgresServer, label: str, logs: Path,
+        coordinator_args: Sequence[str] = (),
+    ) -> None:
         self.server = server
         self.label = label
         self.logs = logs
+        #: extra `conductor server` flags (S9: retention)
+        self.coordinator_args = list(coordinator_args)
         self.url = ""
         self.address = ""
         self.coordinator: subprocess.Popen[str] | None = None
@@ -217,7 +222,7 @@ class Stack:
     def _start_coordinator(self) -> None:
         cmd = [
             PYTHON, "-m", "conductor_worker", "--log-level", "WARNING",
-            "server", "--port", "0", "--database-url", self.url,
+            "server", "--port", "0", "--database-url", self.url, *self.coordinator_args,
         ]
         with self._log("coordinator") as log:
             proc = subprocess.Popen(

@@ -47,8 +47,8 @@ class Run:
     profile: Path | None = None
     profile_native: bool = False
 
-    def stack(self, label: str) -> Stack:
-        return Stack(self.server, label, self.logs)
+    def stack(self, label: str, *coordinator_args: str) -> Stack:
+        return Stack(self.server, label, self.logs, coordinator_args)
 
     def recording(self, label: str, stack: Stack, worker: int) -> Any:
         """py-spy on the coordinator and the worker while the block runs (with --profile)."""

@@ -1,4 +1,5 @@
-"""Executions: `invoke` (and wait), `get`, `cancel`, `executions ls` and `executions show`."""
+"""Executions: `invoke` (and wait), `get`, `cancel`, `executions ls` and `executions show`
+(with its attempt history)."""
 
 from __future__ import annotations
 
@@ -160,11 +161,14 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
         ("attempt", f"{execution.attempt}/{execution.max_attempts}"),
         ("schedule", execution.schedule or "-"), ("parent", execution.parent_id or "-"),
         ("waiting for", execution.waiting_for or "-"),
+        ("schedule", execution.schedule or "-"), ("rerun of", execution.rerun_of or "-"),
         ("created", when(execution.created_at)),
         ("run at", when(execution.run_at)), ("started", when(execution.started_at)),
         ("finished", when(execution.finished_at)),
         ("payload", json.dumps(execution.payload)), ("result", json.dumps(execution.result)),
     ]
+    if execution.redacted_at is not None:
+        fields.append(("redacted", when(execution.redacted_at)))
     print_table([(f"{k}:", v) for k, v in fields])
     if children:
         more = " (and more: executions ls --parent)" if len(children) > SHOWN_CHILDREN else ""
@@ -174,6 +178,13 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     print(f"steps ({len(steps)}):")
     for step in steps:
         print(f"  {when(step.saved_at)}  {step.name} = {json.dumps(step.result)}")
+    print(f"attempts ({len(execution.attempts)}):")
+    for a in execution.attempts:
+        how = f"{a.outcome} ({a.reason})" if a.reason else a.outcome
+        if a.error is not None:
+            how += f": {a.error.type}: {a.error.message}"
+        print(f"  #{a.number} attempt {a.attempt}  {when(a.started_at)} -> "
+              f"{when(a.finished_at)}  {a.worker_id or '-'}  {how}")
     if execution.error is not None:
         print(f"error: {execution.error.type}: {execution.error.message}")
         if execution.error.traceback:

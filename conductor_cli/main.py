@@ -15,7 +15,7 @@ import grpc
 
 from conductor_worker import ConductorError
 
-from . import cluster, events, executions, schedules, server, worker
+from . import bulk, cluster, events, executions, reruns, schedules, server, tasks, worker
 from .flags import EXIT_FAILED, EXIT_USAGE, UsageError, level
 from .logs import configure
 
@@ -36,6 +36,10 @@ _COMMANDS = (
     executions.add_cancel,
     events.add_emit,
     events.add_signal,
+    reruns.add_rerun,
+    reruns.add_retry,
+    bulk.add_bulk,
+    tasks.add_tasks,
 )
 
 

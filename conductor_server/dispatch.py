@@ -622,7 +622,8 @@ class Dispatcher:
 
     async def refresh_queue_gauges(self) -> None:
         now = self.clock.now()
-        for stats in await self.store.queue_stats(now):
+        seen_after = self._real.now() - timedelta(seconds=2 * self.settings.lease_timeout)
+        for stats in await self.store.queue_stats(now, seen_after):
             self.metrics.queue_depth.labels(stats.task).set(stats.ready)
             self.metrics.queue_waiting.labels(stats.task).set(stats.waiting)
             age = (now - stats.oldest_ready_at).total_seconds() if stats.oldest_ready_at else 0

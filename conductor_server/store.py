@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import idempotency
 from .models import (
+    Attempt,
     ErrorInfo,
     Execution,
     Fire,
@@ -36,6 +37,7 @@ from .models import (
     WorkerInfo,
 )
 from .sql import QUERIES, migrations
+from .store_history import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,8 @@ CONNECTION_WAIT = 5.0
 RECONNECT_GIVE_UP = 10.0
 
 
-class Store:
-    """PostgreSQL access for the coordinator."""
+class Store(HistoryStore):
+    """PostgreSQL access for the coordinator (with HistoryStore's queries)."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         self.url = url
@@ -109,6 +111,10 @@ class Store:
                 "window_end": t.window_end,
                 "timezone": t.timezone,
                 "concurrency": t.concurrency,
+                "retention_succeeded": t.retention.succeeded,
+                "retention_failed": t.retention.failed,
+                "retention_cancelled": t.retention.cancelled,
+                "redact_after": t.retention.redact_after,
                 "now": now,
             }
             for t in sorted(tasks, key=lambda t: t.name)
@@ -283,6 +289,7 @@ class Store:
         requested)} of those still current."""
         if not refs:
             return {}
+        refs = sorted(refs, key=_by_id)  # rows are locked in id order: see _apply_kind
         params = {
             "ids": [r.execution_id for r in refs],
             "tokens": [r.token for r in refs],
@@ -361,6 +368,9 @@ class Store:
         now: datetime,
         lease_now: datetime,
     ) -> list[TupleRow]:
+        # Every multi-row write to executions (outcomes, lease renewals) names its rows in id
+        # order, so that two of them lock rows in the same order and cannot deadlock.
+        items = sorted(items, key=lambda w: w.lease.execution_id)
         ids = [w.lease.execution_id for w in items]
         tokens = [w.lease.token for w in items]
         if kind is OutcomeKind.COMPLETED:
@@ -373,7 +383,7 @@ class Store:
                 "lease_now": lease_now,
             }
         else:
-            params = {"run_ats": [w.run_at for w in items]}
+            params = {"run_ats": [w.run_at for w in items], "reasons": [w.reason for w in items]}
         workers = [w.worker_id for w in items]
         cur = await conn.execute(
             _q(_OUTCOME_QUERY[kind]),
@@ -416,13 +426,8 @@ class Store:
 
     async def cancel(self, execution_id: int, now: datetime) -> tuple[State, str | None] | None:
         """Cancel; returns (state after, worker id) or None when not pending/running."""
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_q("cancel"), {"id": execution_id, "now": now})
-            row = await cur.fetchone()
-            if row is not None:
-                channel = "conductor_finished" if row[0] == State.CANCELLED else "conductor_cancel"
-                await self._notify(conn, channel, [str(execution_id)])
-        return (State(row[0]), row[1]) if row else None
+        rows = await self.cancel_many([execution_id], now, again=True)
+        return (State(rows[0][1]), rows[0][2]) if rows else None
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         async with self.pool.connection() as conn:
@@ -456,6 +461,12 @@ class Store:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_steps"), {"id": execution_id})
             return [Step(row[0], row[1], row[2]) for row in await cur.fetchall()]
+
+    async def list_attempts(self, execution_id: int) -> list[Attempt]:
+        """The ended runs of an execution, oldest first (the one running now is not here)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("list_attempts"), {"id": execution_id})
+            return [_attempt(row) for row in await cur.fetchall()]
 
     # -- schedules ----------------------------------------------------------------------
 
@@ -587,10 +598,10 @@ class Store:
                 for r in await cur.fetchall()
             ]
 
-    async def queue_stats(self, now: datetime) -> list[QueueStats]:
+    async def queue_stats(self, now: datetime, seen_after: datetime) -> list[QueueStats]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_q("queue_stats"), {"now": now})
-            return [QueueStats(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]
+            cur = await conn.execute(_q("queue_stats"), {"now": now, "seen_after": seen_after})
+            return [QueueStats(*r) for r in await cur.fetchall()]
 
     # -- notifications ------------------------------------------------------------------
 
@@ -608,6 +619,10 @@ _OUTCOME_QUERY = {
     OutcomeKind.FAILED: "fail",
     OutcomeKind.RELEASED: "release",
 }
+
+
+def _by_id(ref: LeaseRef) -> int:
+    return ref.execution_id
 
 
 def _already_applied(lease: LeaseRef, current: tuple[str | None, State] | None) -> bool:
@@ -636,7 +651,6 @@ def _error_dict(error: ErrorInfo | None) -> dict[str, str]:
 
 
 def _execution(row: TupleRow) -> Execution:
-    error = json.loads(row[6]) if row[6] else None
     return Execution(
         id=row[0],
         task=row[1],
@@ -644,9 +658,7 @@ def _execution(row: TupleRow) -> Execution:
         state=State(row[3]),
         payload_json=row[4],
         result_json=row[5],
-        error=ErrorInfo(error["type"], error["message"], error.get("traceback", ""))
-        if error
-        else None,
+        error=_error_info(row[6]),
         priority=row[7],
         run_at=row[8],
         created_at=row[9],
@@ -660,6 +672,31 @@ def _execution(row: TupleRow) -> Execution:
         fire_time=row[17],
         parent_id=row[18],
         waiting_for=row[19],
+        runs=row[20],
+        leased_at=row[21],
+        worker_id=row[22],
+        rerun_of=row[23],
+        redacted_at=row[24],
+    )
+
+
+def _error_info(text: str | None) -> ErrorInfo | None:
+    if not text:
+        return None
+    error = json.loads(text)
+    return ErrorInfo(error.get("type", ""), error.get("message", ""), error.get("traceback", ""))
+
+
+def _attempt(row: TupleRow) -> Attempt:
+    return Attempt(
+        n=row[0],
+        attempt=row[1],
+        worker_id=row[2] or "",
+        started_at=row[3],
+        finished_at=row[4],
+        outcome=row[5],
+        reason=row[6],
+        error=_error_info(row[7]),
     )
 
 

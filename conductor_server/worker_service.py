@@ -25,6 +25,7 @@ from .models import (
     LeaseRef,
     OutcomeKind,
     OutcomeWrite,
+    Retention,
     RetryPolicy,
     StepWrite,
     TaskDef,
@@ -99,8 +100,18 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
             [(s.event, s.filter_json) for s in t.subscriptions], f"{prefix}.subscriptions",
             limits.payload_bytes,
         ),
+        retention=_retention_from_pb(t.retention),
     )
     return validation.check_task_def(definition, t.capacity, prefix, limits)
+
+
+def _retention_from_pb(r: worker_pb2.Retention) -> Retention:
+    return Retention(
+        r.succeeded_seconds if r.HasField("succeeded_seconds") else None,
+        r.failed_seconds if r.HasField("failed_seconds") else None,
+        r.cancelled_seconds if r.HasField("cancelled_seconds") else None,
+        r.redact_after_seconds if r.HasField("redact_after_seconds") else None,
+    )
 
 
 #: most leases a reconnecting worker may claim to hold

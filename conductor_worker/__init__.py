@@ -21,11 +21,14 @@ from .errors import (
     TaskNotFound,
     Unauthenticated,
 )
+from .history import Attempt, BulkResult, TaskInfo
 from .runtime import Worker
 from .task import Task, task
 
 __all__ = [
     "AsyncContext",
+    "Attempt",
+    "BulkResult",
     "ChildCancelled",
     "ChildFailed",
     "ChildTimeout",
@@ -45,6 +48,7 @@ __all__ = [
     "SignalTimeout",
     "Task",
     "TaskDefinitionError",
+    "TaskInfo",
     "TaskNotFound",
     "Unauthenticated",
     "Worker",

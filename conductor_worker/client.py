@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 from .connection import Connection
+from .encoding import STATE_FROM_PB, dumps, states_to_pb
 from .errors import (
     ConductorError,
     ExecutionNotFound,
@@ -27,30 +28,13 @@ from .errors import (
     TaskNotFound,
     Unauthenticated,
 )
+from .history import Attempt, ErrorInfo, HistoryCalls, attempt_from_pb
 from .retrying import Retrying, unavailable
 from .workflow_client import WorkflowClient
 
-STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset(("succeeded", "failed", "cancelled"))
-_STATE_FROM_PB = {
-    common_pb2.EXECUTION_STATE_PENDING: "pending",
-    common_pb2.EXECUTION_STATE_RUNNING: "running",
-    common_pb2.EXECUTION_STATE_SUCCEEDED: "succeeded",
-    common_pb2.EXECUTION_STATE_FAILED: "failed",
-    common_pb2.EXECUTION_STATE_CANCELLED: "cancelled",
-}
-_STATE_TO_PB = {v: k for k, v in _STATE_FROM_PB.items()}
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """What went wrong in the last failed attempt."""
-
-    type: str
-    message: str
-    traceback: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +63,12 @@ class Execution:
     parent_id: str | None = None
     #: what a pending execution waits for ("children:STEP", "signal:STEP", "event:STEP")
     waiting_for: str | None = None
+    #: every run so far, oldest first (filled by get and wait, not by list)
+    attempts: tuple[Attempt, ...] = ()
+    #: the execution this one reruns
+    rerun_of: str | None = None
+    #: when its data was redacted (the task's redact_after)
+    redacted_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -90,6 +80,7 @@ class Execution:
         for key, value in data.items():
             if isinstance(value, datetime):
                 data[key] = value.isoformat()
+        data["attempts"] = [a.to_dict() for a in self.attempts]
         return data
 
 
@@ -101,7 +92,7 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
     return Execution(
         id=e.id,
         task=e.task,
-        state=_STATE_FROM_PB.get(e.state, "unknown"),
+        state=STATE_FROM_PB.get(e.state, "unknown"),
         attempt=e.attempt,
         max_attempts=e.max_attempts,
         payload=json.loads(e.payload_json) if e.payload_json else None,
@@ -121,6 +112,9 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
         fire_time=_time(e.fire_time, e.HasField("fire_time")),
         parent_id=e.parent_id or None,
         waiting_for=e.waiting_for or None,
+        attempts=tuple(attempt_from_pb(a) for a in e.attempts),
+        rerun_of=e.rerun_of or None,
+        redacted_at=_time(e.redacted_at, e.HasField("redacted_at")),
     )
 
 
@@ -186,7 +180,7 @@ def _translate(exc: grpc.RpcError) -> Exception:
     return exc
 
 
-class Client(WorkflowClient):
+class Client(WorkflowClient, HistoryCalls):
     """A connection to a coordinator. Thread-safe; close it (or use `with`) when done."""
 
     def __init__(
@@ -213,6 +207,9 @@ class Client(WorkflowClient):
 
     def close(self) -> None:
         self._channel.close()
+
+    def _execution(self, pb: common_pb2.Execution) -> Execution:
+        return execution_from_pb(pb)
 
     def __enter__(self) -> Client:
         return self
@@ -260,7 +257,7 @@ class Client(WorkflowClient):
         coordinator remembers it for 24 hours)."""
         request = client_pb2.InvokeRequest(
             task=task,
-            payload_json=_dumps(payload),
+            payload_json=dumps(payload),
             options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts),
             request_id=request_id or str(uuid.uuid4()),
         )
@@ -283,7 +280,7 @@ class Client(WorkflowClient):
         Retried on UNAVAILABLE under one `request_id`, as `invoke` is."""
         request = client_pb2.InvokeBatchRequest(
             task=task,
-            payloads_json=[_dumps(p) for p in payloads],
+            payloads_json=[dumps(p) for p in payloads],
             options=_options(run_at, delay, priority, None, queue, max_attempts),
             request_id=request_id or str(uuid.uuid4()),
         )
@@ -357,16 +354,13 @@ class Client(WorkflowClient):
         limit: int | None = None,
         parent_id: str | None = None,
     ) -> Iterator[Execution]:
-        states = [state] if isinstance(state, str) else list(state or [])
-        unknown = [s for s in states if s not in _STATE_TO_PB]
-        if unknown:
-            raise InvalidArgument(f"state: unknown {unknown}; known: {', '.join(STATES)}")
+        states = states_to_pb(state)
         token, seen = "", 0
         while True:
             size = 1000 if limit is None else max(1, min(1000, limit - seen))
             request = client_pb2.ListExecutionsRequest(
                 task=task or "",
-                states=[_STATE_TO_PB[s] for s in states],
+                states=states,
                 queue=queue or "",
                 page_size=size,
                 page_token=token,
@@ -408,7 +402,7 @@ class Client(WorkflowClient):
                 name=name,
                 cron=cron,
                 timezone=timezone or "",
-                payload_json=_dumps(payload),
+                payload_json=dumps(payload),
                 missed=MISSED[missed],
                 missed_limit=missed_limit,
             )
@@ -459,7 +453,8 @@ class Client(WorkflowClient):
         request = client_pb2.ListQueuesRequest()
         found = self._call(self._stub.ListQueues, request, retry=True).queues
         return [
-            QueueInfo(q.task, q.ready, q.waiting, q.running, q.oldest_ready_age_seconds)
+            QueueInfo(q.task, q.ready, q.waiting, q.running, q.oldest_ready_age_seconds,
+                      q.live_workers)
             for q in found
         ]
 
@@ -496,13 +491,8 @@ class QueueInfo:
     waiting: int
     running: int
     oldest_ready_age_seconds: float
-
-
-def _dumps(payload: Any) -> str:
-    try:
-        return json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"payload: not JSON-serialisable: {exc}") from exc
+    #: workers connected now that serve the task (0: nothing will run it)
+    live_workers: int = 0
 
 
 def _options(

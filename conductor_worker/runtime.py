@@ -860,4 +860,8 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
     )
     if o.window is not None:
         definition.window.CopyFrom(worker_pb2.Window(start=o.window[0], end=o.window[1]))
+    for state, seconds in o.retention:
+        setattr(definition.retention, f"{state}_seconds", seconds)
+    if o.redact_after is not None:
+        definition.retention.redact_after_seconds = o.redact_after
     return definition

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from . import durations
 from .errors import TaskDefinitionError
 
 P = ParamSpec("P")
@@ -49,6 +50,11 @@ class TaskOptions:
     #: events that create an execution (@task(on=...)), and the payload filter for them
     on: tuple[str, ...] = ()
     filter: tuple[tuple[str, Any], ...] = ()
+    #: seconds finished executions are kept, per final state: (state, seconds) pairs; a
+    #: state not named takes the coordinator's default
+    retention: tuple[tuple[str, float], ...] = ()
+    #: seconds after the end when payload, result, step results and error texts are dropped
+    redact_after: float | None = None
 
     @property
     def slots(self) -> int:
@@ -113,6 +119,8 @@ def task(
     cron: str | Iterable[str] | Mapping[str, str] | None = None,
     on: str | Iterable[str] = (),
     filter: Mapping[str, Any] | None = None,
+    retention: Mapping[str, float | str] | None = None,
+    redact_after: float | str | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -132,11 +140,18 @@ def task(
     such a name whose payload matches `filter` creates one execution with the event's
     payload. `filter` is {dotted.path: value}: each path must equal its value (JSON
     equality), e.g. {"region": "eu", "customer.tier": "gold"} (docs/workflows.md).
+
+    `retention` keeps finished executions for a while per final state, e.g.
+    `{"succeeded": "7d", "failed": "30d", "cancelled": "7d"}` (seconds or "90s", "15m",
+    "12h", "7d", "2w"; 0 deletes them as soon as they finish); a state left out takes the
+    coordinator's default. `redact_after` drops payload, result, step results and error
+    texts that long after the end, while the run's metadata stays until it is deleted.
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
+        task_name = name or f.__name__
         options = TaskOptions(
-            name=name or f.__name__,
+            name=task_name,
             processes=processes,
             threads=threads,
             max_attempts=max_attempts,
@@ -152,6 +167,8 @@ def task(
             schedules=_schedules(cron),
             on=(on,) if isinstance(on, str) else tuple(on),
             filter=tuple(dict(filter or {}).items()),
+            retention=_retention(task_name, retention),
+            redact_after=_duration(task_name, "redact_after", redact_after),
         )
         validate_options(options)
         defined = Task(f, options)
@@ -159,6 +176,37 @@ def task(
         return defined
 
     return decorate(fn) if fn is not None else decorate
+
+
+_FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def _duration(task_name: str, option: str, value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return durations.seconds(value)
+    except ValueError as exc:
+        raise TaskDefinitionError(f"task {task_name!r}: {option}: {exc}") from None
+
+
+def _retention(
+    task_name: str, retention: Mapping[str, float | str] | None
+) -> tuple[tuple[str, float], ...]:
+    if retention is None:
+        return ()
+    if not isinstance(retention, Mapping):
+        raise TaskDefinitionError(f"task {task_name!r}: retention: must be a dict of "
+                                  f"{', '.join(_FINAL_STATES)} to durations")
+    pairs = []
+    for state, value in retention.items():
+        if state not in _FINAL_STATES:
+            raise TaskDefinitionError(f"task {task_name!r}: retention: unknown state {state!r}; "
+                                      f"known: {', '.join(_FINAL_STATES)}")
+        seconds = _duration(task_name, f"retention[{state!r}]", value)
+        assert seconds is not None
+        pairs.append((state, seconds))
+    return tuple(pairs)
 
 
 def _schedules(cron: str | Iterable[str] | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

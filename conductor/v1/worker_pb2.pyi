@@ -186,6 +186,7 @@ class TaskDefinition(_message.Message):
     CONCURRENCY_FIELD_NUMBER: _builtins.int
     SCHEDULES_FIELD_NUMBER: _builtins.int
     SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name; what clients invoke."""
     processes: _builtins.int
@@ -216,6 +217,10 @@ class TaskDefinition(_message.Message):
     def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSubscription]:
         """Events that create an execution of this task (@task(on=...))."""
 
+    @_builtins.property
+    def retention(self) -> Global___Retention:
+        """How long finished executions are kept and when their data is redacted."""
+
     def __init__(
         self,
         *,
@@ -229,10 +234,11 @@ class TaskDefinition(_message.Message):
         concurrency: _builtins.int = ...,
         schedules: _abc.Iterable[Global___StaticSchedule] | None = ...,
         subscriptions: _abc.Iterable[Global___EventSubscription] | None = ...,
+        retention: Global___Retention | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["retry", b"retry", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention", "retry", b"retry", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retention", b"retention", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,6 +271,59 @@ class EventSubscription(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventSubscription: _TypeAlias = EventSubscription  # noqa: Y015
+
+@_typing.final
+class Retention(_message.Message):
+    """Retention of a task's finished executions, in seconds (0: delete, or redact, as soon as
+    final). An unset field takes the coordinator's default (--retention-*, --redact-after).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCEEDED_SECONDS_FIELD_NUMBER: _builtins.int
+    FAILED_SECONDS_FIELD_NUMBER: _builtins.int
+    CANCELLED_SECONDS_FIELD_NUMBER: _builtins.int
+    REDACT_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    succeeded_seconds: _builtins.float
+    """Executions that succeeded."""
+    failed_seconds: _builtins.float
+    """Executions that failed."""
+    cancelled_seconds: _builtins.float
+    """Executions that were cancelled."""
+    redact_after_seconds: _builtins.float
+    """Drop payload, result, step results and error texts this long after the end (task,
+    state, times, attempts and error types stay until the execution is deleted).
+    """
+    def __init__(
+        self,
+        *,
+        succeeded_seconds: _builtins.float | None = ...,
+        failed_seconds: _builtins.float | None = ...,
+        cancelled_seconds: _builtins.float | None = ...,
+        redact_after_seconds: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_seconds", b"_cancelled_seconds", "_failed_seconds", b"_failed_seconds", "_redact_after_seconds", b"_redact_after_seconds", "_succeeded_seconds", b"_succeeded_seconds", "cancelled_seconds", b"cancelled_seconds", "failed_seconds", b"failed_seconds", "redact_after_seconds", b"redact_after_seconds", "succeeded_seconds", b"succeeded_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_seconds", b"_cancelled_seconds", "_failed_seconds", b"_failed_seconds", "_redact_after_seconds", b"_redact_after_seconds", "_succeeded_seconds", b"_succeeded_seconds", "cancelled_seconds", b"cancelled_seconds", "failed_seconds", b"failed_seconds", "redact_after_seconds", b"redact_after_seconds", "succeeded_seconds", b"succeeded_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cancelled_seconds: _TypeAlias = _typing.Literal["cancelled_seconds"]  # noqa: Y015
+    _WhichOneofArgType__cancelled_seconds: _TypeAlias = _typing.Literal["_cancelled_seconds", b"_cancelled_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__failed_seconds: _TypeAlias = _typing.Literal["failed_seconds"]  # noqa: Y015
+    _WhichOneofArgType__failed_seconds: _TypeAlias = _typing.Literal["_failed_seconds", b"_failed_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__redact_after_seconds: _TypeAlias = _typing.Literal["redact_after_seconds"]  # noqa: Y015
+    _WhichOneofArgType__redact_after_seconds: _TypeAlias = _typing.Literal["_redact_after_seconds", b"_redact_after_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__succeeded_seconds: _TypeAlias = _typing.Literal["succeeded_seconds"]  # noqa: Y015
+    _WhichOneofArgType__succeeded_seconds: _TypeAlias = _typing.Literal["_succeeded_seconds", b"_succeeded_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cancelled_seconds) -> _WhichOneofReturnType__cancelled_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__failed_seconds) -> _WhichOneofReturnType__failed_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__redact_after_seconds) -> _WhichOneofReturnType__redact_after_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__succeeded_seconds) -> _WhichOneofReturnType__succeeded_seconds | None: ...
+
+Global___Retention: _TypeAlias = Retention  # noqa: Y015
 
 @_typing.final
 class StaticSchedule(_message.Message):

@@ -10,6 +10,8 @@ import conductor_worker
 
 PUBLIC = [
     "AsyncContext",
+    "Attempt",
+    "BulkResult",
     "ChildCancelled",
     "ChildFailed",
     "ChildTimeout",
@@ -29,6 +31,7 @@ PUBLIC = [
     "SignalTimeout",
     "Task",
     "TaskDefinitionError",
+    "TaskInfo",
     "TaskNotFound",
     "Unauthenticated",
     "Worker",
