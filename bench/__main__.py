@@ -1,4 +1,4 @@
-"""Conductor's benchmark: S1-S7 and the Procrastinate peer, one line of figures each.
+"""Conductor's benchmark: S1-S7, S13 and the Procrastinate peer, one line of figures each.
 
     .venv/bin/python -m bench [--json] [--only S1,peer,S3] [--database-url URL] [--profile DIR]
 
@@ -22,10 +22,12 @@ import traceback
 from pathlib import Path
 
 from .harness import PostgresServer, Result, busy_cores
+from .many import MANY
 from .peer_scenario import peer
 from .scenarios import SCENARIOS, Run
 
-ORDER = ["S1", "S1-default", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7"]
+ORDER = ["S1", "S1-default", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7",
+         "S13", "S13-spawn", "S13-shared"]
 
 
 def machine() -> str:
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             load = wait_quiet(args.wait_quiet)
             started = time.monotonic()
             try:
-                scenario = SCENARIOS.get(name)
+                scenario = SCENARIOS.get(name) or MANY.get(name)
                 result = scenario(run) if scenario else peer(run, results.get("S1"))
             except Exception as exc:
                 failed = True

@@ -2,8 +2,9 @@
 
 The fork server is a fresh interpreter, started by fork+exec (as `spawn` starts a child), so
 it inherits none of the worker's threads. It imports `conductor_worker.child` and the task
-modules once, then forks one pool process per request: children share the imported pages
-and start in milliseconds instead of re-importing the application. The worker's main
+modules once, freezes them out of the garbage collector's reach (preloaded.py), then forks
+one pool process per request: children share the imported pages and start in milliseconds
+instead of re-importing the application. The worker's main
 process, which runs gRPC, is never forked; the fork server has a single thread when it
 forks, which every child checks and reports (see `forker_threads`): a task module that
 starts threads at import makes the pool fall back to `spawn` (pool.py).
@@ -25,7 +26,8 @@ def context(method: str, modules: Iterable[str]) -> Any:
     started by `start`); set later, it is ignored, and children import what they need."""
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["conductor_worker.child", *sorted(set(modules))])
+        preloaded = ["conductor_worker.child", *sorted(set(modules)), "conductor_worker.preloaded"]
+        ctx.set_forkserver_preload(preloaded)
     return ctx
 
 
