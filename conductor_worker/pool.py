@@ -90,6 +90,8 @@ class _Child:
         self.retiring = False
         #: time.monotonic() since when it has had nothing to run; None while it has
         self.idle_since: float | None = time.monotonic()
+        #: set once process.start() returned (or failed), on the thread that starts it
+        self.launched = threading.Event()
 
     def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
         if not self.dead:
@@ -172,13 +174,10 @@ class Pool:
             name=f"conductor-{self.name}",
             daemon=True,
         )
-        process.start()
         self.started += 1
-        child_conn.close()
         child = _Child(process, parent_conn)
         self.children.append(child)
-        threading.Thread(target=self._reader, args=(child,), daemon=True).start()
-        threading.Thread(target=self._writer, args=(child,), daemon=True).start()
+        threading.Thread(target=self._start, args=(child, child_conn), daemon=True).start()
         if self._renewed_until:
             child.send(("renewed", self._renewed_until))
         if self._clock is not None:
@@ -225,6 +224,9 @@ class Pool:
         for child in self.children:
             child.send(("stop",))
         for child in list(self.children):
+            await asyncio.to_thread(child.launched.wait, grace)
+            if child.process.pid is None:  # it never started
+                continue
             await asyncio.to_thread(child.process.join, grace)
             if child.process.is_alive():
                 child.process.kill()
@@ -239,6 +241,24 @@ class Pool:
                 child.process.kill()
 
     # -- threads ------------------------------------------------------------------------
+
+    def _start(self, child: _Child, child_conn: Connection) -> None:
+        """Start the process off the event loop (the fork server may still be importing the
+        task modules; spawn writes the child its start-up data), then read what it sends."""
+        assert self._loop is not None
+        try:
+            child.process.start()
+        except Exception:
+            log.exception("pool %s: a pool process could not start", self.name)
+            child.conn.close()
+            with contextlib.suppress(RuntimeError):  # the worker's loop may be closed by now
+                self._loop.call_soon_threadsafe(self._on_exit, child)
+            return
+        finally:
+            child_conn.close()
+            child.launched.set()
+        threading.Thread(target=self._writer, args=(child,), daemon=True).start()
+        self._reader(child)
 
     def _reader(self, child: _Child) -> None:
         """Hand whatever the child sent to the loop, a batch per wake-up."""
