@@ -88,8 +88,8 @@ class _Child:
         self.dead = False
         #: told to stop because it was idle: it gets no more runs
         self.retiring = False
-        #: time.monotonic() since when it has had nothing to run; None while it has
-        self.idle_since: float | None = time.monotonic()
+        #: time.monotonic() when it last had nothing to run (meaningful while it has none)
+        self.idle_since = time.monotonic()
         #: set once process.start() returned (or failed), on the thread that starts it
         self.launched = threading.Event()
 
@@ -191,7 +191,7 @@ class Pool:
         if self.idle_timeout <= 0 or self._reap_handle is not None or self._loop is None:
             return
         live = self.live()
-        idle = [c.idle_since for c in live if c.idle_since is not None]
+        idle = [c.idle_since for c in live if not c.inflight]
         if self.stopping or len(live) <= self.min_processes or not idle:
             return
         delay = max(0.0, min(idle) + self.idle_timeout - time.monotonic())
@@ -204,12 +204,10 @@ class Pool:
         now = time.monotonic()
         live = self.live()
         excess = len(live) - self.min_processes
-        for child in sorted(live, key=lambda c: c.idle_since or now):
+        for child in sorted(live, key=lambda c: c.idle_since):
             if excess <= 0:
                 break
-            if child.inflight or child.idle_since is None:
-                continue
-            if now - child.idle_since >= self.idle_timeout:
+            if not child.inflight and now - child.idle_since >= self.idle_timeout:
                 child.retiring = True
                 child.send(("stop",))
                 excess -= 1
@@ -291,7 +289,8 @@ class Pool:
         now = time.monotonic()
         while self.pending:
             # the least busy process with room: idle ones first, then spread evenly
-            open_children = [c for c in self.live() if len(c.inflight) < depth]
+            open_children = [c for c in self.children
+                             if len(c.inflight) < depth and not (c.dead or c.retiring)]
             if not open_children:
                 # every process is busy: start another one, up to the pool's maximum
                 if self.stopping or len(self.live()) >= self.processes:
@@ -300,7 +299,6 @@ class Pool:
             child = min(open_children, key=lambda c: len(c.inflight))
             spec = self.pending.popleft()
             child.inflight.append(spec)
-            child.idle_since = None
             self._where[spec.key] = child
             self._sent_at[spec.key] = now
             child.send(("run", spec))
@@ -435,7 +433,8 @@ class Pool:
         if not child.inflight:
             child.idle_since = time.monotonic()
         self._assign()
-        self._schedule_reap()
+        if self._reap_handle is None:
+            self._schedule_reap()
 
     def _on_exit(self, child: _Child) -> None:
         child.dead = True

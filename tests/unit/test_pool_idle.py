@@ -38,10 +38,14 @@ def make(monkeypatch: pytest.MonkeyPatch, min_processes: int = 0) -> tuple[Pool,
 
 
 def child(pool: Pool, idle_since: float | None) -> tuple[_Child, list[Any]]:
+    """A stand-in child, idle since then (None: busy with one run)."""
     sent: list[Any] = []
     c = _Child(FakeProcess(), None)  # type: ignore[arg-type]
     c.send = sent.append  # type: ignore[method-assign]
-    c.idle_since = idle_since
+    if idle_since is None:
+        c.inflight.append(object())  # type: ignore[arg-type]
+    else:
+        c.idle_since = idle_since
     pool.children.append(c)
     return c, sent
 
@@ -56,7 +60,6 @@ def test_children_idle_past_the_timeout_stop_down_to_the_minimum(monkeypatch) ->
     assert oldest.retiring and oldest_sent == [("stop",)]
     assert not newer.retiring and not busy.retiring
     clock.now = 1016.0  # newer idle 11 s: 2 live, min 1, so it stops; busy never does
-    busy.inflight.append(object())  # type: ignore[arg-type]
     pool._reap()
     assert newer.retiring and newer_sent == [("stop",)]
     assert pool.live() == [busy] and busy_sent == []
