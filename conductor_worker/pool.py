@@ -45,6 +45,10 @@ Handler = Callable[[tuple[Any, ...]], None]
 
 #: runs quicker than this on average (seconds) are queued deeper in the pool's pipes
 QUICK_RUN = 0.005
+#: held while a pool process starts and while a reader thread collects a dead one's exit
+#: status: Process.start() polls every child multiprocessing knows, and a fork server
+#: child's status can be read once only (a second reader would record 255 instead)
+_PROCESSES = threading.Lock()
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -245,7 +249,8 @@ class Pool:
         task modules; spawn writes the child its start-up data), then read what it sends."""
         assert self._loop is not None
         try:
-            child.process.start()
+            with _PROCESSES:
+                child.process.start()
         except Exception:
             log.exception("pool %s: a pool process could not start", self.name)
             child.conn.close()
@@ -268,7 +273,8 @@ class Pool:
                     batch.extend(read_batch(child.conn))
                 self._loop.call_soon_threadsafe(self._on_messages, child, batch)
         except (EOFError, OSError):
-            child.process.join(5)
+            with _PROCESSES:
+                child.process.join(5)
             with contextlib.suppress(RuntimeError):  # the worker's loop may be closed by now
                 self._loop.call_soon_threadsafe(self._on_exit, child)
         except RuntimeError:
