@@ -74,15 +74,20 @@ def _noop(run: Run, label: str, task: str, target: str, goal: float) -> Result:
     with run.stack(label.lower()) as stack:
         worker = stack.start_worker(task)
         stack.wait_registered(task)
-        stack.warm_up(task, 200)
-        with run.recording(label, stack, worker.pid), \
-                stack.cpu_meter(worker.pid) as cpu:
-            began = time.monotonic()
-            ids = stack.client.invoke_batch(task, list(range(S1_COUNT)))
-            enqueued = time.monotonic() - began
-            stack.wait_idle(task, timeout=180)
-            wall = time.monotonic() - began
-        done, first, last = stack.span(int(ids[0]), int(ids[-1]))
+        return noop_throughput(run, stack, worker.pid, label, task, target, goal)
+
+
+def noop_throughput(run: Run, stack: Stack, worker: int, label: str, task: str,
+                    target: str, goal: float) -> Result:
+    """S1's measurement on a running worker: 20,000 executions of a no-op task."""
+    stack.warm_up(task, 200)
+    with run.recording(label, stack, worker), stack.cpu_meter(worker) as cpu:
+        began = time.monotonic()
+        ids = stack.client.invoke_batch(task, list(range(S1_COUNT)))
+        enqueued = time.monotonic() - began
+        stack.wait_idle(task, timeout=180)
+        wall = time.monotonic() - began
+    done, first, last = stack.span(int(ids[0]), int(ids[-1]))
     if done != S1_COUNT:
         raise BenchError(f"{label}: {done} of {S1_COUNT} succeeded")
     drain = span_seconds(first, last)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from conductor_worker import Worker
 
 from .flags import UsageError, auth_token, port
-from .worker import add_worker_flags
+from .worker import add_worker_flags, pool_settings
 
 if TYPE_CHECKING:
     from conductor_server.settings import Settings
@@ -164,7 +164,7 @@ def run_dev(args: argparse.Namespace) -> int:
 
         worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
                         log_level=logging.getLogger().level, on_connected=ready,
-                        token=auth_token(args))
+                        token=auth_token(args), pool_settings=pool_settings(args))
         return worker.run()
     finally:
         coordinator.stop()

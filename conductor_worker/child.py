@@ -22,7 +22,7 @@ Messages from the parent:
     ("shutdown",)                         the worker is stopping: release at the next checkpoint
     ("stop",)                             exit when idle
 and to the parent:
-    ("ready", pid)
+    ("ready", pid, forker_threads)        threads of the process that forked this one
     ("step", key, name, result_json)
     ("done", key, result_json)
     ("error", key, type, message, traceback, retryable)
@@ -53,9 +53,14 @@ from typing import Any
 
 from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
+from .metrics import ENV as METRICS_ENV
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
+from .preload import forker_threads
 from .task import Task, _load_task
+
+#: a pool process's tasks by name (one, or the tasks of a shared pool: all plain or all async)
+Tasks = dict[str, Task[..., Any]]
 
 PR_SET_PDEATHSIG = 1
 #: seconds between re-checks of a run that waits for its lease to be renewed
@@ -294,26 +299,45 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(conn: Connection, module: str, qualname: str, log_level: int, threads: int = 1) -> None:
-    """Entry point of a pool process: runs up to `threads` executions at once."""
+def main(
+    conn: Connection,
+    tasks: list[tuple[str, str]],
+    log_level: int,
+    threads: int = 1,
+    metrics_dir: str | None = None,
+    forked: bool = False,
+) -> None:
+    """Entry point of a pool process: runs up to `threads` executions at once of the tasks
+    named by (module, qualname). A process `forked` by a fork server that had more than one
+    thread runs nothing (a lock another thread held may never be released here): it says so
+    and exits, and the pool starts its processes by spawn instead."""
+    forker = forker_threads()  # first: the fork server is still the parent
+    if forked and forker > 1:
+        link = PipeLink(conn)
+        link.send(("ready", os.getpid(), forker))
+        link.close()
+        return
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if metrics_dir:  # the worker's, even if the fork server started before it was chosen
+        os.environ[METRICS_ENV] = metrics_dir
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    task = _load_task(module, qualname)
-    if task.is_async:
+    loaded = [_load_task(module, qualname) for module, qualname in tasks]
+    by_name: Tasks = {t.name: t for t in loaded}
+    if loaded[0].is_async:
         loop = asyncio.new_event_loop()
         link = PipeLink(conn, loop)
-        link.send(("ready", os.getpid()))
+        link.send(("ready", os.getpid(), forker))
         try:
-            loop.run_until_complete(_serve_async(task, link, threads))
+            loop.run_until_complete(_serve_async(by_name, link, threads))
         finally:
             loop.close()
     else:
         link = PipeLink(conn)
-        link.send(("ready", os.getpid()))
+        link.send(("ready", os.getpid(), forker))
         runners = [
-            threading.Thread(target=_serve, args=(task, link), name=f"run-{i}", daemon=True)
+            threading.Thread(target=_serve, args=(by_name, link), name=f"run-{i}", daemon=True)
             for i in range(threads)
         ]
         for runner in runners:
@@ -323,15 +347,15 @@ def main(conn: Connection, module: str, qualname: str, log_level: int, threads: 
     link.close()
 
 
-def _serve(task: Task[..., Any], link: PipeLink) -> None:
+def _serve(tasks: Tasks, link: PipeLink) -> None:
     """Run executions from the queue one after another until told to stop."""
     while (spec := link.runs.get()) is not None:
-        link.send(run(task, spec, link))
+        link.send(run(tasks[spec.task], spec, link))
         link.interrupts.pop(spec.key, None)
     link.runs.put(None)  # let the other runner threads stop too
 
 
-async def _serve_async(task: Task[..., Any], link: PipeLink, slots: int) -> None:
+async def _serve_async(tasks: Tasks, link: PipeLink, slots: int) -> None:
     """Run executions as coroutines, up to `slots` at once, in the order they came."""
     running: set[asyncio.Task[None]] = set()
 
@@ -341,7 +365,8 @@ async def _serve_async(task: Task[..., Any], link: PipeLink, slots: int) -> None
 
     while True:
         while link.loop_runs and len(running) < slots:
-            started = asyncio.create_task(_run_async(task, link.loop_runs.popleft(), link))
+            spec = link.loop_runs.popleft()
+            started = asyncio.create_task(_run_async(tasks[spec.task], spec, link))
             running.add(started)
             started.add_done_callback(ended)
         if link.loop_stop and not link.loop_runs and not running:

@@ -32,11 +32,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 from . import metrics as worker_metrics
+from . import preload
 from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
-from .pool import Pool
+from .pool import Pool, pool_groups
+from .settings import PoolSettings
 from .task import Task, check_registrable, registered
 from .window import LeaseWindow
 
@@ -117,8 +119,12 @@ class Worker:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         metrics_port: int | None = None,
+        pool_settings: PoolSettings | None = None,
     ) -> None:
         self.tasks = {t.name: t for t in load_tasks(tasks)}
+        self.pool_settings = pool_settings or PoolSettings.resolve()
+        #: the pools' tasks by pool name (checked here, so that a bad pool fails at once)
+        self.pool_groups = pool_groups(list(self.tasks.values()))
         self.connection = Connection.resolve(
             server, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
@@ -129,7 +135,10 @@ class Worker:
         self.log_level = log_level
         self.on_connected = on_connected
         self.drain_mode = drain
+        #: every task's pool, by task name (the tasks of a shared pool share one)
         self.pools: dict[str, Pool] = {}
+        #: each pool once
+        self.pool_list: list[Pool] = []
         #: adaptive lease windows of the tasks without an explicit prefetch
         self.windows = {
             name: LeaseWindow(t.options.slots)
@@ -185,15 +194,7 @@ class Worker:
         if self.metrics_port is not None:
             port, metrics_folder = worker_metrics.enable(self.metrics_port)
             log.info("metrics on port %d", port)
-        for name, t in self.tasks.items():
-            self.pools[name] = Pool(
-                t,
-                t.options.processes,
-                functools.partial(self._on_pool_message, name),
-                threads=t.options.threads,
-                log_level=self.log_level,
-            )
-            self.pools[name].start()
+        self._start_pools()
         connection = asyncio.create_task(self._connection_loop(), name="connection")
         try:
             await self._stop_requested.wait()
@@ -201,12 +202,31 @@ class Worker:
         finally:
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)
-            await asyncio.gather(*(p.stop() for p in self.pools.values()))
+            await asyncio.gather(*(p.stop() for p in self.pool_list))
             if self._client is not None:
                 self._client.close()
             if metrics_folder is not None:
                 worker_metrics.disable(metrics_folder)
         return self.exit_code
+
+    def _start_pools(self) -> None:
+        """Create the pools (each starts only its `min_processes` now) and the fork server
+        that preloads the task modules, while the worker connects."""
+        method = self.pool_settings.start_method
+        preload.context(method, [t.__module__ for t in self.tasks.values()])
+        preload.start(method)
+        for name, members in self.pool_groups.items():
+            pool = Pool(
+                members,
+                functools.partial(self._on_pool_message, members[0].name),
+                name=name,
+                settings=self.pool_settings,
+                log_level=self.log_level,
+            )
+            self.pool_list.append(pool)
+            for t in members:
+                self.pools[t.name] = pool
+            pool.start()
 
     def drain(self) -> int:
         """Run everything of this worker's tasks that is runnable now, then return.
@@ -234,7 +254,7 @@ class Worker:
         assert self._abort is not None and self._idle is not None
         self._stopping = True
         self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
-        for pool in self.pools.values():
+        for pool in self.pool_list:
             pool.shutdown()
         self._check_idle()
         idle = asyncio.create_task(self._idle.wait())
@@ -250,7 +270,7 @@ class Worker:
     async def _release_everything(self) -> None:
         """Drain timeout or second signal: stop the handlers and release all held leases."""
         assert self._idle is not None
-        for pool in self.pools.values():
+        for pool in self.pool_list:
             pool.kill()
         for key, held in list(self.held.items()):
             if key not in self.unacked and not held.abandoned:
@@ -504,14 +524,14 @@ class Worker:
         until when their runs may start steps without asking again, and the latest time the
         coordinator's clock can show (a run's window must never be seen closing late)."""
         until = sent + self._lease_seconds
-        for pool in self.pools.values():
+        for pool in self.pool_list:
             pool.renewed(until, bound)
 
     def _sync_clock(self, sync: worker_pb2.ClockSync) -> None:
         """Hand the coordinator's jumped clock to every pool process, then confirm."""
         now = sync.coordinator_time.ToDatetime(UTC).timestamp()
         sequence = sync.sequence
-        futures = [pool.sync_clock(now, sequence) for pool in self.pools.values()]
+        futures = [pool.sync_clock(now, sequence) for pool in self.pool_list]
         self._heartbeat()  # the sync's time is behind by its transit; the answer bounds it
 
         async def confirm() -> None:

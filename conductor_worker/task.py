@@ -32,8 +32,13 @@ class TaskOptions:
     """Everything @task accepts besides the handler."""
 
     name: str
+    #: the most pool processes of this task (its pool's, when shared) one worker runs
     processes: int = 1
     threads: int = 1
+    #: a shared pool's name (tasks naming the same pool share its processes); None: own pool
+    pool: str | None = None
+    #: pool processes kept running while idle (the rest start on demand, stop when idle)
+    min_processes: int = 0
     max_attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 300.0
@@ -106,6 +111,8 @@ def task(
     name: str | None = None,
     processes: int = 1,
     threads: int = 1,
+    pool: str | None = None,
+    min_processes: int = 0,
     max_attempts: int = 3,
     backoff: float = 1.0,
     max_backoff: float = 300.0,
@@ -132,6 +139,12 @@ def task(
     mostly wait on I/O): in threads for a `def` handler, as coroutines on the process's event
     loop for an `async def` one. A process that dies then fails every run it had started.
 
+    `processes` is the most pool processes that run this task on one worker: they start when
+    leases arrive and stop after the worker's pool idle timeout, except `min_processes` of
+    them, which start with the worker and stay. `pool="io"` runs the task in a pool shared
+    with the other tasks that name it (the pool's size is the largest `processes` and
+    `threads` among them); a crash then fails only the run of the process that crashed.
+
     `cron` declares static schedules, read in `timezone`: one expression, a list of them
     (each named by its expression) or a dict {name: expression}. `event.schedule` tells the
     handler which one fired it (None for a direct invoke).
@@ -154,6 +167,8 @@ def task(
             name=task_name,
             processes=processes,
             threads=threads,
+            pool=pool,
+            min_processes=min_processes,
             max_attempts=max_attempts,
             backoff=backoff,
             max_backoff=max_backoff,
@@ -233,9 +248,14 @@ def validate_options(o: TaskOptions) -> None:
         ("max_attempts", o.max_attempts, 1),
         ("concurrency", o.concurrency, 0),
         ("prefetch", 0 if o.prefetch is None else o.prefetch, 0),
+        ("min_processes", o.min_processes, 0),
     ):
         if not isinstance(value, int) or value < low:
             fail(option, f"must be an integer >= {low}, got {value!r}")
+    if o.min_processes > o.processes:
+        fail("min_processes", f"must be <= processes ({o.processes}), got {o.min_processes}")
+    if o.pool is not None and not (isinstance(o.pool, str) and _NAME.match(o.pool)):
+        fail("pool", f"1-200 characters of letters, digits and _ . : -, got {o.pool!r}")
     _validate_retry(o, fail)
     try:
         ZoneInfo(o.timezone)
