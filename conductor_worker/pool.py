@@ -77,10 +77,13 @@ class Pool:
         *,
         threads: int = 1,
         log_level: int = logging.INFO,
+        on_handed: Callable[[RunKey], None] | None = None,
     ) -> None:
         self.task = task
         self.processes = processes
         self.handler = handler
+        #: told which queued runs were just handed to a process (may start from now on)
+        self.on_handed = on_handed
         self.threads = threads
         # Runs handed to a child at once: no more than it runs at a time while runs are slow
         # (a run waiting in the pool goes to whichever process frees first, never behind a
@@ -178,9 +181,11 @@ class Pool:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def submit(self, spec: RunSpec) -> None:
+    def submit(self, spec: RunSpec) -> bool:
+        """Queue a run; True if it went to a process at once, False if it waits for room."""
         self.pending.append(spec)
         self._assign()
+        return not self.pending or self.pending[-1] is not spec
 
     def _assign(self) -> None:
         depth = self.per_child_quick if self._run_seconds < QUICK_RUN else self.per_child
@@ -195,6 +200,8 @@ class Pool:
             child.inflight.append(spec)
             self._where[spec.key] = child
             self._sent_at[spec.key] = now
+            if self.on_handed is not None:  # before the process can have it
+                self.on_handed(spec.key)
             child.send(("run", spec))
 
     def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:
