@@ -1,4 +1,4 @@
-"""Conductor's benchmark: S1-S7 and the Procrastinate peer, one line of figures each.
+"""Conductor's benchmark: S1-S7, S11, S12 and the Procrastinate peer, one line of figures each.
 
     .venv/bin/python -m bench [--json] [--only S1,peer,S3] [--database-url URL] [--profile DIR]
 
@@ -21,11 +21,16 @@ import time
 import traceback
 from pathlib import Path
 
+from .fairness import s11_fairness, s12_priority
 from .harness import PostgresServer, Result, busy_cores
 from .peer_scenario import peer
 from .scenarios import SCENARIOS, Run
 
-ORDER = ["S1", "S1-default", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7"]
+#: every scenario by name; the peer lines compare with the S1 line of their kind
+EVERY = {**SCENARIOS, "S11": s11_fairness, "S12": s12_priority}
+
+ORDER = ["S1", "S1-default", "peer", "peer-default", "S2", "S2-sync", "S3", "S4", "S5", "S6",
+         "S7", "S11", "S12"]
 
 
 def machine() -> str:
@@ -97,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             load = wait_quiet(args.wait_quiet)
             started = time.monotonic()
             try:
-                scenario = SCENARIOS.get(name)
-                result = scenario(run) if scenario else peer(run, results.get("S1"))
+                scenario = EVERY.get(name)
+                if scenario is not None:
+                    result = scenario(run)
+                elif name == "peer-default":
+                    result = peer(run, results.get("S1-default"), defaults=True)
+                else:
+                    result = peer(run, results.get("S1"))
             except Exception as exc:
                 failed = True
                 traceback.print_exc()
