@@ -9,13 +9,18 @@ from typing import Any
 from .harness import PYTHON, ROOT, BenchError, Result
 from .scenarios import S1_COUNT, Run
 
+#: jobs the peer drains with its own defaults (one job at a time: S1's 20,000 would take
+#: minutes for the same rate)
+PEER_DEFAULT_COUNT = 2_000
+
 
 def peer(run: Run, s1: Result | None, defaults: bool = False) -> Result:
     """Run bench/peer.py on a scratch database; compare with S1 (or S1-default) when it ran
     before. `defaults`: Procrastinate's own worker defaults (one process, concurrency 1, its
     LISTEN/NOTIFY on), as a new user gets it, beside S1-default; else its best tuning."""
     with run.server.scratch("peer") as url:
-        cmd = [PYTHON, "-m", "bench.peer", "--database-url", url, "--count", str(S1_COUNT)]
+        count = PEER_DEFAULT_COUNT if defaults else S1_COUNT
+        cmd = [PYTHON, "-m", "bench.peer", "--database-url", url, "--count", str(count)]
         if defaults:
             cmd.append("--defaults")
         with open(run.logs / "peer.log", "ab") as log:
