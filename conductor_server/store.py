@@ -257,6 +257,7 @@ class Store:
                 schedule=row[6],
                 fire_time=row[7],
                 ready_at=row[8],
+                priority=row[9],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]

@@ -182,7 +182,13 @@ class Pool:
     # -- runs ---------------------------------------------------------------------------
 
     def submit(self, spec: RunSpec) -> bool:
-        """Queue a run; True if it went to a process at once, False if it waits for room."""
+        """Queue a run; True if it went to a process at once, False if it waits for room.
+        Queued runs start by priority, highest first, in arrival order within one."""
+        if self.pending and self.pending[-1].priority < spec.priority:
+            at = next(i for i, s in enumerate(self.pending) if s.priority < spec.priority)
+            self.pending.insert(at, spec)
+            self._assign()
+            return all(s is not spec for s in self.pending)
         self.pending.append(spec)
         self._assign()
         return not self.pending or self.pending[-1] is not spec

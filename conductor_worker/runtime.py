@@ -576,6 +576,7 @@ class Worker:
                     if lease.HasField("window_reopens_at")
                     else None,
                     lease_seconds=self._lease_seconds,
+                    priority=lease.priority,
                 )
             )
             if not handed:

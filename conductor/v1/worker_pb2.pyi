@@ -837,6 +837,7 @@ class Lease(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     FIRE_TIME_FIELD_NUMBER: _builtins.int
     WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
     WINDOW_REOPENS_AT_FIELD_NUMBER: _builtins.int
@@ -854,6 +855,10 @@ class Lease(_message.Message):
     """The invocation payload as JSON text."""
     schedule: _builtins.str
     """The cron schedule that created the execution; empty for a direct invoke."""
+    priority: _builtins.int
+    """The execution's priority (higher first): a worker starts the leases it holds in this
+    order too, FIFO within one priority.
+    """
     @_builtins.property
     def steps(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Steps completed in earlier runs: name -> result JSON text."""
@@ -889,13 +894,14 @@ class Lease(_message.Message):
         steps: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         coordinator_time: _timestamp_pb2.Timestamp | None = ...,
         schedule: _builtins.str = ...,
+        priority: _builtins.int = ...,
         fire_time: _timestamp_pb2.Timestamp | None = ...,
         window_closes_at: _timestamp_pb2.Timestamp | None = ...,
         window_reopens_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "schedule", b"schedule", "steps", b"steps", "task", b"task", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -137,7 +137,7 @@ FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
-     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at;
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority;
 
 -- name: lock_capped_task
 -- Serialise leasing of a task with a concurrency cap across coordinators until the end of the
