@@ -560,6 +560,9 @@ class Dispatcher:
             return []
         if any(lease.size() > MAX_LEASE_BYTES for lease in leases):
             leases = await self._fail_undeliverable(leases)
+            self.wake(task)  # their room is free again: the next pass fills it
+            if not leases:
+                return leases
         if definition is not None and definition.window_start:
             leases = _with_window(leases, definition, now)
         started = time.monotonic()
