@@ -37,9 +37,11 @@ async def steps(event: Event, ctx: AsyncContext) -> int:
     return 10
 
 
-@task(name="bench-steps-sync", processes=2, threads=64, prefetch=64)
+@task(name="bench-steps-sync", processes=2, threads=128, prefetch=128)
 def steps_sync(event: Event, ctx: Context) -> int:
-    """S2 with a plain handler: the same steps, 64 handler threads per pool process."""
+    """S2 with a plain handler: the same steps at the same concurrency, 128 handler threads
+    per pool process (until round 3: 64, half of S2's runs at a time, which halved the steps
+    per group commit and so the throughput)."""
     for i in range(10):
         ctx.step(f"s{i}", lambda i=i: i)
     return 10
@@ -110,9 +112,19 @@ def child_time(event: Event, ctx: Context) -> float:
 @task(name="bench-on-event", on="bench.event", processes=2)
 def on_event(event: Event, ctx: Context) -> float:
     """S8: runs on each emitted bench.event; returns when its handler started."""
+@task(name="bench-half-second", processes=2)
+def half_second(event: Event, ctx: Context) -> None:
+    """S11: half a second of (sleeping) work, nothing tuned."""
+    time.sleep(0.5)
+
+
+@task(name="bench-priority", processes=2)
+def priority_start(event: Event, ctx: Context) -> float:
+    """S12: a no-op with nothing tuned that returns when its handler started (epoch s)."""
     return time.time()
 
 
 def registered_bench_tasks() -> dict[str, Task[..., Any]]:
     """Every task of this module, by task name."""
     return {v.name: v for v in globals().values() if isinstance(v, Task)}
+

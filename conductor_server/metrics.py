@@ -70,6 +70,11 @@ class CoordinatorMetrics:
             "Worker streams closed because the worker was silent for two heartbeat intervals.",
             registry=r,
         )
+        self.leases_returned_unstarted = Counter(
+            "conductor_leases_returned_unstarted_total",
+            "Expired leases that their worker had not started (prefetched), given back "
+            "without counting an attempt.", ["task"], registry=r,
+        )
         self.leases_unclaimed = Counter(
             "conductor_leases_unclaimed_total",
             "Leases a reconnecting worker never received (pushed into a dead stream), given "

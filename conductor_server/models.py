@@ -222,6 +222,7 @@ class Lease:
     #: for a task with a window: when the open window closes, and the opening after that
     window_closes_at: datetime | None = None
     window_reopens_at: datetime | None = None
+    priority: int = 0
 
     def size(self) -> int:
         """About how many bytes it takes in a message (its payload and recorded steps)."""

@@ -42,6 +42,10 @@ from .store_history import HistoryStore
 log = logging.getLogger(__name__)
 
 NOTIFY_CHUNK = 7000  # pg_notify payloads must stay under 8000 bytes
+#: times an execution's lease may return without an attempt because its worker died before
+#: starting it; after that, a lost lease counts an attempt whatever the worker said (bounds
+#: a run that kills its worker before the worker's "started" notice gets out)
+UNSTARTED_RETURNS = 3
 
 
 def _q(name: str) -> LiteralString:
@@ -259,6 +263,7 @@ class Store(HistoryStore):
                 schedule=row[6],
                 fire_time=row[7],
                 ready_at=row[8],
+                priority=row[9],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
@@ -290,12 +295,7 @@ class Store(HistoryStore):
         if not refs:
             return {}
         refs = sorted(refs, key=_by_id)  # rows are locked in id order: see _apply_kind
-        params = {
-            "ids": [r.execution_id for r in refs],
-            "tokens": [r.token for r in refs],
-            "expires_at": expires_at,
-            "worker_id": worker_id,
-        }
+        params = _lease_params(refs, expires_at=expires_at, worker_id=worker_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("renew_leases"), params)
             return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
@@ -306,10 +306,39 @@ class Store(HistoryStore):
             cur = await conn.execute(_q("leases_of_worker"), {"worker_id": worker_id})
             return [(LeaseRef(row[0], str(row[1])), row[2]) for row in await cur.fetchall()]
 
-    async def expired_leases(self, now: datetime, limit: int = 1000) -> list[LeaseRef]:
+    async def expired_leases(
+        self, now: datetime, limit: int = 1000
+    ) -> list[tuple[LeaseRef, bool]]:
+        """Expired leases, each with whether it never started (and may return without an
+        attempt: see return_unstarted)."""
+        params = {"now": now, "limit": limit, "max_returns": UNSTARTED_RETURNS}
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_q("expired_leases"), {"now": now, "limit": limit})
-            return [LeaseRef(row[0], str(row[1])) for row in await cur.fetchall()]
+            cur = await conn.execute(_q("expired_leases"), params)
+            return [(LeaseRef(row[0], str(row[1])), row[2]) for row in await cur.fetchall()]
+
+    async def mark_unstarted(
+        self, refs: Sequence[LeaseRef], worker_id: str, renewed_until: datetime
+    ) -> None:
+        """A worker's stream ended while it held these leases without having started them."""
+        if not refs:
+            return
+        params = _lease_params(refs, worker_id=worker_id, renewed_until=renewed_until)
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("mark_unstarted"), params)
+
+    async def return_unstarted(
+        self, refs: Sequence[LeaseRef], now: datetime, lease_now: datetime
+    ) -> list[OutcomeApplied]:
+        """Give expired, never-started leases back without counting an attempt."""
+        if not refs:
+            return []
+        params = _lease_params(refs, now=now, lease_now=lease_now, max_returns=UNSTARTED_RETURNS)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("return_unstarted"), params)
+            return [
+                OutcomeApplied(row[0], row[1], State(row[2]), row[3])
+                for row in await cur.fetchall()
+            ]
 
     # -- writes from workers (group-committed by the dispatcher) ---------------------------
 
@@ -612,6 +641,11 @@ class Store(HistoryStore):
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             async for notify in conn.notifies():
                 yield notify.channel, notify.payload
+
+
+def _lease_params(refs: Sequence[LeaseRef], **more: Any) -> dict[str, Any]:
+    """Query parameters naming leases (ids and tokens, in order), plus `more`."""
+    return {"ids": [r.execution_id for r in refs], "tokens": [r.token for r in refs], **more}
 
 
 _OUTCOME_QUERY = {

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,6 +59,10 @@ def _lease_ref(execution_id: str, token: str) -> LeaseRef | None:
         return LeaseRef(validation.parse_execution_id(execution_id), token)
     except (InvalidArgument, ValueError):
         return None
+
+
+def _lease_refs(refs: Iterable[worker_pb2.LeaseRef]) -> list[LeaseRef]:
+    return [r for m in refs if (r := _lease_ref(m.execution_id, m.lease_token)) is not None]
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -166,6 +170,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         fire_time=timestamp(lease.fire_time),
         window_closes_at=timestamp(lease.window_closes_at),
         window_reopens_at=timestamp(lease.window_reopens_at),
+        priority=lease.priority,
     )
 
 
@@ -450,6 +455,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             async for message in requests:
                 session.heard()
                 kind = message.WhichOneof("kind")
+                if kind == "run_states":  # in order, before whatever follows it
+                    self._on_run_states(message.run_states, session)
+                    continue
                 handler = handlers.get(kind or "")
                 if handler is None:
                     log.warning("worker %s sent unexpected %s", session.worker_id, kind)
@@ -483,8 +491,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             session.close(failure=exc)
 
     async def _on_heartbeat(self, message: worker_pb2.Heartbeat, session: Session) -> None:
-        refs = [r for m in message.leases if (r := _lease_ref(m.execution_id, m.lease_token))]
-        await self.dispatcher.heartbeat(session, refs)
+        await self.dispatcher.heartbeat(session, _lease_refs(message.leases))
 
     async def _on_step_saves(self, message: worker_pb2.StepSaves, session: Session) -> None:
         writes: list[StepWrite] = []
@@ -531,6 +538,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             session.send(refused)
         if writes:
             await self.dispatcher.apply_outcomes(session, writes)
+
+    def _on_run_states(self, message: worker_pb2.RunStates, session: Session) -> None:
+        session.run_states(_lease_refs(message.waiting), _lease_refs(message.started))
 
     async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
         self.dispatcher.stop_leasing(session)

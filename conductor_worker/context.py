@@ -72,6 +72,8 @@ class RunSpec:
     #: plus this, and after that until the worker's last acknowledged heartbeat plus this
     #: (0: not checked)
     lease_seconds: float = 0.0
+    #: the execution's priority: the pool starts its queued runs highest first
+    priority: int = 0
 
     @property
     def key(self) -> RunKey:

@@ -113,6 +113,7 @@ class Pool:
         name: str | None = None,
         settings: PoolSettings | None = None,
         log_level: int = logging.INFO,
+        on_handed: Callable[[RunKey], None] | None = None,
     ) -> None:
         self.tasks = list(tasks)
         self.name = name or self.tasks[0].name
@@ -123,6 +124,8 @@ class Pool:
         self.idle_timeout = settings.idle_timeout
         self.start_method = settings.start_method
         self.handler = handler
+        #: told which queued runs were just handed to a process (may start from now on)
+        self.on_handed = on_handed
         # Runs handed to a child at once: no more than it runs at a time while runs are slow
         # (a run waiting in the pool goes to whichever process frees first, never behind a
         # long run while another process idles), more once they are quick, so that short
@@ -288,9 +291,17 @@ class Pool:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def submit(self, spec: RunSpec) -> None:
+    def submit(self, spec: RunSpec) -> bool:
+        """Queue a run; True if it went to a process at once, False if it waits for room.
+        Queued runs start by priority, highest first, in arrival order within one."""
+        if self.pending and self.pending[-1].priority < spec.priority:
+            at = next(i for i, s in enumerate(self.pending) if s.priority < spec.priority)
+            self.pending.insert(at, spec)
+            self._assign()
+            return all(s is not spec for s in self.pending)
         self.pending.append(spec)
         self._assign()
+        return not self.pending or self.pending[-1] is not spec
 
     def _assign(self) -> None:
         depth = self.per_child_quick if self._run_seconds < QUICK_RUN else self.per_child
@@ -309,6 +320,8 @@ class Pool:
             child.inflight.append(spec)
             self._where[spec.key] = child
             self._sent_at[spec.key] = now
+            if self.on_handed is not None:  # before the process can have it
+                self.on_handed(spec.key)
             child.send(("run", spec))
 
     def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:

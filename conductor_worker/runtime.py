@@ -57,6 +57,10 @@ BUSY_BATCH_WAIT = 0.002  # seconds a busy worker lets results gather before send
 STEP_GATHER_MAX = 0.005
 #: step saves that go at once even while an earlier batch is unacknowledged
 STEP_BATCH_ALONE = 16
+#: seconds between announcements of the leases waiting for a pool process (RunStates): a
+#: lease that waits less is never announced, so it counts as started if the worker dies
+#: (short runs stream through without any notice)
+ANNOUNCE_EVERY = 0.25
 #: answers that reconnecting cannot fix: the worker stops with exit code 1
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -151,6 +155,10 @@ class Worker:
         #: executions; an older lease of one is abandoned as soon as a newer one arrives)
         self.tokens: dict[str, str] = {}
         self.unacked: dict[RunKey, worker_pb2.Outcome] = {}
+        #: leases queued in a pool (not handed to a process yet): not yet announced to the
+        #: coordinator, and announced (see ANNOUNCE_EVERY and RunStates)
+        self._queued: set[RunKey] = set()
+        self._waiting: set[RunKey] = set()
         self.pending_steps: dict[tuple[RunKey, str], worker_pb2.StepSave] = {}
         #: time.monotonic() when the coordinator was last heard from on the current stream
         self._last_heard = 0.0
@@ -222,6 +230,7 @@ class Worker:
                 name=name,
                 settings=self.pool_settings,
                 log_level=self.log_level,
+                on_handed=self._on_handed,
             )
             self.pool_list.append(pool)
             for t in members:
@@ -358,6 +367,8 @@ class Worker:
         self._steps_in_flight = 0  # a new stream: whatever was unacknowledged is resent below
         if self._stopping:
             self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
+        for key in self._waiting:
+            outbox.put_nowait(("waiting", _ref(key)))
         for save in self.pending_steps.values():
             outbox.put_nowait(("step", save))
         for outcome in self.unacked.values():
@@ -370,6 +381,7 @@ class Worker:
         tasks = [
             asyncio.create_task(self._sender(call, outbox)),
             asyncio.create_task(self._heartbeats(interval)),
+            asyncio.create_task(self._announce_waiting()),
         ]
         reader = asyncio.create_task(self._read(call))
         watchdog = asyncio.create_task(self._watchdog(interval))
@@ -472,6 +484,24 @@ class Worker:
             )
         )
 
+    async def _announce_waiting(self) -> None:
+        """Tell the coordinator which leases have waited in a pool for a while without
+        starting, so that they cost no attempt if this worker dies (RunStates)."""
+        while True:
+            await asyncio.sleep(ANNOUNCE_EVERY)
+            for key in self._queued:
+                self._send(("waiting", _ref(key)))
+            self._waiting |= self._queued
+            self._queued.clear()
+
+    def _on_handed(self, key: RunKey) -> None:
+        """A pool hands a queued run to a process: announced as waiting, it is announced as
+        started first."""
+        self._queued.discard(key)
+        if key in self._waiting:
+            self._waiting.discard(key)
+            self._send(("started", _ref(key)))
+
     def _send(self, item: worker_pb2.WorkerMessage | tuple[str, Any]) -> None:
         if self._outbox is not None:
             self._outbox.put_nowait(item)
@@ -560,7 +590,7 @@ class Worker:
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
                     else worker_pb2.RELEASE_REASON_UNAVAILABLE))
                 continue
-            pool.submit(
+            handed = pool.submit(
                 RunSpec(
                     execution_id=lease.execution_id,
                     token=lease.lease_token,
@@ -580,8 +610,11 @@ class Worker:
                     if lease.HasField("window_reopens_at")
                     else None,
                     lease_seconds=self._lease_seconds,
+                    priority=lease.priority,
                 )
             )
+            if not handed:
+                self._queued.add(key)
 
     def _on_step_acks(self, acks: worker_pb2.StepAcks) -> None:
         self._steps_in_flight = max(0, self._steps_in_flight - len(acks.items))
@@ -618,6 +651,8 @@ class Worker:
     def _drop(self, key: RunKey) -> _Held | None:
         """Forget a lease (its outcome is acknowledged, or its run was abandoned)."""
         held = self.held.pop(key, None)
+        self._queued.discard(key)
+        self._waiting.discard(key)
         if self.tokens.get(key[0]) == key[1]:
             del self.tokens[key[0]]
         return held
@@ -768,6 +803,10 @@ def _epoch(ts: Timestamp) -> float:
     return ts.ToDatetime(UTC).timestamp()
 
 
+def _ref(key: RunKey) -> worker_pb2.LeaseRef:
+    return worker_pb2.LeaseRef(execution_id=key[0], lease_token=key[1])
+
+
 def _is_step(item: worker_pb2.WorkerMessage | tuple[str, Any]) -> bool:
     return isinstance(item, tuple) and item[0] == "step"
 
@@ -816,6 +855,11 @@ def _coalesce(
     steps = [i[1] for i in items if isinstance(i, tuple) and i[0] == "step"]
     outcomes = [i[1] for i in items if isinstance(i, tuple) and i[0] == "outcome"]
     messages = [i for i in items if isinstance(i, worker_pb2.WorkerMessage)]
+    waiting = [i[1] for i in items if isinstance(i, tuple) and i[0] == "waiting"]
+    started = [i[1] for i in items if isinstance(i, tuple) and i[0] == "started"]
+    if waiting or started:  # (small: 2 x 64 bytes an item at most, one message per batch)
+        messages.append(worker_pb2.WorkerMessage(
+            run_states=worker_pb2.RunStates(waiting=waiting, started=started)))
     messages += [
         worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=chunk))
         for chunk in _chunks(steps, _step_size, budget)

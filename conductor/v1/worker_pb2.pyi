@@ -723,6 +723,43 @@ class TaskCapacity(_message.Message):
 Global___TaskCapacity: _TypeAlias = TaskCapacity  # noqa: Y015
 
 @_typing.final
+class RunStates(_message.Message):
+    """Which leases the worker holds without having started them (prefetched, waiting for a free
+    pool process), and which of those it has started since. A lease is counted as started
+    unless the worker said it waits and has not yet said it started; the worker queues
+    `started` as it hands the run to a pool process. When the worker's stream ends, the
+    coordinator records which leases were still waiting; if their leases then expire (the
+    worker did not come back), they return to the queue without counting an attempt (a few
+    times per execution at most: see docs/concepts.md, "Prefetched leases").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAITING_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def waiting(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
+        """Leases received and queued, not started."""
+
+    @_builtins.property
+    def started(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
+        """Leases announced as waiting that are now handed to a pool process."""
+
+    def __init__(
+        self,
+        *,
+        waiting: _abc.Iterable[Global___LeaseRef] | None = ...,
+        started: _abc.Iterable[Global___LeaseRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["started", b"started", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunStates: _TypeAlias = RunStates  # noqa: Y015
+
+@_typing.final
 class WorkerMessage(_message.Message):
     """Everything a worker sends."""
 
@@ -735,6 +772,7 @@ class WorkerMessage(_message.Message):
     STOP_LEASING_FIELD_NUMBER: _builtins.int
     CLOCK_SYNCED_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    RUN_STATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First message of the stream."""
@@ -763,6 +801,10 @@ class WorkerMessage(_message.Message):
     def capacity(self) -> Global___CapacityUpdate:
         """New lease windows."""
 
+    @_builtins.property
+    def run_states(self) -> Global___RunStates:
+        """Leases waiting to start, and started since."""
+
     def __init__(
         self,
         *,
@@ -773,12 +815,13 @@ class WorkerMessage(_message.Message):
         stop_leasing: Global___StopLeasing | None = ...,
         clock_synced: Global___ClockSynced | None = ...,
         capacity: Global___CapacityUpdate | None = ...,
+        run_states: Global___RunStates | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity", "run_states"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -891,6 +934,7 @@ class Lease(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     FIRE_TIME_FIELD_NUMBER: _builtins.int
     WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
     WINDOW_REOPENS_AT_FIELD_NUMBER: _builtins.int
@@ -908,6 +952,10 @@ class Lease(_message.Message):
     """The invocation payload as JSON text."""
     schedule: _builtins.str
     """The cron schedule that created the execution; empty for a direct invoke."""
+    priority: _builtins.int
+    """The execution's priority (higher first): a worker starts the leases it holds in this
+    order too, FIFO within one priority.
+    """
     @_builtins.property
     def steps(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Steps completed in earlier runs: name -> result JSON text."""
@@ -943,13 +991,14 @@ class Lease(_message.Message):
         steps: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         coordinator_time: _timestamp_pb2.Timestamp | None = ...,
         schedule: _builtins.str = ...,
+        priority: _builtins.int = ...,
         fire_time: _timestamp_pb2.Timestamp | None = ...,
         window_closes_at: _timestamp_pb2.Timestamp | None = ...,
         window_reopens_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "schedule", b"schedule", "steps", b"steps", "task", b"task", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

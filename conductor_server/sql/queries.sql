@@ -136,13 +136,13 @@ WITH picked AS (
 )
 UPDATE conductor_executions e
 SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
-    lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s,
+    lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s, lease_unstarted = false,
     started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s
 FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
-     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at;
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority;
 
 -- name: lock_capped_task
 -- Serialise leasing of a task with a concurrency cap across coordinators until the end of the
@@ -166,8 +166,9 @@ SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(t
 
 -- name: renew_leases
 -- Extend the leases a worker still holds; returns the ids that are still its own (by token,
--- and granted to that worker unless %(worker_id)s is '').
-UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s
+-- and granted to that worker unless %(worker_id)s is ''). The worker is alive: whatever it
+-- said was waiting before is its own business again (lease_unstarted cleared).
+UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s, lease_unstarted = false
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
     AND (%(worker_id)s = '' OR e.worker_id = %(worker_id)s)
@@ -321,9 +322,44 @@ SELECT id, task, state, run_at,
      WHERE state IN ('succeeded', 'failed', 'cancelled'))
 FROM done;
 
+-- name: mark_unstarted
+-- A worker's stream ended: record which of its leases it had not started (by token, leased
+-- to that worker, and not renewed since this coordinator last renewed them: a reconnect to
+-- any coordinator renews them later than %(renewed_until)s).
+UPDATE conductor_executions e SET lease_unstarted = true
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    AND e.worker_id = %(worker_id)s AND e.lease_expires_at <= %(renewed_until)s;
+
+-- name: return_unstarted
+-- Expired leases that never started: back to the queue in their old place (run_at kept)
+-- without counting an attempt or a run (no attempt-history row), their token cleared so that the old worker's writes are
+-- stale; cancelled ones end as cancelled. Only while still expired and marked.
+WITH done AS (
+    UPDATE conductor_executions e
+    SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'pending' END
+            ::conductor_execution_state,
+        attempt = e.attempt - 1, lease_expires_at = NULL, lease_token = NULL,
+        lease_unstarted = false, unstarted_returns = e.unstarted_returns + 1,
+        runs = greatest(e.runs - 1, 0),
+        finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
+    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+        AND e.lease_unstarted AND e.unstarted_returns < %(max_returns)s
+        AND e.lease_expires_at < %(lease_now)s
+    RETURNING e.id, e.task, e.state::text AS state, e.run_at
+)
+SELECT id, task, state, run_at,
+    (SELECT conductor_notify_finished(array_agg(id)) FROM done
+     WHERE state IN ('succeeded', 'failed', 'cancelled'))
+FROM done;
+
 -- name: expired_leases
--- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock).
-SELECT id, lease_token FROM conductor_executions
+-- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock),
+-- and whether each may return without an attempt (marked unstarted, returned so fewer than
+-- %(max_returns)s times).
+SELECT id, lease_token, lease_unstarted AND unstarted_returns < %(max_returns)s
+FROM conductor_executions
 WHERE state = 'running' AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at
 LIMIT %(limit)s;
