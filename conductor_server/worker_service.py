@@ -273,11 +273,16 @@ def _outcome_ack(ack: OutcomeAck) -> worker_pb2.OutcomeAck:
         return worker_pb2.OutcomeAck(
             execution_id=ack.execution_id, lease_token=ack.token, status=ack.status
         )
-    return worker_pb2.OutcomeAck(
+    answer = worker_pb2.OutcomeAck(
         execution_id=str(ack.lease.execution_id),
         lease_token=ack.lease.token,
         status=_status(ack.ok),
+        state=ack.state,
     )
+    run_at = timestamp(ack.run_at) if ack.state == "pending" else None
+    if run_at is not None:
+        answer.run_at.CopyFrom(run_at)
+    return answer
 
 
 def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> OutcomeWrite:
@@ -500,7 +505,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             status = _STALE if ref is None else _INVALID
             if ref is None or item.WhichOneof("result") is None:
                 refused.append(
-                    RefusedOutcome(_NO_LEASE, False, item.execution_id, item.lease_token, status)
+                    RefusedOutcome(_NO_LEASE, False, "", None, item.execution_id,
+                                   item.lease_token, status)
                 )
                 continue
             write = outcome_from_pb(item, ref, limits)

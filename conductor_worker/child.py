@@ -51,6 +51,7 @@ from typing import Any
 
 from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
+from .log_format import TextFormatter
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .task import Task, _load_task
@@ -275,7 +276,9 @@ def main(conn: Connection, module: str, qualname: str, log_level: int, threads: 
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(TextFormatter())
+    logging.basicConfig(level=log_level, handlers=[handler])
     task = _load_task(module, qualname)
     if task.is_async:
         loop = asyncio.new_event_loop()

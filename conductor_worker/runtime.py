@@ -35,6 +35,7 @@ from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
+from .lifecycle import Run
 from .pool import Pool
 from .task import Task, check_registrable, registered
 from .window import LeaseWindow
@@ -74,6 +75,8 @@ class _Held:
     abandoned: bool = False
     #: bytes of step results the execution has recorded (from its lease) or sent since
     steps_bytes: int = 0
+    #: what its lifecycle log lines say (None: released without running)
+    run: Run | None = None
 
 
 def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
@@ -520,12 +523,16 @@ class Worker:
                 # than the lease timeout): the old lease is gone, so that run is abandoned.
                 self._abandon((lease.execution_id, older))
             self.tokens[lease.execution_id] = lease.lease_token
-            self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
+            held = self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
             if pool is None or self._stopping:
                 self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
                     else worker_pb2.RELEASE_REASON_UNAVAILABLE))
                 continue
+            coordinator_time = _epoch(lease.coordinator_time)
+            held.run = Run(lease.execution_id, lease.task, lease.attempt, lease.max_attempts,
+                           steps=len(lease.steps), clock_offset=coordinator_time - time.time())
+            held.run.log_started()
             pool.submit(
                 RunSpec(
                     execution_id=lease.execution_id,
@@ -535,7 +542,7 @@ class Worker:
                     max_attempts=lease.max_attempts,
                     payload_json=lease.payload_json,
                     steps=dict(lease.steps),
-                    coordinator_time=lease.coordinator_time.ToDatetime(UTC).timestamp(),
+                    coordinator_time=coordinator_time,
                     received_monotonic=received,
                     schedule=lease.schedule or None,
                     fire_time=_epoch(lease.fire_time) if lease.HasField("fire_time") else None,
@@ -563,6 +570,8 @@ class Worker:
             answer: tuple[RunKey, str, str | None, str]
             if ack.status == worker_pb2.WRITE_STATUS_OK:
                 answer = (key, name, ack.result_json, "")
+                if held.run is not None:
+                    held.run.log_step(name)
             elif ack.status == worker_pb2.WRITE_STATUS_INVALID:  # the run fails at that step
                 answer = (key, name, None, ack.error or "refused by the coordinator")
             else:
@@ -575,10 +584,13 @@ class Worker:
     def _on_outcome_acks(self, acks: worker_pb2.OutcomeAcks) -> None:
         for ack in acks.items:
             key = (ack.execution_id, ack.lease_token)
-            if self.unacked.pop(key, None) is not None:
-                self._drop(key)
+            outcome = self.unacked.pop(key, None)
+            if outcome is not None:
+                held = self._drop(key)
                 if ack.status != worker_pb2.WRITE_STATUS_OK:
                     log.warning("execution %s: outcome refused (lease lost)", ack.execution_id)
+                elif held is not None and held.run is not None:
+                    held.run.log_outcome(outcome, ack)
         self._check_idle()
 
     def _drop(self, key: RunKey) -> _Held | None:
@@ -620,6 +632,8 @@ class Worker:
             self._on_step(held, key, message[2], message[3])
         elif held.abandoned or kind == "abandoned":
             self._drop(key)
+            if held.run is not None:
+                held.run.log_abandoned()
             for pending in [k for k in self.pending_steps if k[0] == key]:
                 del self.pending_steps[pending]
             worker_metrics.metrics().executions.labels(held.task, "abandoned").inc()

@@ -959,22 +959,37 @@ class OutcomeAck(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RUN_AT_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     lease_token: _builtins.str
     """The lease token the outcome carried."""
     status: Global___WriteStatus.ValueType
     """Whether it was recorded."""
+    state: _builtins.str
+    """When recorded: the execution's state afterwards ("pending", "succeeded", "failed",
+    "cancelled"), so that the worker can log what the outcome did (e.g. a failed attempt
+    that will be retried).
+    """
+    @_builtins.property
+    def run_at(self) -> _timestamp_pb2.Timestamp:
+        """When recorded and the execution is pending again: its next run time (a failed attempt's
+        retry, a release's run_at).
+        """
+
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         lease_token: _builtins.str = ...,
         status: Global___WriteStatus.ValueType = ...,
+        state: _builtins.str = ...,
+        run_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "lease_token", b"lease_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "lease_token", b"lease_token", "run_at", b"run_at", "state", b"state", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

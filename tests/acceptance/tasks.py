@@ -147,3 +147,10 @@ async def threaded_async(event: Event, ctx: Any) -> int:
     if event.payload.get("hang"):
         await asyncio.sleep(120)
     return os.getpid()
+
+
+@task(name="log-lines")
+def log_lines(event: Event, ctx: Context) -> int:
+    for i in range(event.payload["count"]):
+        ctx.logger.info("line %d of %s", i, event.payload["count"])
+    return event.payload["count"]
