@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,3 +62,66 @@ def test_a_final_failure_says_no_retry_is_left(address, spawn_worker, client):
     wait_for(lambda: "no retry left" in worker.output(), what="the final failure line")
     line = next(x for x in worker.output().splitlines() if "no retry left" in x)
     assert f"execution {execution_id} attempt " in line and " ERROR " in line
+
+
+def test_invoke_wait_shows_progress_on_a_terminal_and_is_quiet_when_piped(
+    address, spawn_worker, tmp_path
+):
+    spawn_worker(address)
+    payload = json.dumps({"effects": str(tmp_path / "fx"), "count": 6, "delay": 0.5})
+    command = [*CLI, "invoke", "slow-steps", "--payload", payload, "--wait", "--timeout", "90",
+               "--server", address]
+    leader, follower = pty.openpty()  # standard error is a terminal
+    try:
+        shown = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=follower,
+                               timeout=120, check=False)
+        os.close(follower)
+        terminal = _read_all(leader)
+    finally:
+        os.close(leader)
+    assert shown.returncode == 0, terminal
+    assert json.loads(shown.stdout)["result"] == 6
+    assert re.search(r"slow-steps: running, [1-5] steps done, attempt 1/3", terminal), terminal
+    piped = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == ""
+    assert json.loads(piped.stdout)["result"] == 6
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_executions_watch_prints_each_change(address, spawn_worker, client, tmp_path):
+    out = tmp_path / "watch.out"
+    with out.open("w") as sink:
+        watcher = subprocess.Popen(
+            [*CLI, "executions", "watch", "--task", "always-fails", "--interval", "0.2",
+             "--server", address], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            spawn_worker(address).stop()  # registers the tasks
+            ignored = client.invoke("noop", None)  # another task: filtered out
+            execution_id = client.invoke("always-fails", 7)
+            wait_for(lambda: f"{execution_id}  always-fails  pending  attempt 0/2"
+                     in out.read_text(), what="the pending line")
+            spawn_worker(address)
+            wait_for(lambda: f"{execution_id}  always-fails  failed  attempt 2/2  ValueError:"
+                     " bad value 7" in out.read_text(), what="the final line")
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(30) == 0
+    text = out.read_text()
+    assert f"{ignored} " not in text
+    lines = [line for line in text.splitlines() if f"  {execution_id}  " in line]
+    assert len(lines) == len(set(lines)), lines  # a line per change, not per round
