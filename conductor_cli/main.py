@@ -15,7 +15,7 @@ import grpc
 
 from conductor_worker import ConductorError
 
-from . import cluster, executions, schedules, server, worker
+from . import cluster, execution_logs, executions, schedules, server, worker
 from .flags import EXIT_FAILED, EXIT_USAGE, UsageError, level
 from .logs import configure
 
@@ -34,6 +34,7 @@ _COMMANDS = (
     cluster.add_queues,
     executions.add_get,
     executions.add_cancel,
+    execution_logs.add_logs,
 )
 
 

@@ -29,6 +29,8 @@ _LIMIT_FLAGS = (
     ("max-step-result-bytes", int, "largest step result, bytes of JSON (default 1 MiB)"),
     ("max-steps-bytes", int, "most bytes of step results per execution (default 16 MiB)"),
     ("max-error-bytes", int, "error messages and tracebacks are cut to this (default 64 KiB)"),
+    ("max-log-lines", int, "most ctx.logger lines kept per execution (default 1000)"),
+    ("max-log-line-bytes", int, "log lines are cut to this (default 4096)"),
     ("max-name-length", int, "longest task/schedule/step/worker name (default 200)"),
     ("max-register-tasks", int, "most tasks one worker may register (default 1000)"),
     ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),

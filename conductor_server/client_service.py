@@ -22,6 +22,9 @@ from .settings import Settings
 from .store import Store
 from .timestamps import timestamp
 
+#: most log lines one ListLogs call returns
+MAX_LOG_PAGE = 1000
+
 _STATE_TO_PB = {
     State.PENDING: common_pb2.EXECUTION_STATE_PENDING,
     State.RUNNING: common_pb2.EXECUTION_STATE_RUNNING,
@@ -303,6 +306,24 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
                 for s in steps
             ]
         )
+
+    async def ListLogs(  # noqa: N802
+        self, request: client_pb2.ListLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.ListLogsResponse:
+        execution_id = validation.parse_execution_id(request.execution_id)
+        if request.after < 0:
+            raise InvalidArgument("after", f"must be >= 0, got {request.after}")
+        if not 0 <= request.limit <= MAX_LOG_PAGE:
+            raise InvalidArgument("limit", f"must be 0..{MAX_LOG_PAGE}, got {request.limit}")
+        await self._get(execution_id)
+        lines = await self.store.list_log_lines(
+            execution_id, request.after, request.limit or MAX_LOG_PAGE
+        )
+        return client_pb2.ListLogsResponse(lines=[
+            client_pb2.LogEntry(sequence=x.sequence, attempt=x.attempt, level=x.level,
+                                message=x.message, logged_at=timestamp(x.logged_at))
+            for x in lines
+        ])
 
     async def ListWorkers(  # noqa: N802
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -97,6 +97,9 @@ class PipeLink:
         """Queue a message for the parent (sent by the writer thread, in order)."""
         self._outq.put(message)
 
+    def log(self, key: RunKey, attempt: int, level: str, message: str) -> None:
+        self._outq.put(("log", key, attempt, level, message, time.time()))
+
     def close(self) -> None:
         """Send everything queued, then stop the writer thread."""
         self._flush_soon()

@@ -624,7 +624,9 @@ class Worker:
             if kind == "step":  # never leave a run waiting, whatever happened to its lease
                 self.pools[task].step_acks([(key, message[2], None, "")])
             return
-        if kind == "call":
+        if kind == "log":
+            self._on_log(key, *message[2:])
+        elif kind == "call":
             call = asyncio.create_task(self._serve_call(held.task, *message[1:]))
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
@@ -667,6 +669,13 @@ class Worker:
         )
         self.pending_steps[(key, name)] = save
         self._send(("step", save))
+
+    def _on_log(self, key: RunKey, attempt: int, level: str, text: str, at: float) -> None:
+        """A ctx.logger line: up the stream, before the run's outcome (best effort)."""
+        line = worker_pb2.LogLine(execution_id=key[0], attempt=attempt, level=level,
+                                  message=text)
+        line.logged_at.FromNanoseconds(int(at * 1e9))
+        self._send(("log", line))
 
     def _on_done(self, key: RunKey, result_json: str) -> None:
         if too_big := self._limits.refuse(result_json, self._limits.result_bytes):
@@ -787,11 +796,16 @@ ITEM_OVERHEAD = 128
 def _coalesce(
     items: list[worker_pb2.WorkerMessage | tuple[str, Any]], budget: int
 ) -> list[worker_pb2.WorkerMessage]:
-    """Merge queued step saves and outcomes into as few messages as fit `budget` bytes each
-    (so that none is over the coordinator's message limit); keep others in order."""
+    """Merge queued log lines, step saves and outcomes into as few messages as fit `budget`
+    bytes each (so that none is over the coordinator's message limit); keep others in order."""
     steps = [i[1] for i in items if isinstance(i, tuple) and i[0] == "step"]
     outcomes = [i[1] for i in items if isinstance(i, tuple) and i[0] == "outcome"]
     messages = [i for i in items if isinstance(i, worker_pb2.WorkerMessage)]
+    logs = [i[1] for i in items if isinstance(i, tuple) and i[0] == "log"]
+    messages += [  # before the outcomes, so that a run's last lines arrive while it is held
+        worker_pb2.WorkerMessage(log_lines=worker_pb2.LogLines(items=chunk))
+        for chunk in _chunks(logs, lambda line: len(line.message) + ITEM_OVERHEAD, budget)
+    ]
     messages += [
         worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=chunk))
         for chunk in _chunks(steps, _step_size, budget)

@@ -63,6 +63,8 @@ class ConductorServiceStub:
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    ListLogs: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]
+    """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -96,6 +98,8 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _aio.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]  # type: ignore[assignment]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    ListLogs: _aio.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]  # type: ignore[assignment]
+    """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -198,5 +202,13 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListQueuesResponse, _abc.Awaitable[_client_pb2.ListQueuesResponse]]:
         """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+
+    @_abc_1.abstractmethod
+    def ListLogs(
+        self,
+        request: _client_pb2.ListLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListLogsResponse, _abc.Awaitable[_client_pb2.ListLogsResponse]]:
+        """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

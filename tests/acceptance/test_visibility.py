@@ -125,3 +125,34 @@ def test_executions_watch_prints_each_change(address, spawn_worker, client, tmp_
     assert f"{ignored} " not in text
     lines = [line for line in text.splitlines() if f"  {execution_id}  " in line]
     assert len(lines) == len(set(lines)), lines  # a line per change, not per round
+
+
+def test_conductor_logs_prints_the_handler_lines_kept_bounded(start_coordinator, spawn_worker):
+    address = start_coordinator(max_log_lines=3).coordinator.address
+    spawn_worker(address)
+    with Client(address) as conductor:
+        few = conductor.invoke("log-lines", {"count": 2})
+        many = conductor.invoke("log-lines", {"count": 10})
+        for execution_id in (few, many):
+            assert conductor.wait(execution_id, timeout=60).state == "succeeded"
+        # the lines travel before the outcome but are stored beside it: wait, do not sleep
+        wait_for(lambda: len(conductor.logs(few)) == 2, what="the lines of the first run")
+        wait_for(lambda: len(conductor.logs(many)) == 3, what="the kept lines")
+        kept = conductor.logs(many)
+    assert [x.message for x in kept] == ["line 0 of 10", "line 1 of 10", "line 2 of 10"]
+    assert {(x.attempt, x.level) for x in kept} == {(1, "INFO")}
+    printed = subprocess.run([*CLI, "logs", few, "--server", address], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("attempt 1 INFO line 0 of 2"), lines
+    assert lines[1].endswith("attempt 1 INFO line 1 of 2"), lines
+    as_json = subprocess.run([*CLI, "logs", many, "--json", "--follow", "--server", address],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert [json.loads(x)["message"] for x in as_json.stdout.splitlines()] == [
+        "line 0 of 10", "line 1 of 10", "line 2 of 10"]
+    missing = subprocess.run([*CLI, "logs", "999999", "--server", address], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 1 and "999999" in missing.stderr
+    assert "Traceback" not in missing.stderr
