@@ -30,6 +30,7 @@ _COMMANDS = (
     executions.add_invoke,
     schedules.add_schedule,
     executions.add_executions,
+    cluster.add_status,
     cluster.add_workers,
     cluster.add_queues,
     executions.add_get,

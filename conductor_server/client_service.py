@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+from psycopg.conninfo import conninfo_to_dict
 
 from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 
@@ -22,8 +25,12 @@ from .settings import Settings
 from .store import Store
 from .timestamps import timestamp
 
+#: seconds GetStatus waits for the database
+PING_TIMEOUT = 2.0
 #: most log lines one ListLogs call returns
 MAX_LOG_PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 _STATE_TO_PB = {
     State.PENDING: common_pb2.EXECUTION_STATE_PENDING,
@@ -307,6 +314,26 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
             ]
         )
 
+    async def GetStatus(  # noqa: N802
+        self, request: client_pb2.GetStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.CoordinatorStatus:
+        embedded = self.settings.database_url is None
+        status = client_pb2.CoordinatorStatus(
+            version=version(), name=self.dispatcher.name,
+            database="embedded PostgreSQL" if embedded else database_place(
+                self.settings.database_url or ""),
+            data_dir=str(self.settings.data_dir) if embedded else "",
+            database_ok=True,
+        )
+        try:
+            await asyncio.wait_for(self.store.ping(), PING_TIMEOUT)
+        except Exception:
+            log.warning("status: the database did not answer", exc_info=True)
+            status.database_ok = False
+            status.database_error = (f"no answer within {PING_TIMEOUT:.0f}s"
+                                     " (the coordinator's log has the details)")
+        return status
+
     async def ListLogs(  # noqa: N802
         self, request: client_pb2.ListLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.ListLogsResponse:
@@ -365,3 +392,21 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
                 for q in stats
             ]
         )
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("conductor-tasks")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def database_place(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, without user, password or options."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "(unreadable URL)"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"

@@ -456,6 +456,11 @@ class Store:
             cur = await conn.execute(_q("list_steps"), {"id": execution_id})
             return [Step(row[0], row[1], row[2]) for row in await cur.fetchall()]
 
+    async def ping(self) -> None:
+        """Raises when the database does not answer."""
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("ping"))
+
     async def insert_log_lines(self, lines: Sequence[LogLine], most: int) -> None:
         """Store log lines of existing executions, at most `most` per execution."""
         if not lines:

@@ -431,6 +431,13 @@ class Client:
             for s in self._call(self._stub.ListSteps, request, retry=True).steps
         ]
 
+    def status(self) -> CoordinatorStatus:
+        """The coordinator's version, database and whether that answers now."""
+        found = self._call(self._stub.GetStatus, client_pb2.GetStatusRequest(), retry=True)
+        return CoordinatorStatus(found.version, found.name, found.database,
+                                 found.data_dir or None, found.database_ok,
+                                 found.database_error)
+
     def logs(self, execution_id: str, after: int = 0) -> builtins.list[LogEntry]:
         """The lines the execution's handler logged through ctx.logger, oldest first (every
         page); `after`: only lines after that sequence number (to follow new ones)."""
@@ -473,6 +480,18 @@ class Step:
     name: str
     result: Any
     saved_at: datetime
+
+
+@dataclass(frozen=True)
+class CoordinatorStatus:
+    """What `Client.status()` tells of the coordinator."""
+
+    version: str
+    name: str
+    database: str
+    data_dir: str | None
+    database_ok: bool
+    database_error: str
 
 
 #: log lines the coordinator returns per ListLogs call

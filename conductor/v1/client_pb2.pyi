@@ -130,9 +130,68 @@ class ListStepsResponse(_message.Message):
 Global___ListStepsResponse: _TypeAlias = ListStepsResponse  # noqa: Y015
 
 @_typing.final
-class ListLogsRequest(_message.Message):
+class GetStatusRequest(_message.Message):
     """Request for ListWorkers."""
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusRequest: _TypeAlias = GetStatusRequest  # noqa: Y015
+
+@_typing.final
+class CoordinatorStatus(_message.Message):
+    """A coordinator's view of itself (`conductor status`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DATABASE_FIELD_NUMBER: _builtins.int
+    DATA_DIR_FIELD_NUMBER: _builtins.int
+    DATABASE_OK_FIELD_NUMBER: _builtins.int
+    DATABASE_ERROR_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The coordinator's version (of the conductor-tasks distribution)."""
+    name: _builtins.str
+    """Host and port as the coordinator names itself (Worker.coordinator of its workers)."""
+    database: _builtins.str
+    """Where its database is: "embedded PostgreSQL" or host:port/database (no user, password
+    or options).
+    """
+    data_dir: _builtins.str
+    """The embedded PostgreSQL's folder ("" with an external database)."""
+    database_ok: _builtins.bool
+    """Whether the database answered a query just now (within 2 seconds)."""
+    database_error: _builtins.str
+    """When not: why, in general terms (the coordinator logs the details)."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        name: _builtins.str = ...,
+        database: _builtins.str = ...,
+        data_dir: _builtins.str = ...,
+        database_ok: _builtins.bool = ...,
+        database_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_dir", b"data_dir", "database", b"database", "database_error", b"database_error", "database_ok", b"database_ok", "name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoordinatorStatus: _TypeAlias = CoordinatorStatus  # noqa: Y015
+
+@_typing.final
+class ListLogsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_ID_FIELD_NUMBER: _builtins.int

@@ -63,6 +63,8 @@ class ConductorServiceStub:
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    GetStatus: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetStatusRequest, _client_pb2.CoordinatorStatus]
+    """What the coordinator runs on: its version, its database and whether it answers now."""
     ListLogs: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]
     """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
@@ -98,6 +100,8 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _aio.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]  # type: ignore[assignment]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    GetStatus: _aio.UnaryUnaryMultiCallable[_client_pb2.GetStatusRequest, _client_pb2.CoordinatorStatus]  # type: ignore[assignment]
+    """What the coordinator runs on: its version, its database and whether it answers now."""
     ListLogs: _aio.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]  # type: ignore[assignment]
     """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
@@ -202,6 +206,14 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListQueuesResponse, _abc.Awaitable[_client_pb2.ListQueuesResponse]]:
         """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+
+    @_abc_1.abstractmethod
+    def GetStatus(
+        self,
+        request: _client_pb2.GetStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.CoordinatorStatus, _abc.Awaitable[_client_pb2.CoordinatorStatus]]:
+        """What the coordinator runs on: its version, its database and whether it answers now."""
 
     @_abc_1.abstractmethod
     def ListLogs(

@@ -481,3 +481,7 @@ ORDER BY u.n;
 SELECT sequence, attempt, level, message, logged_at FROM conductor_execution_logs
 WHERE execution_id = %(id)s AND sequence > %(after)s
 ORDER BY sequence LIMIT %(limit)s;
+
+-- name: ping
+-- Whether the database answers (conductor status).
+SELECT 1;
