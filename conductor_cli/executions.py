@@ -87,14 +87,14 @@ def _filter_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_get(sub: Subcommands) -> None:
     get = sub.add_parser("get", help="print an execution as JSON")
-    get.add_argument("execution_id")
+    get.add_argument("execution_id", help="the execution's id")
     add_server_flags(get)
     get.set_defaults(run=run_get)
 
 
 def add_cancel(sub: Subcommands) -> None:
     cancel = sub.add_parser("cancel", help="cancel an execution")
-    cancel.add_argument("execution_id")
+    cancel.add_argument("execution_id", help="the execution's id")
     add_server_flags(cancel)
     cancel.set_defaults(run=run_cancel)
 
