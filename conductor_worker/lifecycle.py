@@ -51,12 +51,12 @@ class Run:
         })
 
     def log_started(self) -> None:
-        recorded = f", {self.steps} steps recorded earlier" if self.steps else ""
+        recorded = f", {_steps(self.steps)} recorded earlier" if self.steps else ""
         self._log(logging.INFO, "started", f"started{recorded}")
 
     def log_step(self, name: str) -> None:
         self.steps += 1
-        self._log(logging.DEBUG, "step", f"step {name!r} recorded ({self.steps} steps)")
+        self._log(logging.DEBUG, "step", f"step {name!r} recorded ({_steps(self.steps)})")
 
     def log_abandoned(self) -> None:
         self._log(logging.WARNING, "abandoned",
@@ -64,7 +64,7 @@ class Run:
 
     def log_outcome(self, outcome: worker_pb2.Outcome, ack: worker_pb2.OutcomeAck) -> None:
         """The line of an acknowledged outcome (what it did to the execution)."""
-        took = f"{time.monotonic() - self.started:.2f}s, {self.steps} steps"
+        took = f"{time.monotonic() - self.started:.2f}s, {_steps(self.steps)}"
         kind = outcome.WhichOneof("result")
         if ack.state == "cancelled":
             self._log(logging.INFO, "cancelled", f"cancelled after {took}")
@@ -82,11 +82,19 @@ class Run:
             else:
                 self._log(logging.ERROR, "failed", text + "; no retry left (execution failed)")
 
-    def _again(self, ack: worker_pb2.OutcomeAck, what: str = "runs again") -> str:
+    def _again(self, ack: worker_pb2.OutcomeAck, what: str = "") -> str:
+        """'; retry in 4.2s' (`what` given: always), '; runs again in 60.0s' (a release
+        that waits)."""
         if not ack.HasField("run_at"):
             return ""
-        wait = ack.run_at.ToMicroseconds() / 1e6 - (time.time() + self.clock_offset)
-        return f"; {what} in {max(wait, 0.0):.1f}s"
+        wait = max(0.0, ack.run_at.ToMicroseconds() / 1e6 - (time.time() + self.clock_offset))
+        if not what and wait < 1:
+            return ""
+        return f"; {what or 'runs again'} in {wait:.1f}s"
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def _first_line(text: str, limit: int = 200) -> str:
