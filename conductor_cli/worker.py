@@ -48,9 +48,10 @@ def _where(exc: BaseException) -> str:
     """' (at path:line)' of the innermost frame outside the import machinery."""
     if isinstance(exc, SyntaxError):
         return ""  # its message names the file and line already
+    machinery = (os.sep + "importlib" + os.sep, os.sep + "conductor_worker" + os.sep)
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith("<frozen")
-              and "conductor_worker" not in f.filename]
+              and not any(part in f.filename for part in machinery)]
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
