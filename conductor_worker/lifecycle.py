@@ -51,12 +51,15 @@ class Run:
         })
 
     def log_started(self) -> None:
+        if not log.isEnabledFor(logging.INFO):  # (a worker at WARNING pays nothing per run)
+            return
         recorded = f", {_steps(self.steps)} recorded earlier" if self.steps else ""
         self._log(logging.INFO, "started", f"started{recorded}")
 
     def log_step(self, name: str) -> None:
         self.steps += 1
-        self._log(logging.DEBUG, "step", f"step {name!r} recorded ({_steps(self.steps)})")
+        if log.isEnabledFor(logging.DEBUG):
+            self._log(logging.DEBUG, "step", f"step {name!r} recorded ({_steps(self.steps)})")
 
     def log_abandoned(self) -> None:
         self._log(logging.WARNING, "abandoned",
@@ -64,8 +67,10 @@ class Run:
 
     def log_outcome(self, outcome: worker_pb2.Outcome, ack: worker_pb2.OutcomeAck) -> None:
         """The line of an acknowledged outcome (what it did to the execution)."""
-        took = f"{time.monotonic() - self.started:.2f}s, {_steps(self.steps)}"
         kind = outcome.WhichOneof("result")
+        if not log.isEnabledFor(logging.WARNING if kind == "failed" else logging.INFO):
+            return
+        took = f"{time.monotonic() - self.started:.2f}s, {_steps(self.steps)}"
         if ack.state == "cancelled":
             self._log(logging.INFO, "cancelled", f"cancelled after {took}")
         elif kind == "completed":
