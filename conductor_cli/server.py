@@ -148,7 +148,8 @@ def run_dev(args: argparse.Namespace) -> int:
             print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
 
         worker = Worker(tasks, address, drain_timeout=args.drain_timeout,
-                        log_level=logging.getLogger().level, on_connected=ready,
+                        log_level=logging.getLogger().level, log_format=args.log_format,
+                        on_connected=ready,
                         token=auth_token(args))
         return worker.run()
     finally:

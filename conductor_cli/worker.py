@@ -80,7 +80,8 @@ def add_worker(sub: Subcommands) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     tasks = import_tasks(args.module)
     worker = Worker(tasks, args.server, drain_timeout=args.drain_timeout,
-                    log_level=logging.getLogger().level, drain=args.drain,
+                    log_level=logging.getLogger().level, log_format=args.log_format,
+                    drain=args.drain,
                     token=auth_token(args), tls_ca=args.tls_ca, tls_cert=args.tls_cert,
                     tls_key=args.tls_key, metrics_port=args.metrics_port)
     return worker.run()

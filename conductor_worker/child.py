@@ -51,7 +51,7 @@ from typing import Any
 
 from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
-from .log_format import TextFormatter
+from .log_format import formatter
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .task import Task, _load_task
@@ -274,13 +274,14 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(conn: Connection, module: str, qualname: str, log_level: int, threads: int = 1) -> None:
+def main(conn: Connection, module: str, qualname: str, log_level: int, threads: int = 1,
+         log_format: str = "text") -> None:
     """Entry point of a pool process: runs up to `threads` executions at once."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     handler = logging.StreamHandler()
-    handler.setFormatter(TextFormatter())
+    handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=log_level, handlers=[handler])
     task = _load_task(module, qualname)
     if task.is_async:

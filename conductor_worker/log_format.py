@@ -1,9 +1,12 @@
-"""The text format of log lines: a line logged about an execution (through `ctx.logger`)
-names the execution and its attempt, so that `grep` finds everything of one run."""
+"""The formats of log lines, in the worker and its pool processes alike: text, where a line
+logged about an execution (through `ctx.logger`) names the execution and its attempt so that
+`grep` finds everything of one run, or one JSON object per line (`--log-format json`)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -21,3 +24,27 @@ class TextFormatter(logging.Formatter):
             attempt = getattr(record, "attempt", "?")
             record.message = f"[execution {execution_id} attempt {attempt}] {record.message}"
         return super().formatMessage(record)
+
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with extra fields (e.g. execution_id) included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of "text" or "json"."""
+    return JsonFormatter() if log_format == "json" else TextFormatter()

@@ -77,6 +77,7 @@ class Pool:
         *,
         threads: int = 1,
         log_level: int = logging.INFO,
+        log_format: str = "text",
     ) -> None:
         self.task = task
         self.processes = processes
@@ -91,6 +92,7 @@ class Pool:
         self._run_seconds = 1.0  # moving average, from hand-over to outcome
         self._sent_at: dict[RunKey, float] = {}
         self.log_level = log_level
+        self.log_format = log_format
         self.children: list[_Child] = []
         self.pending: deque[RunSpec] = deque()
         self.shutting_down = False
@@ -121,6 +123,7 @@ class Pool:
                 self.task.__qualname__,
                 self.log_level,
                 self.threads,
+                self.log_format,
             ),
             name=f"conductor-{self.task.name}",
             daemon=True,

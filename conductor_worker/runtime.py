@@ -111,6 +111,7 @@ class Worker:
         worker_id: str | None = None,
         drain_timeout: float = 60.0,
         log_level: int = logging.INFO,
+        log_format: str = "text",
         on_connected: Callable[[], None] | None = None,
         drain: bool = False,
         token: str | None = None,
@@ -128,6 +129,8 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.drain_timeout = drain_timeout
         self.log_level = log_level
+        #: "text" or "json": how the pool processes write their log lines
+        self.log_format = log_format
         self.on_connected = on_connected
         self.drain_mode = drain
         self.pools: dict[str, Pool] = {}
@@ -193,6 +196,7 @@ class Worker:
                 functools.partial(self._on_pool_message, name),
                 threads=t.options.threads,
                 log_level=self.log_level,
+                log_format=self.log_format,
             )
             self.pools[name].start()
         connection = asyncio.create_task(self._connection_loop(), name="connection")

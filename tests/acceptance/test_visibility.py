@@ -156,3 +156,25 @@ def test_conductor_logs_prints_the_handler_lines_kept_bounded(start_coordinator,
                              capture_output=True, text=True, timeout=60, check=False)
     assert missing.returncode == 1 and "999999" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_json_logs_of_the_worker_and_its_pool_processes(address, client, tmp_path):
+    log = tmp_path / "json-worker.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*CLI, "--log-format", "json", "worker", "tests.acceptance.tasks", "--server",
+             address], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "connected to" in log.read_text(), what="the worker")
+        execution_id = client.invoke("log-lines", {"count": 1})
+        assert client.wait(execution_id, timeout=60).state == "succeeded"
+        wait_for(lambda: '"succeeded"' in log.read_text(), what="the success line")
+    finally:
+        process.terminate()
+        process.wait(30)
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    handler = next(e for e in entries if e["message"] == "line 0 of 1")
+    assert (handler["execution_id"], handler["attempt"]) == (execution_id, 1)
+    done = next(e for e in entries if e.get("event") == "succeeded")
+    assert (done["execution_id"], done["attempt"], done["task"]) == (execution_id, 1,
+                                                                     "log-lines")
