@@ -546,7 +546,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         now = self.dispatcher.clock.now()
         lines = [line for item in message.items
                  if (line := log_line_from_pb(item, session, self.settings, now)) is not None]
-        await self.dispatcher.store.insert_log_lines(lines, self.settings.max_log_lines)
+        try:
+            await self.dispatcher.store.insert_log_lines(lines, self.settings.max_log_lines)
+        except Exception:  # nothing to resend: the stream stays open, the lines are dropped
+            log.warning("worker %s: %d log lines dropped (database error)", session.worker_id,
+                        len(lines), exc_info=log.isEnabledFor(logging.DEBUG))
 
     async def _on_clock_synced(self, message: worker_pb2.ClockSynced, session: Session) -> None:
         self.dispatcher.clock_synced(session, message.sequence)

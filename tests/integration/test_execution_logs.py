@@ -105,3 +105,28 @@ def test_status_names_the_database_without_credentials(clock, database_url):
     assert status.database_ok and status.database_error == ""
     assert status.database.startswith("127.0.0.1:5432/") and "secret" not in status.database
     assert status.data_dir is None and status.version
+
+
+def test_a_database_error_on_log_lines_drops_them_and_keeps_the_stream(coordinator):
+    address = coordinator.coordinator.address
+    store = coordinator.coordinator.store
+    failed: list[int] = []
+
+    async def broken(lines, most):
+        failed.append(len(lines))
+        raise ConnectionError("simulated outage")
+
+    worker = RawWorker(address, definition("logged"))
+    try:
+        with Client(address) as client:
+            execution_id = client.invoke("logged", 1)
+            lease = worker.next("leases").leases.items[0]
+            store.insert_log_lines = broken
+            _send_lines(worker, _line(execution_id, "lost"))
+            wait_for(lambda: failed == [1], what="the failed insert")
+            ack = worker.save_step(execution_id, lease.lease_token, "after", "1")
+            assert ack.status == worker_pb2.WRITE_STATUS_OK  # the same stream goes on
+            del store.insert_log_lines
+            assert client.logs(execution_id) == []
+    finally:
+        worker.close()
