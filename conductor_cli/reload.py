@@ -82,9 +82,14 @@ class Reloader:
         it): then the worker stops gracefully and this returns its exit status."""
         files = snapshot(self.folder)
         self._start()
+        reported = False
         try:
             while True:
                 time.sleep(POLL_INTERVAL)
+                if self.child is not None and self.child.poll() is not None and not reported:
+                    reported = True  # e.g. the new code does not import: fixed by an edit
+                    log.warning("--reload: the worker exited with status %d; it restarts "
+                                "when a file changes", self.child.returncode)
                 now = snapshot(self.folder)
                 touched = changed(files, now)
                 if not touched:
@@ -96,6 +101,7 @@ class Reloader:
                          "release at their next checkpoint)", shown)
                 self._stop()
                 self._start()
+                reported = False
         except KeyboardInterrupt:
             return self._stop()
 

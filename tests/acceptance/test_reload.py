@@ -89,3 +89,41 @@ def test_a_code_change_releases_the_running_execution_and_it_completes_on_the_ne
         finally:
             if dev.poll() is None:
                 dev.kill()
+
+
+def test_a_broken_edit_stops_the_worker_until_the_next_change(tmp_path, database_url):
+    module = tmp_path / "reload_tasks.py"
+    _write_module(module, 1)
+    log = tmp_path / "dev.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as sink:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "conductor_cli", "dev", "reload_tasks", "--reload",
+             "--port", "0", "--database-url", database_url],
+            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        found = wait_for(lambda: re.search(r"coordinator on (\S+:\d+)", log.read_text()),
+                         timeout=120, what="the dev stack")
+        wait_for(lambda: log.read_text().count("connected to") == 1, timeout=120,
+                 what="the worker")
+        module.write_text("def broken(:\n")
+        later = time.time() + 10
+        os.utime(module, (later, later))
+        wait_for(lambda: "the worker exited with status 1" in log.read_text(), timeout=120,
+                 what="the broken worker's exit")
+        assert "cannot import the task module 'reload_tasks': SyntaxError" in log.read_text()
+        _write_module(module, 20)  # fixed (a later modification time again)
+        wait_for(lambda: log.read_text().count("connected to") == 2, timeout=120,
+                 what="the worker on the fixed code")
+        with Client(found.group(1)) as client:
+            done = client.wait(client.invoke("reloadable", {"effects": str(tmp_path / "fx")}),
+                               timeout=120)
+        assert done.result == {"version": 20, "attempt": 1}
+    finally:
+        dev.send_signal(signal.SIGINT)
+        try:
+            assert dev.wait(60) == 0, log.read_text()
+        finally:
+            if dev.poll() is None:
+                dev.kill()
