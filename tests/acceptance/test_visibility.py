@@ -122,7 +122,7 @@ def test_executions_watch_prints_each_change(address, spawn_worker, client, tmp_
             watcher.send_signal(signal.SIGINT)
             assert watcher.wait(30) == 0
     text = out.read_text()
-    assert f"{ignored} " not in text
+    assert f"  {ignored}  noop" not in text and "noop" not in text
     lines = [line for line in text.splitlines() if f"  {execution_id}  " in line]
     assert len(lines) == len(set(lines)), lines  # a line per change, not per round
 
