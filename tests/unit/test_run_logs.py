@@ -59,11 +59,12 @@ def test_text_lines_of_a_run_name_its_execution_and_attempt() -> None:
     assert "[execution" not in TextFormatter().format(lifecycle)  # it names them itself
 
 
-def _ack(state: str, run_at: float | None = None) -> worker_pb2.OutcomeAck:
+def _ack(state: str, run_in: float | None = None) -> worker_pb2.OutcomeAck:
+    """An acknowledgement; `run_in`: seconds from now (built when the test runs)."""
     ack = worker_pb2.OutcomeAck(execution_id="7", lease_token="t", state=state,
                                 status=worker_pb2.WRITE_STATUS_OK)
-    if run_at is not None:
-        ack.run_at.FromNanoseconds(int(run_at * 1e9))
+    if run_in is not None:
+        ack.run_at.FromNanoseconds(int((time.time() + run_in) * 1e9))
     return ack
 
 
@@ -73,29 +74,30 @@ def _failed(message: str) -> worker_pb2.Outcome:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "ack", "level", "text"),
+    ("outcome", "answer", "level", "text"),
     [
         (worker_pb2.Outcome(completed=worker_pb2.Completed(result_json="1")),
-         _ack("succeeded"), logging.INFO, r"succeeded in \d+\.\d\ds, 2 steps"),
-        (_failed("'id'\nmore lines"), _ack("pending", time.time() + 30), logging.WARNING,
+         ("succeeded", None), logging.INFO, r"succeeded in \d+\.\d\ds, 2 steps"),
+        (_failed("'id'\nmore lines"), ("pending", 30), logging.WARNING,
          r"failed after \d+\.\d\ds, 2 steps: KeyError: 'id'; retry in (29|30)\.\ds"),
-        (_failed("'id'"), _ack("failed"), logging.ERROR,
+        (_failed("'id'"), ("failed", None), logging.ERROR,
          r"failed after .*: KeyError: 'id'; no retry left \(execution failed\)"),
         (worker_pb2.Outcome(released=worker_pb2.Released(
-            reason=worker_pb2.RELEASE_REASON_WINDOW)), _ack("pending", time.time() + 3600),
+            reason=worker_pb2.RELEASE_REASON_WINDOW)), ("pending", 3600),
          logging.INFO, r"released \(the task's window closed\) after .*; no attempt counted;"
          r" runs again in 3\d\d\d\.\ds"),
         (worker_pb2.Outcome(released=worker_pb2.Released(
-            reason=worker_pb2.RELEASE_REASON_SHUTDOWN)), _ack("pending", time.time()),
+            reason=worker_pb2.RELEASE_REASON_SHUTDOWN)), ("pending", 0),
          logging.INFO, r"released \(the worker is shutting down\) after [\d.]+s, 2 steps;"
          r" no attempt counted"),
         (worker_pb2.Outcome(released=worker_pb2.Released(
-            reason=worker_pb2.RELEASE_REASON_CANCELLED)), _ack("cancelled"), logging.INFO,
+            reason=worker_pb2.RELEASE_REASON_CANCELLED)), ("cancelled", None), logging.INFO,
          r"cancelled after .*"),
     ],
 )
 def test_lifecycle_line_of_each_outcome(caplog: pytest.LogCaptureFixture, outcome: Any,
-                                        ack: Any, level: int, text: str) -> None:
+                                        answer: Any, level: int, text: str) -> None:
+    ack = _ack(*answer)
     run = Run("7", "orders", attempt=2, max_attempts=5, steps=2)
     with caplog.at_level(logging.DEBUG, logger="conductor_worker.executions"):
         run.log_outcome(outcome, ack)
