@@ -85,6 +85,11 @@ def test_dev_runs_everything_on_the_embedded_database_and_stops_cleanly(tmp_path
         with Client(address) as client:
             execution = wait_for(lambda: _try_invoke(client), timeout=60, what="the worker")
             assert client.wait(execution, timeout=60).result == 5
+        status = subprocess.run([*CLI, "status", "--server", address], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert status.returncode == 0, status.stderr
+        assert "database     embedded PostgreSQL: ok" in status.stdout
+        assert f"data dir     {data_dir}" in status.stdout
         dev.send_signal(signal.SIGINT)
         assert dev.wait(60) == 0
     finally:
