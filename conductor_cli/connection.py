@@ -25,12 +25,14 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
                         help="file holding the bearer token (default: $CONDUCTOR_AUTH_TOKEN)")
 
 
-def client(args: argparse.Namespace) -> Client:
+def client(args: argparse.Namespace, timeout: float = 30.0) -> Client:
+    """A Client of the coordinator the flags name; `timeout`: seconds each call (and its
+    retries while the coordinator is unreachable) may take."""
     for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                        ("--tls-key", args.tls_key)):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{flag}: {path} is not a readable file")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
-    return Client(args.server, token=auth_token(args), tls_ca=args.tls_ca,
+    return Client(args.server, timeout=timeout, token=auth_token(args), tls_ca=args.tls_ca,
                   tls_cert=args.tls_cert, tls_key=args.tls_key)

@@ -4,15 +4,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING
 
-from conductor_worker import Client
+from conductor_worker import Client, Execution
+from conductor_worker.client import STATES
 
 from .connection import add_server_flags, client
-from .flags import EXIT_FAILED, UsageError, bounded_int, int32, json_flag, seconds, time_flag
+from .flags import (
+    EXIT_FAILED,
+    UsageError,
+    bounded_float,
+    bounded_int,
+    int32,
+    json_flag,
+    seconds,
+    time_flag,
+)
 from .output import print_execution, print_table, when
+from .watch import wait_with_progress, watch
 
 if TYPE_CHECKING:
     from .flags import Subcommands
@@ -49,31 +61,46 @@ def add_executions(sub: Subcommands) -> None:
     ex_sub = executions.add_subparsers(dest="executions_command", required=True,
                                        metavar="ACTION")
     ex_ls = ex_sub.add_parser("ls", help="list executions, newest first")
-    ex_ls.add_argument("--task")
-    ex_ls.add_argument("--state", action="append",
-                       choices=["pending", "running", "succeeded", "failed", "cancelled"])
+    _filter_flags(ex_ls)
     ex_ls.add_argument("--parent", metavar="EXECUTION_ID",
                        help="only the children of this execution (ctx.invoke)")
-    ex_ls.add_argument("--limit", type=bounded_int(1, 1000), default=20)
-    ex_ls.add_argument("--json", action="store_true")
+    ex_ls.add_argument("--limit", type=bounded_int(1, 1000), default=20,
+                       help="print at most this many (default 20)")
+    ex_ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_server_flags(ex_ls)
+    ex_watch = ex_sub.add_parser(
+        "watch", help="follow executions live: a line each time one appears or changes state "
+        "(Ctrl-C stops)")
+    _filter_flags(ex_watch)
+    ex_watch.add_argument("--interval", type=bounded_float(0.2, 3600), default=1.0,
+                          help="seconds between two looks (default 1)")
+    ex_watch.add_argument("--limit", type=bounded_int(1, 1000), default=100,
+                          help="newest executions looked at per round (default 100)")
+    add_server_flags(ex_watch)
     ex_show = ex_sub.add_parser("show", help="one execution with its steps and error")
-    ex_show.add_argument("execution_id")
-    ex_show.add_argument("--json", action="store_true")
+    ex_show.add_argument("execution_id", help="the execution's id")
+    ex_show.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_server_flags(ex_show)
     executions.set_defaults(run=run_executions)
 
 
+def _filter_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", help="only executions of this task")
+    parser.add_argument("--state", action="append", choices=STATES,
+                        help="only executions in this state (repeat for several)")
+    parser.add_argument("--queue", help="only executions of this queue")
+
+
 def add_get(sub: Subcommands) -> None:
     get = sub.add_parser("get", help="print an execution as JSON")
-    get.add_argument("execution_id")
+    get.add_argument("execution_id", help="the execution's id")
     add_server_flags(get)
     get.set_defaults(run=run_get)
 
 
 def add_cancel(sub: Subcommands) -> None:
     cancel = sub.add_parser("cancel", help="cancel an execution")
-    cancel.add_argument("execution_id")
+    cancel.add_argument("execution_id", help="the execution's id")
     add_server_flags(cancel)
     cancel.set_defaults(run=run_cancel)
 
@@ -107,7 +134,7 @@ def run_invoke(args: argparse.Namespace) -> int:
         if not args.wait:
             print(execution_id)
             return 0
-        execution = conductor.wait(execution_id, timeout=args.timeout)
+        execution = wait_with_progress(conductor, execution_id, args.timeout)
         print_execution(execution)
         return 0 if execution.state == "succeeded" else EXIT_FAILED
 
@@ -128,7 +155,9 @@ def run_executions(args: argparse.Namespace) -> int:
     with client(args) as conductor:
         if args.executions_command == "show":
             return _show_execution(conductor, args.execution_id, args.json)
-        found = conductor.list(args.task, state=args.state, limit=args.limit,
+        if args.executions_command == "watch":
+            return _watch(conductor, args)
+        found = conductor.list(args.task, state=args.state, queue=args.queue, limit=args.limit,
                                parent_id=args.parent)
     if args.json:
         print(json.dumps([e.to_dict() for e in found], indent=2, default=str))
@@ -140,6 +169,18 @@ def run_executions(args: argparse.Namespace) -> int:
         for e in found
     ]
     print_table(rows)
+    return 0
+
+
+def _watch(conductor: Client, args: argparse.Namespace) -> int:
+    def poll() -> list[Execution]:
+        return conductor.list(args.task, state=args.state, queue=args.queue, limit=args.limit)
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
+        watch(poll, conductor.get, args.interval, emit)
     return 0
 
 

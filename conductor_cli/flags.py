@@ -33,6 +33,17 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:  # (NaN is in no range)
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"number {low:g}..{high:g}"
+    return parse
+
+
 def seconds(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):

@@ -15,7 +15,18 @@ import grpc
 
 from conductor_worker import ConductorError
 
-from . import bulk, cluster, events, executions, reruns, schedules, server, tasks, worker
+from . import (
+    bulk,
+    cluster,
+    events,
+    execution_logs,
+    executions,
+    reruns,
+    schedules,
+    server,
+    tasks,
+    worker,
+)
 from .flags import EXIT_FAILED, EXIT_USAGE, UsageError, level
 from .logs import configure
 
@@ -30,6 +41,7 @@ _COMMANDS = (
     executions.add_invoke,
     schedules.add_schedule,
     executions.add_executions,
+    cluster.add_status,
     cluster.add_workers,
     cluster.add_queues,
     executions.add_get,
@@ -40,6 +52,7 @@ _COMMANDS = (
     reruns.add_retry,
     bulk.add_bulk,
     tasks.add_tasks,
+    execution_logs.add_logs,
 )
 
 

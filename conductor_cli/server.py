@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from conductor_worker import Worker
 
 from .flags import UsageError, auth_token, port
-from .worker import add_worker_flags, pool_settings
+from .reload import Reloader, watched_folder
+from .worker import add_worker_flags, import_tasks, pool_settings
 
 if TYPE_CHECKING:
     from conductor_server.settings import Settings
@@ -29,6 +30,8 @@ _LIMIT_FLAGS = (
     ("max-step-result-bytes", int, "largest step result, bytes of JSON (default 1 MiB)"),
     ("max-steps-bytes", int, "most bytes of step results per execution (default 16 MiB)"),
     ("max-error-bytes", int, "error messages and tracebacks are cut to this (default 64 KiB)"),
+    ("max-log-lines", int, "most ctx.logger lines kept per execution (default 1000)"),
+    ("max-log-line-bytes", int, "log lines are cut to this (default 4096)"),
     ("max-name-length", int, "longest task/schedule/step/worker name (default 200)"),
     ("max-register-tasks", int, "most tasks one worker may register (default 1000)"),
     ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),
@@ -61,6 +64,9 @@ def add_dev(sub: Subcommands) -> None:
         "dev", help="embedded database + coordinator + worker in one process (Ctrl-C stops)"
     )
     add_worker_flags(dev)
+    dev.add_argument("--reload", action="store_true",
+                     help="restart the worker gracefully when a .py file in the task module's "
+                     "folder changes (running executions release at their next checkpoint)")
     _coordinator_flags(dev)
     dev.set_defaults(run=run_dev)
 
@@ -150,24 +156,38 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def run_dev(args: argparse.Namespace) -> int:
+    tasks = import_tasks(args.module)  # before the database and the coordinator start
+    settings = _settings(args)
     from conductor_server.app import CoordinatorThread
 
-    sys.path.insert(0, os.getcwd())
-    worker_tasks = args.module
-    coordinator = CoordinatorThread(_settings(args))
+    coordinator = CoordinatorThread(settings)
     _stop_on_hangup()
     try:
         address = coordinator.start()
+        if args.reload:
+            return _run_reloading(args, address, sys.modules[args.module].__file__)
 
         def ready() -> None:
             print(f"conductor dev: coordinator on {address}; Ctrl-C stops", flush=True)
 
-        worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
-                        log_level=logging.getLogger().level, on_connected=ready,
-                        token=auth_token(args), pool_settings=pool_settings(args))
+        worker = Worker(tasks, address, drain_timeout=args.drain_timeout,
+                        log_level=logging.getLogger().level, log_format=args.log_format,
+                        on_connected=ready, token=auth_token(args),
+                        pool_settings=pool_settings(args))
         return worker.run()
     finally:
         coordinator.stop()
+
+
+def _run_reloading(args: argparse.Namespace, address: str, module_file: str | None) -> int:
+    folder = watched_folder(module_file)
+    worker_args = ["--log-level", args.log_level, "--log-format", args.log_format, "worker",
+                   args.module, "--server", address, "--drain-timeout", str(args.drain_timeout)]
+    if args.auth_token_file:
+        worker_args += ["--auth-token-file", args.auth_token_file]
+    print(f"conductor dev: coordinator on {address}; reloading on changes in {folder};"
+          " Ctrl-C stops", flush=True)
+    return Reloader(folder, worker_args, args.drain_timeout).run()
 
 
 def _stop_on_hangup() -> None:

@@ -6,9 +6,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+import traceback
+from typing import TYPE_CHECKING, Any
 
-from conductor_worker import Worker
+from conductor_worker import Task, Worker
+from conductor_worker.errors import TaskDefinitionError
+from conductor_worker.runtime import load_tasks
 from conductor_worker.settings import START_METHODS, PoolSettings
 
 from .connection import add_server_flags
@@ -16,6 +19,41 @@ from .flags import auth_token, port, seconds
 
 if TYPE_CHECKING:
     from .flags import Subcommands
+
+log = logging.getLogger(__name__)
+
+
+class ModuleImportError(Exception):
+    """The task module cannot be imported (the message is one line)."""
+
+
+def import_tasks(module: str) -> list[Task[..., Any]]:
+    """The module's tasks, checked, before anything else starts (no connection, no pool
+    process, no database): an import that fails is one line naming the module, the error and
+    where it happened; --log-level debug logs the traceback."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return load_tasks(module)
+    except TaskDefinitionError:
+        raise
+    except Exception as exc:
+        log.debug("importing %s failed", module, exc_info=True)
+        raise ModuleImportError(
+            f"cannot import the task module {module!r}: {type(exc).__name__}: {exc}"
+            f"{_where(exc)} (--log-level debug shows the traceback)"
+        ) from None
+
+
+def _where(exc: BaseException) -> str:
+    """' (at path:line)' of the innermost frame outside the import machinery."""
+    if isinstance(exc, SyntaxError):
+        return ""  # its message names the file and line already
+    machinery = (os.sep + "importlib" + os.sep, os.sep + "conductor_worker" + os.sep)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen")
+              and not any(part in f.filename for part in machinery)]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def add_worker_flags(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +95,10 @@ def add_worker(sub: Subcommands) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    sys.path.insert(0, os.getcwd())
-    worker = Worker(args.module, args.server, drain_timeout=args.drain_timeout,
-                    log_level=logging.getLogger().level, drain=args.drain,
+    tasks = import_tasks(args.module)
+    worker = Worker(tasks, args.server, drain_timeout=args.drain_timeout,
+                    log_level=logging.getLogger().level, log_format=args.log_format,
+                    drain=args.drain,
                     token=auth_token(args), tls_ca=args.tls_ca, tls_cert=args.tls_cert,
                     tls_key=args.tls_key, metrics_port=args.metrics_port,
                     pool_settings=pool_settings(args))

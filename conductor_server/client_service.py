@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+from psycopg.conninfo import conninfo_to_dict
 
 from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 
@@ -32,6 +35,13 @@ from .settings import Settings
 from .store import Store
 from .timestamps import timestamp
 from .workflow_service import WorkflowCalls
+
+#: seconds GetStatus waits for the database
+PING_TIMEOUT = 2.0
+#: most log lines one ListLogs call returns
+MAX_LOG_PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 _STATE_TO_PB = {
     State.PENDING: common_pb2.EXECUTION_STATE_PENDING,
@@ -360,6 +370,44 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
             ]
         )
 
+    async def GetStatus(  # noqa: N802
+        self, request: client_pb2.GetStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.CoordinatorStatus:
+        embedded = self.settings.database_url is None
+        status = client_pb2.CoordinatorStatus(
+            version=version(), name=self.dispatcher.name,
+            database="embedded PostgreSQL" if embedded else database_place(
+                self.settings.database_url or ""),
+            data_dir=str(self.settings.data_dir) if embedded else "",
+            database_ok=True,
+        )
+        try:
+            await asyncio.wait_for(self.store.ping(), PING_TIMEOUT)
+        except Exception:
+            log.warning("status: the database did not answer", exc_info=True)
+            status.database_ok = False
+            status.database_error = (f"no answer within {PING_TIMEOUT:.0f}s"
+                                     " (the coordinator's log has the details)")
+        return status
+
+    async def ListLogs(  # noqa: N802
+        self, request: client_pb2.ListLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.ListLogsResponse:
+        execution_id = validation.parse_execution_id(request.execution_id)
+        if request.after < 0:
+            raise InvalidArgument("after", f"must be >= 0, got {request.after}")
+        if not 0 <= request.limit <= MAX_LOG_PAGE:
+            raise InvalidArgument("limit", f"must be 0..{MAX_LOG_PAGE}, got {request.limit}")
+        await self._get(execution_id)
+        lines = await self.store.list_log_lines(
+            execution_id, request.after, request.limit or MAX_LOG_PAGE
+        )
+        return client_pb2.ListLogsResponse(lines=[
+            client_pb2.LogEntry(sequence=x.sequence, attempt=x.attempt, level=x.level,
+                                message=x.message, logged_at=timestamp(x.logged_at))
+            for x in lines
+        ])
+
     async def ListWorkers(  # noqa: N802
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.ListWorkersResponse:
@@ -402,3 +450,21 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
                 for q in stats
             ]
         )
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("conductor-tasks")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def database_place(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, without user, password or options."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "(unreadable URL)"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"

@@ -370,7 +370,11 @@ class Dispatcher:
     async def apply_outcomes(self, session: Session, writes: list[OutcomeWrite]) -> None:
         results = await self._outcomes.submit_all(writes)
         session.send(
-            [OutcomeAck(w.lease, r is not None) for w, r in zip(writes, results, strict=True)]
+            [
+                OutcomeAck(w.lease, True, r.state.value, r.run_at) if r is not None
+                else OutcomeAck(w.lease, False, "", None)
+                for w, r in zip(writes, results, strict=True)
+            ]
         )
         for w in writes:
             self._forget(session, w.lease.execution_id, w.lease.token)

@@ -288,6 +288,18 @@ class OutcomeApplied:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """A line a handler logged through ctx.logger (sequence: its number once stored)."""
+
+    execution_id: int
+    attempt: int
+    level: str
+    message: str
+    logged_at: datetime
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     """A connected worker."""
 

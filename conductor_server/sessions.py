@@ -37,6 +37,9 @@ class OutcomeAck:
 
     lease: LeaseRef
     ok: bool
+    #: when ok: the execution's state afterwards and its next run time if pending again
+    state: str
+    run_at: datetime | None
 
 
 @dataclass(frozen=True)

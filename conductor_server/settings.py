@@ -47,6 +47,10 @@ class Settings:
     max_steps_bytes: int = 16 * MIB
     #: Error messages and tracebacks from handlers are cut to this many bytes.
     max_error_bytes: int = 64 * 1024
+    #: Most ctx.logger lines kept per execution (later ones are dropped).
+    max_log_lines: int = 1000
+    #: Log lines are cut to this many bytes.
+    max_log_line_bytes: int = 4096
     #: Longest task, schedule, step, worker and host name, in characters.
     max_name_length: int = 200
     #: Most tasks one worker may register.
@@ -137,6 +141,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_step_result_bytes": ("CONDUCTOR_MAX_STEP_RESULT_BYTES", int),
     "max_steps_bytes": ("CONDUCTOR_MAX_STEPS_BYTES", int),
     "max_error_bytes": ("CONDUCTOR_MAX_ERROR_BYTES", int),
+    "max_log_lines": ("CONDUCTOR_MAX_LOG_LINES", int),
+    "max_log_line_bytes": ("CONDUCTOR_MAX_LOG_LINE_BYTES", int),
     "max_name_length": ("CONDUCTOR_MAX_NAME_LENGTH", int),
     "max_register_tasks": ("CONDUCTOR_MAX_REGISTER_TASKS", int),
     "max_message_bytes": ("CONDUCTOR_MAX_MESSAGE_BYTES", int),
@@ -193,6 +199,8 @@ _POSITIVE: dict[str, float] = {
     "max_step_result_bytes": 1024 * MIB,
     "max_steps_bytes": 48 * MIB,
     "max_error_bytes": 1024 * MIB,
+    "max_log_lines": 1_000_000,
+    "max_log_line_bytes": 1024 * 1024,
     "max_name_length": 100_000,
     "max_register_tasks": 1_000_000,
     "lease_batch_size": 100_000,

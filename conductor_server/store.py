@@ -22,6 +22,7 @@ from .models import (
     InvalidArgument,
     Lease,
     LeaseRef,
+    LogLine,
     NewExecutions,
     OutcomeApplied,
     OutcomeKind,
@@ -496,6 +497,31 @@ class Store(HistoryStore):
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_attempts"), {"id": execution_id})
             return [_attempt(row) for row in await cur.fetchall()]
+    async def ping(self) -> None:
+        """Raises when the database does not answer."""
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("ping"))
+
+    async def insert_log_lines(self, lines: Sequence[LogLine], most: int) -> None:
+        """Store log lines of existing executions, at most `most` per execution."""
+        if not lines:
+            return
+        params = {
+            "ids": [x.execution_id for x in lines], "attempts": [x.attempt for x in lines],
+            "levels": [x.level for x in lines], "messages": [x.message for x in lines],
+            "times": [x.logged_at for x in lines], "most": most,
+        }
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(_q("lock_log_lines"), params)
+            await conn.execute(_q("insert_log_lines"), params)
+
+    async def list_log_lines(self, execution_id: int, after: int, limit: int) -> list[LogLine]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                _q("list_log_lines"), {"id": execution_id, "after": after, "limit": limit}
+            )
+            return [LogLine(execution_id, r[1], r[2], r[3], r[4], r[0])
+                    for r in await cur.fetchall()]
 
     # -- schedules ----------------------------------------------------------------------
 

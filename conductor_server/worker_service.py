@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from .models import (
     InvalidArgument,
     Lease,
     LeaseRef,
+    LogLine,
     OutcomeKind,
     OutcomeWrite,
     Retention,
@@ -295,11 +297,31 @@ def _outcome_ack(ack: OutcomeAck) -> worker_pb2.OutcomeAck:
         return worker_pb2.OutcomeAck(
             execution_id=ack.execution_id, lease_token=ack.token, status=ack.status
         )
-    return worker_pb2.OutcomeAck(
+    answer = worker_pb2.OutcomeAck(
         execution_id=str(ack.lease.execution_id),
         lease_token=ack.lease.token,
         status=_status(ack.ok),
+        state=ack.state,
     )
+    run_at = timestamp(ack.run_at) if ack.state == "pending" else None
+    if run_at is not None:
+        answer.run_at.CopyFrom(run_at)
+    return answer
+
+
+def log_line_from_pb(item: worker_pb2.LogLine, session: Session, settings: Settings,
+                     now: datetime) -> LogLine | None:
+    """A storable log line, or None when its execution is not leased to this session."""
+    try:
+        execution_id = validation.parse_execution_id(item.execution_id)
+        logged_at = validation.check_time(item.logged_at.seconds, item.logged_at.nanos,
+                                          "logged_at") if item.HasField("logged_at") else now
+    except InvalidArgument:
+        return None
+    if execution_id not in session.inflight:
+        return None
+    return LogLine(execution_id, max(0, item.attempt), validation.sanitize(item.level, 16),
+                   validation.sanitize(item.message, settings.max_log_line_bytes), logged_at)
 
 
 def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> OutcomeWrite:
@@ -449,6 +471,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             "stop_leasing": self._on_stop_leasing,
             "clock_synced": self._on_clock_synced,
             "capacity": self._on_capacity,
+            "log_lines": self._on_log_lines,
         }
         pending: set[asyncio.Task[None]] = set()
         try:
@@ -529,7 +552,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             status = _STALE if ref is None else _INVALID
             if ref is None or item.WhichOneof("result") is None:
                 refused.append(
-                    RefusedOutcome(_NO_LEASE, False, item.execution_id, item.lease_token, status)
+                    RefusedOutcome(_NO_LEASE, False, "", None, item.execution_id,
+                                   item.lease_token, status)
                 )
                 continue
             write = outcome_from_pb(item, ref, limits)
@@ -547,6 +571,18 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def _on_capacity(self, message: worker_pb2.CapacityUpdate, session: Session) -> None:
         self.dispatcher.set_capacity(session, [(i.task, i.capacity) for i in message.items])
+
+    async def _on_log_lines(self, message: worker_pb2.LogLines, session: Session) -> None:
+        """Keep the lines of executions this worker holds (others are dropped unanswered:
+        log lines are best effort)."""
+        now = self.dispatcher.clock.now()
+        lines = [line for item in message.items
+                 if (line := log_line_from_pb(item, session, self.settings, now)) is not None]
+        try:
+            await self.dispatcher.store.insert_log_lines(lines, self.settings.max_log_lines)
+        except Exception:  # nothing to resend: the stream stays open, the lines are dropped
+            log.warning("worker %s: %d log lines dropped (database error)", session.worker_id,
+                        len(lines), exc_info=log.isEnabledFor(logging.DEBUG))
 
     async def _on_clock_synced(self, message: worker_pb2.ClockSynced, session: Session) -> None:
         self.dispatcher.clock_synced(session, message.sequence)

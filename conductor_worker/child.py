@@ -54,6 +54,7 @@ from typing import Any
 from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .metrics import ENV as METRICS_ENV
+from .log_format import formatter
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .preload import forker_threads
@@ -111,6 +112,9 @@ class PipeLink:
     def send(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the parent (sent by the writer thread, in order)."""
         self._outq.put(message)
+
+    def log(self, key: RunKey, attempt: int, level: str, message: str) -> None:
+        self._outq.put(("log", key, attempt, level, message, time.time()))
 
     def close(self) -> None:
         """Send everything queued, then stop the writer thread."""
@@ -314,6 +318,7 @@ def main(
     threads: int = 1,
     metrics_dir: str | None = None,
     forked: bool = False,
+    log_format: str = "text",
 ) -> None:
     """Entry point of a pool process: runs up to `threads` executions at once of the tasks
     named by (module, qualname). A process `forked` by a fork server that had more than one
@@ -330,7 +335,9 @@ def main(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if metrics_dir:  # the worker's, even if the fork server started before it was chosen
         os.environ[METRICS_ENV] = metrics_dir
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=log_level, handlers=[handler])
     loaded = [_load_task(module, qualname) for module, qualname in tasks]
     by_name: Tasks = {t.name: t for t in loaded}
     if loaded[0].is_async:

@@ -436,6 +436,26 @@ class Client(WorkflowClient, HistoryCalls):
             for s in self._call(self._stub.ListSteps, request, retry=True).steps
         ]
 
+    def status(self) -> CoordinatorStatus:
+        """The coordinator's version, database and whether that answers now."""
+        found = self._call(self._stub.GetStatus, client_pb2.GetStatusRequest(), retry=True)
+        return CoordinatorStatus(found.version, found.name, found.database,
+                                 found.data_dir or None, found.database_ok,
+                                 found.database_error)
+
+    def logs(self, execution_id: str, after: int = 0) -> builtins.list[LogEntry]:
+        """The lines the execution's handler logged through ctx.logger, oldest first (every
+        page); `after`: only lines after that sequence number (to follow new ones)."""
+        lines: builtins.list[LogEntry] = []
+        while True:
+            request = client_pb2.ListLogsRequest(execution_id=execution_id, after=after)
+            page = self._call(self._stub.ListLogs, request, retry=True).lines
+            lines += [LogEntry(x.sequence, x.attempt, x.level, x.message,
+                               x.logged_at.ToDatetime(UTC)) for x in page]
+            if len(page) < LOG_PAGE:
+                return lines
+            after = page[-1].sequence
+
     def workers(self) -> builtins.list[WorkerInfo]:
         """Workers connected now, to any coordinator."""
         request = client_pb2.ListWorkersRequest()
@@ -466,6 +486,33 @@ class Step:
     name: str
     result: Any
     saved_at: datetime
+
+
+@dataclass(frozen=True)
+class CoordinatorStatus:
+    """What `Client.status()` tells of the coordinator."""
+
+    version: str
+    name: str
+    database: str
+    data_dir: str | None
+    database_ok: bool
+    database_error: str
+
+
+#: log lines the coordinator returns per ListLogs call
+LOG_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """A line an execution's handler logged through ctx.logger."""
+
+    sequence: int
+    attempt: int
+    level: str
+    message: str
+    logged_at: datetime
 
 
 @dataclass(frozen=True)

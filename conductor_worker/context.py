@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,6 +136,49 @@ class Link(Protocol):
 
     async def call_async(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
         """call for `async def` handlers."""
+    def log(self, key: RunKey, attempt: int, level: str, message: str) -> None:
+        """Forward a ctx.logger line to the worker (which sends it to the coordinator)."""
+
+
+#: ctx.logger lines one run forwards to the coordinator at most (later ones are only logged
+#: locally); the coordinator keeps at most --max-log-lines per execution
+MAX_FORWARDED_LINES = 1000
+#: forwarded lines are cut to this many characters (the coordinator cuts to its own limit)
+MAX_FORWARDED_CHARS = 16 * 1024
+
+
+class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """`ctx.logger`: a logger whose records carry the execution id and attempt, and whose
+    lines (at the logger's level or above) also go to the coordinator, bounded per run, for
+    `conductor logs ID`."""
+
+    def __init__(self, spec: RunSpec, link: Link) -> None:
+        super().__init__(logging.getLogger(f"conductor.task.{spec.task}"),
+                         {"execution_id": spec.execution_id, "attempt": spec.attempt})
+        self._key = spec.key
+        self._attempt = spec.attempt
+        self._link = link
+        self._forwarded = 0
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        super().log(level, msg, *args, **kwargs)
+        if not self.isEnabledFor(level) or self._forwarded >= MAX_FORWARDED_LINES:
+            return
+        self._forwarded += 1
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = f"{msg!s} {args!r}"
+        exc_info = kwargs.get("exc_info")
+        if exc_info:
+            if not isinstance(exc_info, tuple):
+                exc_info = sys.exc_info() if exc_info is True else (
+                    type(exc_info), exc_info, exc_info.__traceback__)
+            if exc_info[0] is not None:
+                text += "\n" + "".join(traceback.format_exception(*exc_info)).rstrip()
+        self._link.log(self._key, self._attempt, logging.getLevelName(level),
+                       text[:MAX_FORWARDED_CHARS])
+
 
 
 class Context(WorkflowContext):
@@ -144,10 +189,7 @@ class Context(WorkflowContext):
         self.attempt = spec.attempt
         self.max_attempts = spec.max_attempts
         self.task = spec.task
-        self.logger = logging.LoggerAdapter(
-            logging.getLogger(f"conductor.task.{spec.task}"),
-            {"execution_id": spec.execution_id, "attempt": spec.attempt},
-        )
+        self.logger = RunLogger(spec, link)
         self._spec = spec
         self._key = spec.key
         self._link = link

@@ -114,6 +114,7 @@ class Pool:
         settings: PoolSettings | None = None,
         log_level: int = logging.INFO,
         on_handed: Callable[[RunKey], None] | None = None,
+        log_format: str = "text",
     ) -> None:
         self.tasks = list(tasks)
         self.name = name or self.tasks[0].name
@@ -135,6 +136,7 @@ class Pool:
         self._run_seconds = 1.0  # moving average, from hand-over to outcome
         self._sent_at: dict[RunKey, float] = {}
         self.log_level = log_level
+        self.log_format = log_format
         self.children: list[_Child] = []
         self.pending: deque[RunSpec] = deque()
         self.shutting_down = False
@@ -179,6 +181,7 @@ class Pool:
                 self.threads,
                 os.environ.get(METRICS_ENV),
                 self.start_method == "forkserver",
+                self.log_format,
             ),
             name=f"conductor-{self.name}",
             daemon=True,

@@ -37,6 +37,7 @@ from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
+from .lifecycle import Run
 from .pool import Pool, pool_groups
 from .settings import PoolSettings
 from .task import Task, check_registrable, registered
@@ -82,6 +83,8 @@ class _Held:
     abandoned: bool = False
     #: bytes of step results the execution has recorded (from its lease) or sent since
     steps_bytes: int = 0
+    #: what its lifecycle log lines say (None: released without running)
+    run: Run | None = None
 
 
 def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
@@ -116,6 +119,7 @@ class Worker:
         worker_id: str | None = None,
         drain_timeout: float = 60.0,
         log_level: int = logging.INFO,
+        log_format: str = "text",
         on_connected: Callable[[], None] | None = None,
         drain: bool = False,
         token: str | None = None,
@@ -137,6 +141,8 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.drain_timeout = drain_timeout
         self.log_level = log_level
+        #: "text" or "json": how the pool processes write their log lines
+        self.log_format = log_format
         self.on_connected = on_connected
         self.drain_mode = drain
         #: every task's pool, by task name (the tasks of a shared pool share one)
@@ -230,6 +236,7 @@ class Worker:
                 name=name,
                 settings=self.pool_settings,
                 log_level=self.log_level,
+                log_format=self.log_format,
                 on_handed=self._on_handed,
             )
             self.pool_list.append(pool)
@@ -584,12 +591,16 @@ class Worker:
                 # than the lease timeout): the old lease is gone, so that run is abandoned.
                 self._abandon((lease.execution_id, older))
             self.tokens[lease.execution_id] = lease.lease_token
-            self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
+            held = self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
             if pool is None or self._stopping:
                 self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
                     else worker_pb2.RELEASE_REASON_UNAVAILABLE))
                 continue
+            coordinator_time = _epoch(lease.coordinator_time)
+            held.run = Run(lease.execution_id, lease.task, lease.attempt, lease.max_attempts,
+                           steps=len(lease.steps), clock_offset=coordinator_time - time.time())
+            held.run.log_started()
             handed = pool.submit(
                 RunSpec(
                     execution_id=lease.execution_id,
@@ -599,7 +610,7 @@ class Worker:
                     max_attempts=lease.max_attempts,
                     payload_json=lease.payload_json,
                     steps=dict(lease.steps),
-                    coordinator_time=lease.coordinator_time.ToDatetime(UTC).timestamp(),
+                    coordinator_time=coordinator_time,
                     received_monotonic=received,
                     schedule=lease.schedule or None,
                     fire_time=_epoch(lease.fire_time) if lease.HasField("fire_time") else None,
@@ -630,6 +641,8 @@ class Worker:
             answer: tuple[RunKey, str, str | None, str]
             if ack.status == worker_pb2.WRITE_STATUS_OK:
                 answer = (key, name, ack.result_json, "")
+                if held.run is not None:
+                    held.run.log_step(name)
             elif ack.status == worker_pb2.WRITE_STATUS_INVALID:  # the run fails at that step
                 answer = (key, name, None, ack.error or "refused by the coordinator")
             else:
@@ -642,10 +655,13 @@ class Worker:
     def _on_outcome_acks(self, acks: worker_pb2.OutcomeAcks) -> None:
         for ack in acks.items:
             key = (ack.execution_id, ack.lease_token)
-            if self.unacked.pop(key, None) is not None:
-                self._drop(key)
+            outcome = self.unacked.pop(key, None)
+            if outcome is not None:
+                held = self._drop(key)
                 if ack.status != worker_pb2.WRITE_STATUS_OK:
                     log.warning("execution %s: outcome refused (lease lost)", ack.execution_id)
+                elif held is not None and held.run is not None:
+                    held.run.log_outcome(outcome, ack)
         self._check_idle()
 
     def _drop(self, key: RunKey) -> _Held | None:
@@ -681,7 +697,9 @@ class Worker:
             if kind == "step":  # never leave a run waiting, whatever happened to its lease
                 self.pools[task].step_acks([(key, message[2], None, "")])
             return
-        if kind == "call":
+        if kind == "log":
+            self._on_log(key, *message[2:])
+        elif kind == "call":
             call = asyncio.create_task(self._serve_call(held.task, *message[1:]))
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
@@ -689,6 +707,8 @@ class Worker:
             self._on_step(held, key, message[2], message[3])
         elif held.abandoned or kind == "abandoned":
             self._drop(key)
+            if held.run is not None:
+                held.run.log_abandoned()
             for pending in [k for k in self.pending_steps if k[0] == key]:
                 del self.pending_steps[pending]
             worker_metrics.metrics().executions.labels(held.task, "abandoned").inc()
@@ -722,6 +742,13 @@ class Worker:
         )
         self.pending_steps[(key, name)] = save
         self._send(("step", save))
+
+    def _on_log(self, key: RunKey, attempt: int, level: str, text: str, at: float) -> None:
+        """A ctx.logger line: up the stream, before the run's outcome (best effort)."""
+        line = worker_pb2.LogLine(execution_id=key[0], attempt=attempt, level=level,
+                                  message=text)
+        line.logged_at.FromNanoseconds(int(at * 1e9))
+        self._send(("log", line))
 
     def _on_done(self, key: RunKey, result_json: str) -> None:
         if too_big := self._limits.refuse(result_json, self._limits.result_bytes):
@@ -850,8 +877,8 @@ ITEM_OVERHEAD = 128
 def _coalesce(
     items: list[worker_pb2.WorkerMessage | tuple[str, Any]], budget: int
 ) -> list[worker_pb2.WorkerMessage]:
-    """Merge queued step saves and outcomes into as few messages as fit `budget` bytes each
-    (so that none is over the coordinator's message limit); keep others in order."""
+    """Merge queued log lines, step saves and outcomes into as few messages as fit `budget`
+    bytes each (so that none is over the coordinator's message limit); keep others in order."""
     steps = [i[1] for i in items if isinstance(i, tuple) and i[0] == "step"]
     outcomes = [i[1] for i in items if isinstance(i, tuple) and i[0] == "outcome"]
     messages = [i for i in items if isinstance(i, worker_pb2.WorkerMessage)]
@@ -860,6 +887,11 @@ def _coalesce(
     if waiting or started:  # (small: 2 x 64 bytes an item at most, one message per batch)
         messages.append(worker_pb2.WorkerMessage(
             run_states=worker_pb2.RunStates(waiting=waiting, started=started)))
+    logs = [i[1] for i in items if isinstance(i, tuple) and i[0] == "log"]
+    messages += [  # before the outcomes, so that a run's last lines arrive while it is held
+        worker_pb2.WorkerMessage(log_lines=worker_pb2.LogLines(items=chunk))
+        for chunk in _chunks(logs, lambda line: len(line.message) + ITEM_OVERHEAD, budget)
+    ]
     messages += [
         worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=chunk))
         for chunk in _chunks(steps, _step_size, budget)

@@ -722,9 +722,158 @@ class ListStepsResponse(_message.Message):
 Global___ListStepsResponse: _TypeAlias = ListStepsResponse  # noqa: Y015
 
 @_typing.final
-class ListWorkersRequest(_message.Message):
+class GetStatusRequest(_message.Message):
     """Request for ListWorkers."""
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusRequest: _TypeAlias = GetStatusRequest  # noqa: Y015
+
+@_typing.final
+class CoordinatorStatus(_message.Message):
+    """A coordinator's view of itself (`conductor status`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DATABASE_FIELD_NUMBER: _builtins.int
+    DATA_DIR_FIELD_NUMBER: _builtins.int
+    DATABASE_OK_FIELD_NUMBER: _builtins.int
+    DATABASE_ERROR_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The coordinator's version (of the conductor-tasks distribution)."""
+    name: _builtins.str
+    """Host and port as the coordinator names itself (Worker.coordinator of its workers)."""
+    database: _builtins.str
+    """Where its database is: "embedded PostgreSQL" or host:port/database (no user, password
+    or options).
+    """
+    data_dir: _builtins.str
+    """The embedded PostgreSQL's folder ("" with an external database)."""
+    database_ok: _builtins.bool
+    """Whether the database answered a query just now (within 2 seconds)."""
+    database_error: _builtins.str
+    """When not: why, in general terms (the coordinator logs the details)."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        name: _builtins.str = ...,
+        database: _builtins.str = ...,
+        data_dir: _builtins.str = ...,
+        database_ok: _builtins.bool = ...,
+        database_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_dir", b"data_dir", "database", b"database", "database_error", b"database_error", "database_ok", b"database_ok", "name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoordinatorStatus: _TypeAlias = CoordinatorStatus  # noqa: Y015
+
+@_typing.final
+class ListLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution."""
+    after: _builtins.int
+    """Only lines after this sequence number (0: from the first); for following new lines."""
+    limit: _builtins.int
+    """Most lines returned (1..1000; 0 means 1000)."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        after: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "execution_id", b"execution_id", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLogsRequest: _TypeAlias = ListLogsRequest  # noqa: Y015
+
+@_typing.final
+class LogEntry(_message.Message):
+    """One stored log line."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LOGGED_AT_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Its sequence number (increasing; pass the last one as `after` to read on)."""
+    attempt: _builtins.int
+    """The attempt of the run that logged it."""
+    level: _builtins.str
+    """The level name."""
+    message: _builtins.str
+    """The message."""
+    @_builtins.property
+    def logged_at(self) -> _timestamp_pb2.Timestamp:
+        """When the worker logged it."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        level: _builtins.str = ...,
+        message: _builtins.str = ...,
+        logged_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["logged_at", b"logged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "level", b"level", "logged_at", b"logged_at", "message", b"message", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
+
+@_typing.final
+class ListLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
+        """The lines, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___LogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLogsResponse: _TypeAlias = ListLogsResponse  # noqa: Y015
+
+@_typing.final
+class ListWorkersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(

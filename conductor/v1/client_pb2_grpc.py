@@ -143,6 +143,16 @@ class ConductorServiceStub:
                 request_serializer=conductor_dot_v1_dot_client__pb2.DeleteTaskRequest.SerializeToString,
                 response_deserializer=conductor_dot_v1_dot_client__pb2.DeleteTaskResponse.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/conductor.v1.ConductorService/GetStatus',
+                request_serializer=conductor_dot_v1_dot_client__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.CoordinatorStatus.FromString,
+                _registered_method=True)
+        self.ListLogs = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListLogs',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListLogsRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListLogsResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -305,6 +315,20 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """What the coordinator runs on: its version, its database and whether it answers now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLogs(self, request, context):
+        """The log lines an execution's handler wrote through ctx.logger, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -412,6 +436,16 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.DeleteTask,
                     request_deserializer=conductor_dot_v1_dot_client__pb2.DeleteTaskRequest.FromString,
                     response_serializer=conductor_dot_v1_dot_client__pb2.DeleteTaskResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.GetStatusRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.CoordinatorStatus.SerializeToString,
+            ),
+            'ListLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLogs,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListLogsRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -984,6 +1018,60 @@ class ConductorService:
             '/conductor.v1.ConductorService/DeleteTask',
             conductor_dot_v1_dot_client__pb2.DeleteTaskRequest.SerializeToString,
             conductor_dot_v1_dot_client__pb2.DeleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/GetStatus',
+            conductor_dot_v1_dot_client__pb2.GetStatusRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.CoordinatorStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListLogs',
+            conductor_dot_v1_dot_client__pb2.ListLogsRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

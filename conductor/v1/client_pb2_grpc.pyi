@@ -94,6 +94,10 @@ class ConductorServiceStub:
     """Remove a task nobody serves (its schedules go with it); refused while executions of it
     remain or a worker serves it.
     """
+    GetStatus: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetStatusRequest, _client_pb2.CoordinatorStatus]
+    """What the coordinator runs on: its version, its database and whether it answers now."""
+    ListLogs: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]
+    """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -158,6 +162,10 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Remove a task nobody serves (its schedules go with it); refused while executions of it
     remain or a worker serves it.
     """
+    GetStatus: _aio.UnaryUnaryMultiCallable[_client_pb2.GetStatusRequest, _client_pb2.CoordinatorStatus]  # type: ignore[assignment]
+    """What the coordinator runs on: its version, its database and whether it answers now."""
+    ListLogs: _aio.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]  # type: ignore[assignment]
+    """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -345,5 +353,21 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         """Remove a task nobody serves (its schedules go with it); refused while executions of it
         remain or a worker serves it.
         """
+
+    @_abc_1.abstractmethod
+    def GetStatus(
+        self,
+        request: _client_pb2.GetStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.CoordinatorStatus, _abc.Awaitable[_client_pb2.CoordinatorStatus]]:
+        """What the coordinator runs on: its version, its database and whether it answers now."""
+
+    @_abc_1.abstractmethod
+    def ListLogs(
+        self,
+        request: _client_pb2.ListLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListLogsResponse, _abc.Awaitable[_client_pb2.ListLogsResponse]]:
+        """The log lines an execution's handler wrote through ctx.logger, oldest first."""
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

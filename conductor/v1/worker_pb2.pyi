@@ -654,6 +654,73 @@ class Outcomes(_message.Message):
 Global___Outcomes: _TypeAlias = Outcomes  # noqa: Y015
 
 @_typing.final
+class LogLines(_message.Message):
+    """Lines handlers logged through ctx.logger, kept by the coordinator with their execution
+    (at most --max-log-lines per execution, each cut to --max-log-line-bytes; later ones are
+    dropped). Best effort: not acknowledged, and lost if the stream ends before they arrive.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]:
+        """The lines, in the order they were logged."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___LogLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLines: _TypeAlias = LogLines  # noqa: Y015
+
+@_typing.final
+class LogLine(_message.Message):
+    """One log line of a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LOGGED_AT_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution."""
+    attempt: _builtins.int
+    """The attempt of the run that logged it."""
+    level: _builtins.str
+    """The level name (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
+    message: _builtins.str
+    """The formatted message (with the exception's traceback, if one was logged)."""
+    @_builtins.property
+    def logged_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was logged (the worker's clock)."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        level: _builtins.str = ...,
+        message: _builtins.str = ...,
+        logged_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["logged_at", b"logged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "execution_id", b"execution_id", "level", b"level", "logged_at", b"logged_at", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLine: _TypeAlias = LogLine  # noqa: Y015
+
+@_typing.final
 class StopLeasing(_message.Message):
     """The worker asks for no more leases (graceful shutdown or drain)."""
 
@@ -773,6 +840,7 @@ class WorkerMessage(_message.Message):
     CLOCK_SYNCED_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
     RUN_STATES_FIELD_NUMBER: _builtins.int
+    LOG_LINES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First message of the stream."""
@@ -805,6 +873,10 @@ class WorkerMessage(_message.Message):
     def run_states(self) -> Global___RunStates:
         """Leases waiting to start, and started since."""
 
+    @_builtins.property
+    def log_lines(self) -> Global___LogLines:
+        """Lines a handler logged through ctx.logger (best effort: not acknowledged, not resent)."""
+
     def __init__(
         self,
         *,
@@ -816,12 +888,13 @@ class WorkerMessage(_message.Message):
         clock_synced: Global___ClockSynced | None = ...,
         capacity: Global___CapacityUpdate | None = ...,
         run_states: Global___RunStates | None = ...,
+        log_lines: Global___LogLines | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "log_lines", b"log_lines", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "log_lines", b"log_lines", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity", "run_states"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity", "run_states", "log_lines"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1105,22 +1178,37 @@ class OutcomeAck(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RUN_AT_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     lease_token: _builtins.str
     """The lease token the outcome carried."""
     status: Global___WriteStatus.ValueType
     """Whether it was recorded."""
+    state: _builtins.str
+    """When recorded: the execution's state afterwards ("pending", "succeeded", "failed",
+    "cancelled"), so that the worker can log what the outcome did (e.g. a failed attempt
+    that will be retried).
+    """
+    @_builtins.property
+    def run_at(self) -> _timestamp_pb2.Timestamp:
+        """When recorded and the execution is pending again: its next run time (a failed attempt's
+        retry, a release's run_at).
+        """
+
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         lease_token: _builtins.str = ...,
         status: Global___WriteStatus.ValueType = ...,
+        state: _builtins.str = ...,
+        run_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "lease_token", b"lease_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "lease_token", b"lease_token", "run_at", b"run_at", "state", b"state", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -757,3 +757,37 @@ WITH deleted AS (
     RETURNING 1
 )
 SELECT count(*) FROM deleted;
+-- name: lock_log_lines
+-- Serialise log inserts per execution for the rest of the transaction (the count of
+-- insert_log_lines must see every earlier insert).
+SELECT pg_advisory_xact_lock(hashtext('conductor_logs'), (id %% 2147483647)::integer)
+FROM (SELECT DISTINCT unnest(%(ids)s::bigint[]) AS id ORDER BY 1) AS ids;
+
+-- name: insert_log_lines
+-- Store log lines of existing executions, in order, up to %(most)s lines per execution
+-- (later ones are dropped).
+WITH u AS (
+    SELECT u.*, row_number() OVER (PARTITION BY u.id ORDER BY u.n) AS rank
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(levels)s::text[],
+        %(messages)s::text[], %(times)s::timestamptz[])
+        WITH ORDINALITY AS u(id, attempt, level, message, logged_at, n)
+), kept AS (
+    SELECT count(*) AS n, u.id FROM conductor_execution_logs l JOIN (SELECT DISTINCT id FROM u) u
+        ON l.execution_id = u.id GROUP BY u.id
+)
+INSERT INTO conductor_execution_logs (execution_id, attempt, level, message, logged_at)
+SELECT u.id, u.attempt, u.level, u.message, u.logged_at
+FROM u JOIN conductor_executions e ON e.id = u.id
+LEFT JOIN kept ON kept.id = u.id
+WHERE coalesce(kept.n, 0) + u.rank <= %(most)s
+ORDER BY u.n;
+
+-- name: list_log_lines
+-- One execution's log lines after a sequence number, oldest first.
+SELECT sequence, attempt, level, message, logged_at FROM conductor_execution_logs
+WHERE execution_id = %(id)s AND sequence > %(after)s
+ORDER BY sequence LIMIT %(limit)s;
+
+-- name: ping
+-- Whether the database answers (conductor status).
+SELECT 1;

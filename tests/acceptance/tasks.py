@@ -163,3 +163,10 @@ def prefetch_hold(event: Event, ctx: Context) -> int:
     while not Path(event.payload["release"]).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return ctx.attempt
+
+
+@task(name="log-lines")
+def log_lines(event: Event, ctx: Context) -> int:
+    for i in range(event.payload["count"]):
+        ctx.logger.info("line %d of %s", i, event.payload["count"])
+    return event.payload["count"]

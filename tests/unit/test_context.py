@@ -27,6 +27,8 @@ class FakeLink:
         self.saved: list[tuple[str, str, str, str]] = []
         #: What the coordinator answers per step name (default: what was sent).
         self.recorded: dict[str, str] = {}
+        #: ctx.logger lines forwarded: (execution id, attempt, level, message)
+        self.logged: list[tuple[str, int, str, str]] = []
 
     def save_step(self, key: tuple[str, str], name: str, result_json: str) -> str:
         self.saved.append((*key, name, result_json))
@@ -34,6 +36,9 @@ class FakeLink:
 
     async def save_step_async(self, key: tuple[str, str], name: str, result_json: str) -> str:
         return self.save_step(key, name, result_json)
+
+    def log(self, key: tuple[str, str], attempt: int, level: str, message: str) -> None:
+        self.logged.append((key[0], attempt, level, message))
 
 
 class CountingFn:

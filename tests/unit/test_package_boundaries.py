@@ -87,7 +87,8 @@ def test_no_import_of_the_other_side_even_inside_a_function(package: str) -> Non
 
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_entry_points_hand_over_to_the_cli(entry_point: str) -> None:
-    assert _imported(ROOT / entry_point) == {"sys", "conductor_cli"}
+    imported = _imported(ROOT / entry_point)  # (os: conductor_worker's re-exec, see there)
+    assert "conductor_cli" in imported and imported <= {"os", "sys", "conductor_cli"}
 
 
 def _help(*args: str) -> str:
