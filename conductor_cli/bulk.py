@@ -26,9 +26,10 @@ def add_bulk(sub: Subcommands) -> None:
         ("delete", "delete finished executions with their steps and attempts"),
     ):
         parser = actions.add_parser(action, help=text)
-        parser.add_argument("--task")
-        parser.add_argument("--state", action="append", choices=_STATES)
-        parser.add_argument("--queue")
+        parser.add_argument("--task", help="only executions of this task")
+        parser.add_argument("--state", action="append", choices=_STATES,
+                            help="only executions in this state (repeat for several)")
+        parser.add_argument("--queue", help="only executions of this queue")
         parser.add_argument("--created-after", metavar="TIME", help="ISO 8601, with offset")
         parser.add_argument("--created-before", metavar="TIME", help="ISO 8601, with offset")
         parser.add_argument("--dry-run", action="store_true", help="only count")

@@ -24,7 +24,7 @@ def add_emit(sub: Subcommands) -> None:
 
 def add_signal(sub: Subcommands) -> None:
     signal = sub.add_parser("signal", help="send a signal to an execution (ctx.wait_for_signal)")
-    signal.add_argument("execution_id")
+    signal.add_argument("execution_id", help="the execution waiting for the signal")
     signal.add_argument("name", help="the signal's name")
     signal.add_argument("--payload", default="null", help="JSON payload (default: null)")
     add_server_flags(signal)

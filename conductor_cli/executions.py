@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from conductor_worker import Client, Execution
-from conductor_worker.client import STATES
+from conductor_worker.encoding import STATES
 
 from .connection import add_server_flags, client
 from .flags import (

@@ -18,7 +18,7 @@ def add_rerun(sub: Subcommands) -> None:
     rerun = sub.add_parser(
         "rerun", help="run a finished execution again as a new one (optionally from a step)"
     )
-    rerun.add_argument("execution_id")
+    rerun.add_argument("execution_id", help="a finished execution to run again")
     rerun.add_argument("--from-step", metavar="NAME",
                        help="copy the steps recorded before NAME; it and later steps run")
     rerun.add_argument("--payload", help="JSON payload of the new execution (default: the "
@@ -31,7 +31,7 @@ def add_retry(sub: Subcommands) -> None:
     retry = sub.add_parser(
         "retry", help="run a failed or cancelled execution again (its recorded steps kept)"
     )
-    retry.add_argument("execution_id")
+    retry.add_argument("execution_id", help="a failed or cancelled execution")
     add_server_flags(retry)
     retry.set_defaults(run=run_retry)
 

@@ -53,8 +53,8 @@ from typing import Any
 
 from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
-from .metrics import ENV as METRICS_ENV
 from .log_format import formatter
+from .metrics import ENV as METRICS_ENV
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .preload import forker_threads
