@@ -44,7 +44,8 @@ def test_queued_runs_start_by_priority_then_in_arrival_order() -> None:
     from conductor_worker.pool import Pool
     from tests.unit.sample_tasks import plain
 
-    pool = Pool(plain, 1, lambda message: None)  # not started: no process takes anything
+    pool = Pool([plain], lambda message: None)
+    pool.processes = 0  # may start no process: every run waits for room
 
     def spec(name: str, priority: int) -> RunSpec:
         return RunSpec(name, "token", "unit-sample-plain", 1, 3, "null", {}, priority=priority)
