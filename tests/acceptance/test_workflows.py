@@ -71,6 +71,18 @@ def test_parent_child_grandchild_survive_sigkill_and_each_effect_happens_once(
     assert client.get(parent_id).attempt == 1
 
 
+def test_a_child_on_another_coordinator_resumes_its_parent(
+    start_coordinator, coordinator, address, spawn_worker, client
+):
+    other = start_coordinator(lease_timeout=6.0)
+    spawn_worker(address, TASKS)
+    spawn_worker(other.coordinator.address, "tests.acceptance.workflow_remote")
+    parent_id = client.invoke("wf-remote-parent", 21)
+    assert client.wait(parent_id, timeout=60).result == 42
+    (child,) = client.list(parent_id=parent_id)
+    assert child.task == "wf-remote-child" and child.state == "succeeded"
+
+
 def test_fan_out_1000_children_with_a_failing_one(address, spawn_worker, client, db):
     spawn_worker(address, TASKS)
     payloads = [{"i": i, "fail": i == 500} for i in range(1000)]

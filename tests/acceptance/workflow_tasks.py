@@ -152,3 +152,8 @@ def bulk_b(event: Event, ctx: Context) -> Any:
 @task(name="wf-bulk-c", on=["bulk.event", "other.event"])
 def bulk_c(event: Event, ctx: Context) -> Any:
     return None
+
+
+@task(name="wf-remote-parent")
+def remote_parent(event: Event, ctx: Context) -> Any:
+    return ctx.invoke("child", "wf-remote-child", event.payload)
