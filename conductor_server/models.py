@@ -165,14 +165,17 @@ class Execution:
     redacted_at: datetime | None = None
 
     def attempts(self, ended: list[Attempt]) -> list[Attempt]:
-        """The attempt history: the ended runs, and the one running now."""
-        if self.state is not State.RUNNING or self.leased_at is None:
+        """The attempt history: the ended runs, and the last run when the execution row holds
+        it (the one running now, or the success, which gets no attempt row)."""
+        if self.state not in (State.RUNNING, State.SUCCEEDED) or self.leased_at is None:
             return ended
         if ended and ended[-1].n >= self.runs:
             return ended
-        running = Attempt(self.runs, self.attempt, self.worker_id or "", self.leased_at, None,
-                          "running")
-        return [*ended, running]
+        last = Attempt(
+            self.runs, self.attempt, self.worker_id or "", self.leased_at,
+            self.finished_at if self.state is State.SUCCEEDED else None, self.state.value,
+        )
+        return [*ended, last]
 
 
 @dataclass(frozen=True)

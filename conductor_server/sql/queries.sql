@@ -220,7 +220,9 @@ LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.na
 -- name: complete
 -- Finish running executions with a result; returns the ids that were still leased by the
 -- token to the worker that sent it ('' : the coordinator itself; the same in fail and release). Like fail and release, it notifies other coordinators of finished executions
--- (conductor_notify_finished, migration 0004).
+-- (conductor_notify_finished, migration 0004). A run that ends cancelled gets its attempt
+-- row; a successful one does not: the execution row holds it (leased_at, finished_at,
+-- worker_id) and never changes again, so the hot path writes one row less.
 WITH done AS (
     UPDATE conductor_executions e
     SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
@@ -236,6 +238,7 @@ WITH done AS (
     INSERT INTO conductor_attempts (execution_id, n, attempt, worker_id, started_at,
         finished_at, outcome)
     SELECT id, runs, attempt, worker_id, coalesce(leased_at, %(now)s), %(now)s, state FROM done
+    WHERE state <> 'succeeded'
     ON CONFLICT DO NOTHING
 )
 SELECT id, task, state, run_at,
