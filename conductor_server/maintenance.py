@@ -53,7 +53,6 @@ class Maintenance:
         self.metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        clock.subscribe(self._clock_jumped)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="maintenance")
@@ -65,10 +64,6 @@ class Maintenance:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def _clock_jumped(self) -> None:
-        if self._task is not None:
-            self._task.get_loop().call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
         while True:
