@@ -1,25 +1,29 @@
 """Conductor's Python SDK: define tasks, run workers, invoke tasks.
 
-    from conductor_worker import task, Client
+    from conductor_worker import task, Client   # AsyncClient for asyncio code
 """
 
-from .client import Client, ErrorInfo, Execution, Schedule
+from .async_client import AsyncClient
+from .client import Client
 from .context import AsyncContext, Context, Event
 from .errors import (
     ConductorError,
     ExecutionNotFound,
     FailedPrecondition,
     InvalidArgument,
+    InvalidPayload,
     NonRetryableError,
     ScheduleNotFound,
     TaskDefinitionError,
     TaskNotFound,
     Unauthenticated,
 )
+from .records import ErrorInfo, Execution, Schedule
 from .runtime import Worker
 from .task import Task, task
 
 __all__ = [
+    "AsyncClient",
     "AsyncContext",
     "Client",
     "ConductorError",
@@ -30,6 +34,7 @@ __all__ = [
     "ExecutionNotFound",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidPayload",
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import itertools
 import logging
 import os
@@ -49,11 +50,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
+from .context import AsyncContext, Context, Event, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .task import Task, _load_task
+from .typed import parse_payload
 
 PR_SET_PDEATHSIG = 1
 #: seconds between re-checks of a run that waits for its lease to be renewed
@@ -333,7 +335,7 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
         return let_go
     started = time.perf_counter()
     try:
-        return ("done", key, encode_result(task.fn(spec.event(), Context(spec, link))))
+        return ("done", key, encode_result(task.fn(_event(task, spec), Context(spec, link))))
     except BaseException as exc:  # the attempt ended early, whatever was raised
         return _ended_by(key, exc)
     finally:
@@ -348,13 +350,22 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
         return
     started = time.perf_counter()
     try:
-        result = await task.fn(spec.event(), AsyncContext(spec, link))
+        result = await task.fn(_event(task, spec), AsyncContext(spec, link))
         outcome: tuple[Any, ...] = ("done", key, encode_result(result))
     except BaseException as exc:  # the attempt ended early, whatever was raised
         outcome = _ended_by(key, exc)
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
     link.send_soon(outcome)
     link.interrupts.pop(key, None)
+
+
+def _event(task: Task[..., Any], spec: RunSpec) -> Event[Any]:
+    """The handler's event; its payload parsed into the handler's `Event[X]` type, if any
+    (InvalidPayload, not retried, when it does not fit)."""
+    event = spec.event()
+    if task.payload_type is None:
+        return event
+    return dataclasses.replace(event, payload=parse_payload(task.payload_type, event.payload))
 
 
 def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:

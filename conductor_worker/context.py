@@ -9,23 +9,28 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import Interrupted, InvalidResult
 from .metrics import metrics
+from .typed import jsonable
 
 T = TypeVar("T")
+#: the payload's type
+PayloadT = TypeVar("PayloadT")
 
 #: the part of the lease timeout kept in reserve when a run checks its lease before a step
 LEASE_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
-class Event:
-    """The invocation a handler runs for."""
+class Event(Generic[PayloadT]):
+    """The invocation a handler runs for. Annotate the handler's first parameter
+    `Event[Model]` (a pydantic model, or any type pydantic validates) to have the payload
+    validated and parsed into it before the handler runs (see typed.py)."""
 
-    #: The JSON payload, decoded.
-    payload: Any
+    #: The JSON payload, decoded (and parsed, with an `Event[Model]` annotation).
+    payload: PayloadT
     #: The task's name.
     task: str
     #: The execution's id.
@@ -73,7 +78,7 @@ class RunSpec:
     def key(self) -> RunKey:
         return (self.execution_id, self.token)
 
-    def event(self) -> Event:
+    def event(self) -> Event[Any]:
         fired = datetime.fromtimestamp(self.fire_time, UTC) if self.fire_time else None
         return Event(
             json.loads(self.payload_json), self.task, self.execution_id, self.schedule, fired
@@ -293,7 +298,7 @@ def _check_name(name: str) -> None:
 
 def _encode(value: Any, what: str) -> str:
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, default=jsonable)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
     if "\\u0000" in text and _UNESCAPED_NUL.search(text):

@@ -9,6 +9,7 @@ import pytest
 import conductor_worker
 
 PUBLIC = [
+    "AsyncClient",
     "AsyncContext",
     "Client",
     "ConductorError",
@@ -19,6 +20,7 @@ PUBLIC = [
     "ExecutionNotFound",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidPayload",
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",
