@@ -17,7 +17,9 @@ import pytest
 from conductor_cli.main import build_parser
 from tests.conftest import ROOT
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples/node/README.md"]
+PAGES = [
+    ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples/node/README.md"
+]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 #: a Python snippet that talks to a coordinator (or imports the reader's own module) is only
 #: compiled; the others are run in a fresh interpreter
