@@ -104,6 +104,8 @@ class NewExecutions:
     queue: str = "default"
     max_attempts: int = 3
     dedupe_key: str | None = None
+    #: the invoker's W3C traceparent (OpenTelemetry), or None
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ class Lease:
     #: for a task with a window: when the open window closes, and the opening after that
     window_closes_at: datetime | None = None
     window_reopens_at: datetime | None = None
+    #: the W3C traceparent the execution was invoked with (OpenTelemetry), or None
+    trace_context: str | None = None
 
     def size(self) -> int:
         """About how many bytes it takes in a message (its payload and recorded steps)."""

@@ -148,6 +148,7 @@ class Store:
             "run_at": new.run_at,
             "now": now,
             "max_attempts": new.max_attempts,
+            "trace_context": new.trace_context,
         }
         async with self.pool.connection() as conn, conn.transaction():
             if request_id is not None:
@@ -253,6 +254,7 @@ class Store:
                 schedule=row[6],
                 fire_time=row[7],
                 ready_at=row[8],
+                trace_context=row[9],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]

@@ -149,6 +149,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         fire_time=timestamp(lease.fire_time),
         window_closes_at=timestamp(lease.window_closes_at),
         window_reopens_at=timestamp(lease.window_reopens_at),
+        trace_context=lease.trace_context or "",
     )
 
 

@@ -26,6 +26,7 @@ and to the parent:
     ("error", key, type, message, traceback, retryable)
     ("released", key, reason, run_at | None)
     ("abandoned", key)
+    ("trace", key, AttemptSpans)          a traced run's span times, just before its outcome
     ("call", key, request_id, method, kwargs)   ask the worker to call the client API
     ("clock_ack", sequence)               the clock sync is in use
 """
@@ -334,12 +335,15 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
     started = time.perf_counter()
+    ctx = Context(spec, link)
     try:
-        return ("done", key, encode_result(task.fn(_event(task, spec), Context(spec, link))))
+        outcome = ("done", key, encode_result(task.fn(_event(task, spec), ctx)))
     except BaseException as exc:  # the attempt ended early, whatever was raised
-        return _ended_by(key, exc)
-    finally:
-        metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+        outcome = _ended_by(key, exc)
+    metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    if ctx.recorder is not None:  # a traced run: its spans go to the worker first
+        link.send(ctx.recorder.message(key, outcome))
+    return outcome
 
 
 async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
@@ -349,12 +353,15 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
         link.send_soon(let_go)
         return
     started = time.perf_counter()
+    ctx = AsyncContext(spec, link)
     try:
-        result = await task.fn(_event(task, spec), AsyncContext(spec, link))
+        result = await task.fn(_event(task, spec), ctx)
         outcome: tuple[Any, ...] = ("done", key, encode_result(result))
     except BaseException as exc:  # the attempt ended early, whatever was raised
         outcome = _ended_by(key, exc)
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    if ctx.recorder is not None:  # a traced run: its spans go to the worker first
+        link.send_soon(ctx.recorder.message(key, outcome))
     link.send_soon(outcome)
     link.interrupts.pop(key, None)
 

@@ -13,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import Interrupted, InvalidResult
 from .metrics import metrics
+from .spans import Recorder
 from .typed import jsonable
 
 T = TypeVar("T")
@@ -73,6 +74,8 @@ class RunSpec:
     #: plus this, and after that until the worker's last acknowledged heartbeat plus this
     #: (0: not checked)
     lease_seconds: float = 0.0
+    #: the W3C traceparent the execution was invoked with (OpenTelemetry); empty: untraced
+    trace_context: str = ""
 
     @property
     def key(self) -> RunKey:
@@ -139,6 +142,8 @@ class Context:
         self._steps_counter = metrics().steps.labels(spec.task)
         self._closes_at = spec.window_closes_at
         self._lease_margin = LEASE_MARGIN * spec.lease_seconds
+        #: step times of a traced run, for its spans (spans.py); None when not traced
+        self.recorder = Recorder() if spec.trace_context else None
 
     @property
     def fencing_token(self) -> str:
@@ -185,12 +190,19 @@ class Context:
         as decoded from JSON (tuples come back as lists), the same on every attempt."""
         _check_name(name)
         if name in self._steps:
+            self._traced(name, time.time_ns(), replayed=True)
             return json.loads(self._steps[name])  # type: ignore[no-any-return]
         self.checkpoint()
         if not self._lease_valid():
             self._link.wait_lease(self._key, self._lease_valid)
+        started = time.time_ns()
         recorded: T = self._record(name, fn())
+        self._traced(name, started)
         return recorded
+
+    def _traced(self, name: str, started_ns: int, replayed: bool = False) -> None:
+        if self.recorder is not None:
+            self.recorder.step(name, started_ns, replayed)
 
     def sleep(self, name: str, seconds: float) -> None:
         """Release the execution and resume it after `seconds` (on the coordinator's clock).
@@ -274,14 +286,18 @@ class AsyncContext(Context):
         """Like Context.step; `fn` may be a plain function or return an awaitable."""
         _check_name(name)
         if name in self._steps:
+            self._traced(name, time.time_ns(), replayed=True)
             return json.loads(self._steps[name])
         self.checkpoint()
         if not self._lease_valid():
             await self._link.wait_lease_async(self._key, self._lease_valid)
+        started = time.time_ns()
         value = fn()
         if isinstance(value, Awaitable):
             value = await value
-        return await self._record_async(name, value)
+        recorded = await self._record_async(name, value)
+        self._traced(name, started)
+        return recorded
 
     async def sleep(self, name: str, seconds: float) -> None:  # type: ignore[override]
         """Like Context.sleep (`await ctx.sleep(...)`)."""

@@ -23,7 +23,7 @@ import grpc
 
 from conductor.v1 import client_pb2
 
-from . import typed
+from . import tracing, typed
 from .errors import (
     ConductorError,
     ExecutionNotFound,
@@ -126,7 +126,7 @@ def invoke(
         options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts),
         request_id=request_id or str(uuid.uuid4()),
     )
-    response = yield Call("Invoke", request, retry=True)
+    response = yield from _traced_invoke("Invoke", request)
     return str(response.execution_id)
 
 
@@ -150,8 +150,25 @@ def invoke_batch(
         options=_options(run_at, delay, priority, None, queue, max_attempts),
         request_id=request_id or str(uuid.uuid4()),
     )
-    response = yield Call("InvokeBatch", request, retry=True)
+    response = yield from _traced_invoke("InvokeBatch", request)
     return list(response.execution_ids)
+
+
+def _traced_invoke(
+    method: str, request: client_pb2.InvokeRequest | client_pb2.InvokeBatchRequest
+) -> Operation[Any]:
+    """The invoke call, in a conductor.invoke span when OpenTelemetry is installed; its
+    traceparent goes with the request (see tracing.py)."""
+    span = tracing.start_invoke(request.task)
+    request.trace_context = tracing.traceparent(span)
+    try:
+        response = yield Call(method, request, retry=True)
+    except BaseException as exc:
+        tracing.end_invoke(span, [], exc)
+        raise
+    ids = [response.execution_id] if method == "Invoke" else list(response.execution_ids)
+    tracing.end_invoke(span, ids, None)
+    return response
 
 
 # -- reading ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 from . import metrics as worker_metrics
+from . import tracing
 from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
@@ -74,6 +75,8 @@ class _Held:
     abandoned: bool = False
     #: bytes of step results the execution has recorded (from its lease) or sent since
     steps_bytes: int = 0
+    #: its span, when the execution is traced (tracing.py)
+    trace: tracing.LeaseTrace | None = None
 
 
 def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
@@ -520,7 +523,13 @@ class Worker:
                 # than the lease timeout): the old lease is gone, so that run is abandoned.
                 self._abandon((lease.execution_id, older))
             self.tokens[lease.execution_id] = lease.lease_token
-            self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
+            self.held[key] = _Held(
+                lease.task,
+                steps_bytes=_steps_bytes(lease.steps),
+                trace=tracing.start_lease(
+                    lease.trace_context, lease.task, lease.execution_id, lease.attempt
+                ),
+            )
             if pool is None or self._stopping:
                 self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
@@ -546,6 +555,7 @@ class Worker:
                     if lease.HasField("window_reopens_at")
                     else None,
                     lease_seconds=self._lease_seconds,
+                    trace_context=lease.trace_context,
                 )
             )
 
@@ -618,7 +628,10 @@ class Worker:
             call.add_done_callback(self._calls.discard)
         elif kind == "step":
             self._on_step(held, key, message[2], message[3])
+        elif kind == "trace":
+            tracing.attempt(held.trace, message[2])
         elif held.abandoned or kind == "abandoned":
+            tracing.end_lease(held.trace, "abandoned")
             self._drop(key)
             for pending in [k for k in self.pending_steps if k[0] == key]:
                 del self.pending_steps[pending]
@@ -698,6 +711,9 @@ class Worker:
             return
         held = self.held[key]
         self._count(held.task, result)
+        if held.trace is not None:
+            failed = result.get("failed")
+            tracing.end_lease(held.trace, next(iter(result)), failed.error.type if failed else "")
         outcome = worker_pb2.Outcome(execution_id=key[0], lease_token=key[1], **result)
         self.unacked[key] = outcome
         self._send(("outcome", outcome))
