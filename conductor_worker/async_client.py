@@ -15,8 +15,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import grpc
 
 from . import operations
+from .calls import Call, CallError, Operation, Tries, method_signature, resume
 from .client import ClientBase
-from .operations import Call, CallError, Operation, Tries, resume
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,7 +28,7 @@ def _awaited(op: Callable[P, Operation[R]]) -> Callable[Concatenate[AsyncClient,
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._run(op(*args, **kwargs))
 
-    method.__signature__ = operations.method_signature(op)  # type: ignore[attr-defined]
+    method.__signature__ = method_signature(op)  # type: ignore[attr-defined]
     return method
 
 
@@ -39,7 +39,7 @@ def _awaited_stream(
     def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
         return self._stream(op(*args, **kwargs))
 
-    method.__signature__ = operations.method_signature(op)  # type: ignore[attr-defined]
+    method.__signature__ = method_signature(op)  # type: ignore[attr-defined]
     return method
 
 

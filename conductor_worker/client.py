@@ -17,9 +17,9 @@ import grpc
 from conductor.v1 import client_pb2_grpc
 
 from . import operations
+from .calls import Call, CallError, Operation, Tries, method_signature, resume
 from .connection import Connection
 from .errors import ConductorError
-from .operations import Call, CallError, Operation, Tries, resume
 from .records import ErrorInfo, Execution, QueueInfo, Schedule, Step, WorkerInfo
 
 P = ParamSpec("P")
@@ -32,7 +32,7 @@ def _blocking(op: Callable[P, Operation[R]]) -> Callable[Concatenate[Client, P],
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._run(op(*args, **kwargs))
 
-    method.__signature__ = operations.method_signature(op)  # type: ignore[attr-defined]
+    method.__signature__ = method_signature(op)  # type: ignore[attr-defined]
     return method
 
 
@@ -43,7 +43,7 @@ def _blocking_stream(
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
         return self._stream(op(*args, **kwargs))
 
-    method.__signature__ = operations.method_signature(op)  # type: ignore[attr-defined]
+    method.__signature__ = method_signature(op)  # type: ignore[attr-defined]
     return method
 
 

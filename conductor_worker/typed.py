@@ -12,6 +12,7 @@ models only once pydantic has been imported by someone, so untyped code pays not
 
 from __future__ import annotations
 
+import inspect
 import sys
 import typing
 from collections.abc import Callable
@@ -80,11 +81,18 @@ def describe(exc: Any, root: str) -> str:
     return "; ".join(parts)
 
 
-def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def _hint(fn: Callable[..., Any], name: str) -> Any | None:
+    """The annotation of one parameter (or "return") of `fn`, resolved in the function's
+    module; None when it has none or it cannot be resolved (yet). One at a time, so that an
+    annotation of another parameter that names something imported only for type checkers
+    does not hide this one."""
+    raw = inspect.get_annotations(fn).get(name)
+    if not isinstance(raw, str):
+        return raw
     try:
-        return typing.get_type_hints(fn)
-    except NameError:  # an annotation that names something not defined (yet)
-        return {}
+        return eval(raw, getattr(fn, "__globals__", {}))  # what typing.get_type_hints does
+    except Exception:
+        return None
 
 
 def payload_type(fn: Callable[..., Any], event_class: type) -> Any | None:
@@ -92,7 +100,7 @@ def payload_type(fn: Callable[..., Any], event_class: type) -> Any | None:
     code = getattr(fn, "__code__", None)
     if code is None or code.co_argcount == 0:
         return None
-    hint = _hints(fn).get(code.co_varnames[0])
+    hint = _hint(fn, code.co_varnames[0])
     if typing.get_origin(hint) is not event_class:
         return None
     (kind,) = typing.get_args(hint)
@@ -102,5 +110,5 @@ def payload_type(fn: Callable[..., Any], event_class: type) -> Any | None:
 def result_type(fn: Callable[..., Any]) -> Any | None:
     """The handler's return annotation (None when it has none, or Any); the awaited type of
     an `async def` handler is its annotation too."""
-    kind = _hints(fn).get("return")
+    kind = _hint(fn, "return")
     return None if kind is None or kind is Any or kind is type(None) else kind
