@@ -109,11 +109,24 @@ class Client(ClientBase):
 
     # -- the driver ---------------------------------------------------------------------
 
-    def _send(self, call: Call) -> Any:
+    def _call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        timeout: float | None = None,
+        *,
+        retry: bool = False,
+    ) -> T:
+        """One call of a stub method, with the tries and errors of every operation: for
+        Client-only methods written directly against the stub."""
+        reply: T = self._send(Call("", request, retry=retry, budget=timeout), method)
+        return reply
+
+    def _send(self, call: Call, method: Callable[..., Any] | None = None) -> Any:
         """One call; with `retry`, repeated on UNAVAILABLE (see retrying.py) while its
         budget lasts, each try getting the time left (or its own deadline)."""
         tries = Tries(call, self.timeout)
-        method = getattr(self._stub, call.method)
+        method = method or getattr(self._stub, call.method)
         while True:
             try:
                 return method(call.request, timeout=tries.timeout(), metadata=self._metadata)
