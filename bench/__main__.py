@@ -1,4 +1,5 @@
-"""Conductor's benchmark: S1-S7 and the Procrastinate peer, one line of figures each.
+"""Conductor's benchmark: S1-S8, S11-S13 and the Procrastinate peer, one line of figures each
+(S9, the retention soak, only with --only S9).
 
     .venv/bin/python -m bench [--json] [--only S1,peer,S3] [--database-url URL] [--profile DIR]
 
@@ -21,11 +22,20 @@ import time
 import traceback
 from pathlib import Path
 
+from .fairness import s11_fairness, s12_priority
 from .harness import PostgresServer, Result, busy_cores
+from .many import MANY
 from .peer_scenario import peer
 from .scenarios import SCENARIOS, Run
+from .soak import s9_soak
 
-ORDER = ["S1", "S1-default", "peer", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7"]
+#: every scenario by name; the peer lines compare with the S1 line of their kind
+EVERY = {**SCENARIOS, **MANY, "S11": s11_fairness, "S12": s12_priority}
+
+ORDER = ["S1", "S1-default", "peer", "peer-default", "S2", "S2-sync", "S3", "S4", "S5", "S6",
+         "S7", "S7-fanout", "S8", "S11", "S12", "S13", "S13-spawn", "S13-shared"]
+#: scenarios that run only when named in --only (S9 soaks for many minutes)
+ON_REQUEST = {"S9": s9_soak}
 
 
 def machine() -> str:
@@ -57,12 +67,12 @@ def wait_quiet(seconds: float) -> float:
 
 def parse_only(value: str) -> list[str]:
     wanted = [v.strip() for v in value.split(",") if v.strip()]
-    known = {name.lower(): name for name in ORDER}
+    known = {name.lower(): name for name in [*ORDER, *ON_REQUEST]}
     unknown = [v for v in wanted if v.lower() not in known]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(ORDER)}")
     chosen = {known[v.lower()] for v in wanted}
-    return [name for name in ORDER if name in chosen]
+    return [name for name in [*ORDER, *ON_REQUEST] if name in chosen]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             load = wait_quiet(args.wait_quiet)
             started = time.monotonic()
             try:
-                scenario = SCENARIOS.get(name)
-                result = scenario(run) if scenario else peer(run, results.get("S1"))
+                scenario = EVERY.get(name) or ON_REQUEST.get(name)
+                if scenario is not None:
+                    result = scenario(run)
+                elif name == "peer-default":
+                    result = peer(run, results.get("S1-default"), defaults=True)
+                else:
+                    result = peer(run, results.get("S1"))
             except Exception as exc:
                 failed = True
                 traceback.print_exc()

@@ -169,10 +169,15 @@ class Stack:
     """One scenario's world: a scratch database, a coordinator process, worker processes,
     a client and a database connection for checks. Everything stops on exit."""
 
-    def __init__(self, server: PostgresServer, label: str, logs: Path) -> None:
+    def __init__(
+        self, server: PostgresServer, label: str, logs: Path,
+        coordinator_args: Sequence[str] = (),
+    ) -> None:
         self.server = server
         self.label = label
         self.logs = logs
+        #: extra `conductor server` flags (S9: retention)
+        self.coordinator_args = list(coordinator_args)
         self.url = ""
         self.address = ""
         self.coordinator: subprocess.Popen[str] | None = None
@@ -217,7 +222,7 @@ class Stack:
     def _start_coordinator(self) -> None:
         cmd = [
             PYTHON, "-m", "conductor_worker", "--log-level", "WARNING",
-            "server", "--port", "0", "--database-url", self.url,
+            "server", "--port", "0", "--database-url", self.url, *self.coordinator_args,
         ]
         with self._log("coordinator") as log:
             proc = subprocess.Popen(
@@ -249,6 +254,17 @@ class Stack:
         cmd = [PYTHON, "-m", "bench.worker", "--server", self.address, *tasks]
         with self._log("worker") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=log)
+        self.workers.append(proc)
+        return proc
+
+    def start_module_worker(self, module: str, *flags: str,
+                            env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`conductor worker MODULE` (every task of the module), logging warnings only."""
+        cmd = [PYTHON, "-m", "conductor_worker", "--log-level", "WARNING", "worker", module,
+               "--server", self.address, *flags]
+        with self._log("worker") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env={**_env(), **(env or {})},
+                                    stdout=log, stderr=log)
         self.workers.append(proc)
         return proc
 
@@ -337,6 +353,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren and so on (pool processes are the fork server's children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
+    found: list[int] = []
+    layer = {pid}
+    while layer:
+        layer = {p for p, parent in parents.items() if parent in layer}
+        found += sorted(layer)
+    return found
+
+
+def memory_kib(pids: Sequence[int]) -> tuple[int, int]:
+    """(RSS, PSS) summed over processes, in KiB, from /proc/<pid>/smaps_rollup. PSS counts
+    a page shared by n processes as 1/n in each, so the sum is what they use together."""
+    rss = pss = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key == "Rss":
+                    rss += int(rest.split()[0])
+                elif key == "Pss":
+                    pss += int(rest.split()[0])
+    return rss, pss
+
+
 def child_pids(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -370,7 +416,7 @@ class CpuMeter:
         self.groups: dict[str, Callable[[], list[int]]] = {
             "coordinator": lambda: [coordinator],
             "worker": lambda: [worker],
-            "pool": lambda: child_pids(worker),
+            "pool": lambda: descendants(worker),  # the fork server's children, or spawned
             "postgres": (lambda: [postmaster, *child_pids(postmaster)]) if postmaster else list,
         }
         self.used: dict[str, float] = {}

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import procrastinate
+from procrastinate.worker import WORKER_CONCURRENCY
 
 DEFER_CHUNK = 1000
 CANDIDATES = "1x1,1x5,1x10,1x20,2x5,2x10"
@@ -48,8 +49,17 @@ async def _one(app: procrastinate.App, query: str) -> dict[str, Any]:
     return await app.connector.execute_query_one_async(query)  # type: ignore[arg-type]
 
 
-async def work(url: str, concurrency: int) -> None:
-    """One worker process: run jobs until the queue is empty."""
+async def work(url: str, concurrency: int, defaults: bool = False) -> None:
+    """One worker process: run jobs until the queue is empty (`defaults`: with nothing but
+    what draining needs set, so Procrastinate's own defaults for the rest)."""
+    if defaults:
+        connector = procrastinate.PsycopgConnector(conninfo=url)
+        app = procrastinate.App(connector=connector)
+        app.task(name="bench-noop")(noop)
+        async with app.open_async():
+            await app.run_worker_async(wait=False, install_signal_handlers=False,
+                                       delete_jobs="never")
+        return
     app, _ = build_app(url, pool_size=min(concurrency + 2, 40))
     async with app.open_async():
         await app.run_worker_async(
@@ -61,7 +71,8 @@ async def work(url: str, concurrency: int) -> None:
         )
 
 
-async def drain(url: str, count: int, processes: int, concurrency: int) -> dict[str, Any]:
+async def drain(url: str, count: int, processes: int, concurrency: int,
+                defaults: bool = False) -> dict[str, Any]:
     """Defer `count` jobs into empty tables, then drain them with worker processes."""
     app, task = build_app(url, pool_size=2)
     async with app.open_async():
@@ -77,7 +88,7 @@ async def drain(url: str, count: int, processes: int, concurrency: int) -> dict[
         deferred = time.monotonic() - began
         began = time.monotonic()
         cmd = [sys.executable, "-m", "bench.peer", "--database-url", url,
-               "--work", str(concurrency)]
+               "--work", str(concurrency), *(["--defaults"] if defaults else [])]
         workers = [
             await asyncio.create_subprocess_exec(*cmd) for _ in range(processes)
         ]
@@ -107,12 +118,15 @@ async def drain(url: str, count: int, processes: int, concurrency: int) -> dict[
 
 
 async def run(url: str, count: int, candidates: list[tuple[int, int]],
-              tune_count: int) -> dict[str, Any]:
+              tune_count: int, defaults: bool = False) -> dict[str, Any]:
     app, _ = build_app(url, pool_size=1)
     async with app.open_async():
         row = await _one(app, "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present")
         if not row["present"]:
             await app.schema_manager.apply_schema_async()
+    if defaults:
+        final = await drain(url, count, 1, WORKER_CONCURRENCY, defaults=True)
+        return {**final, "tuning": [], "procrastinate": procrastinate.__version__}
     tuning = [await drain(url, tune_count, p, c) for p, c in candidates]
     best = max(tuning, key=lambda t: t["tasks_per_s"])
     final = await drain(url, count, best["processes"], best["concurrency"])
@@ -126,18 +140,21 @@ def main() -> None:
     parser.add_argument("--candidates", default=CANDIDATES,
                         help="PROCESSESxCONCURRENCY,...; the best one runs --count jobs")
     parser.add_argument("--tune-count", type=int, default=1_000)
+    parser.add_argument("--defaults", action="store_true",
+                        help="no tuning: one worker with Procrastinate's own defaults")
     parser.add_argument("--work", type=int, metavar="CONCURRENCY",
                         help="(internal) run one worker until the queue is empty")
     args = parser.parse_args()
     # run as __main__, Procrastinate warns that the app lives in the main module: harmless here
     logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
     if args.work:
-        asyncio.run(work(args.database_url, args.work))
+        asyncio.run(work(args.database_url, args.work, args.defaults))
         return
     candidates = [
         (int(p), int(c)) for p, c in (item.split("x") for item in args.candidates.split(","))
     ]
-    result = asyncio.run(run(args.database_url, args.count, candidates, args.tune_count))
+    result = asyncio.run(run(args.database_url, args.count, candidates, args.tune_count,
+                             args.defaults))
     print(json.dumps(result), flush=True)
 
 

@@ -37,9 +37,11 @@ async def steps(event: Event, ctx: AsyncContext) -> int:
     return 10
 
 
-@task(name="bench-steps-sync", processes=2, threads=64, prefetch=64)
+@task(name="bench-steps-sync", processes=2, threads=128, prefetch=128)
 def steps_sync(event: Event, ctx: Context) -> int:
-    """S2 with a plain handler: the same steps, 64 handler threads per pool process."""
+    """S2 with a plain handler: the same steps at the same concurrency, 128 handler threads
+    per pool process (until round 3: 64, half of S2's runs at a time, which halved the steps
+    per group commit and so the throughput)."""
     for i in range(10):
         ctx.step(f"s{i}", lambda i=i: i)
     return 10
@@ -78,6 +80,51 @@ def hold(event: Event, ctx: Context) -> None:
         time.sleep(0.05)
 
 
+@task(name="bench-fan-parent", processes=1)
+async def fan_parent(event: Event, ctx: AsyncContext) -> int:
+    """S7-fanout: invokes `event.payload` no-op children in one invoke_many and waits."""
+    results = await ctx.invoke_many("fan", "bench-fan-child", list(range(event.payload)))
+    return len(results)
+
+
+@task(name="bench-fan-child", processes=2, threads=16, prefetch=1024)
+def fan_child(event: Event, ctx: Context) -> None:
+    """S7-fanout: a no-op child."""
+    return
+
+
+@task(name="bench-resume-parent", processes=1)
+def resume_parent(event: Event, ctx: Context) -> int:
+    """S7-fanout: invokes children one after another; after each, records when it resumed
+    (a step, so the time is taken on the run the child's end resumed)."""
+    for k in range(event.payload):
+        ctx.invoke(f"c{k}", "bench-child-time", k)
+        ctx.step(f"r{k}", time.time)
+    return int(event.payload)
+
+
+@task(name="bench-child-time", processes=1)
+def child_time(event: Event, ctx: Context) -> float:
+    """S7-fanout: returns when it ended (wall clock)."""
+    return time.time()
+
+
+@task(name="bench-on-event", on="bench.event", processes=2)
+def on_event(event: Event, ctx: Context) -> float:
+    """S8: runs on each emitted bench.event; returns when its handler started."""
+@task(name="bench-half-second", processes=2)
+def half_second(event: Event, ctx: Context) -> None:
+    """S11: half a second of (sleeping) work, nothing tuned."""
+    time.sleep(0.5)
+
+
+@task(name="bench-priority", processes=2)
+def priority_start(event: Event, ctx: Context) -> float:
+    """S12: a no-op with nothing tuned that returns when its handler started (epoch s)."""
+    return time.time()
+
+
 def registered_bench_tasks() -> dict[str, Task[..., Any]]:
     """Every task of this module, by task name."""
     return {v.name: v for v in globals().values() if isinstance(v, Task)}
+

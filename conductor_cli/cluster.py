@@ -49,10 +49,11 @@ def run_queues(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([vars(q) for q in found], indent=2))
         return 0
-    rows = [("TASK", "READY", "WAITING", "RUNNING", "OLDEST READY")]
+    rows = [("TASK", "READY", "WAITING", "RUNNING", "OLDEST READY", "WORKERS")]
     rows += [
         (q.task, str(q.ready), str(q.waiting), str(q.running),
-         f"{q.oldest_ready_age_seconds:.1f}s")
+         f"{q.oldest_ready_age_seconds:.1f}s",
+         str(q.live_workers) if q.live_workers else "0 (no live worker)")
         for q in found
     ]
     print_table(rows)

@@ -1,4 +1,5 @@
-"""Executions: `invoke` (and wait), `get`, `cancel`, `executions ls` and `executions show`."""
+"""Executions: `invoke` (and wait), `get`, `cancel`, `executions ls` and `executions show`
+(with its attempt history)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from .output import print_execution, print_table, when
 
 if TYPE_CHECKING:
     from .flags import Subcommands
+
+#: children listed by `executions show` (newest first from the API, shown oldest first)
+SHOWN_CHILDREN = 20
 
 
 def add_invoke(sub: Subcommands) -> None:
@@ -48,6 +52,8 @@ def add_executions(sub: Subcommands) -> None:
     ex_ls.add_argument("--task")
     ex_ls.add_argument("--state", action="append",
                        choices=["pending", "running", "succeeded", "failed", "cancelled"])
+    ex_ls.add_argument("--parent", metavar="EXECUTION_ID",
+                       help="only the children of this execution (ctx.invoke)")
     ex_ls.add_argument("--limit", type=bounded_int(1, 1000), default=20)
     ex_ls.add_argument("--json", action="store_true")
     add_server_flags(ex_ls)
@@ -122,7 +128,8 @@ def run_executions(args: argparse.Namespace) -> int:
     with client(args) as conductor:
         if args.executions_command == "show":
             return _show_execution(conductor, args.execution_id, args.json)
-        found = conductor.list(args.task, state=args.state, limit=args.limit)
+        found = conductor.list(args.task, state=args.state, limit=args.limit,
+                               parent_id=args.parent)
     if args.json:
         print(json.dumps([e.to_dict() for e in found], indent=2, default=str))
         return 0
@@ -139,8 +146,10 @@ def run_executions(args: argparse.Namespace) -> int:
 def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     execution = conductor.get(execution_id)
     steps = conductor.steps(execution_id)
+    children = conductor.list(parent_id=execution_id, limit=SHOWN_CHILDREN + 1)
     if as_json:
         data = execution.to_dict()
+        data["children"] = [c.id for c in children[:SHOWN_CHILDREN]]
         data["steps"] = [
             {"name": s.name, "result": s.result, "saved_at": s.saved_at.isoformat()}
             for s in steps
@@ -150,15 +159,32 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     fields = [
         ("id", execution.id), ("task", execution.task), ("state", execution.state),
         ("attempt", f"{execution.attempt}/{execution.max_attempts}"),
-        ("schedule", execution.schedule or "-"), ("created", when(execution.created_at)),
+        ("schedule", execution.schedule or "-"), ("parent", execution.parent_id or "-"),
+        ("waiting for", execution.waiting_for or "-"),
+        ("schedule", execution.schedule or "-"), ("rerun of", execution.rerun_of or "-"),
+        ("created", when(execution.created_at)),
         ("run at", when(execution.run_at)), ("started", when(execution.started_at)),
         ("finished", when(execution.finished_at)),
         ("payload", json.dumps(execution.payload)), ("result", json.dumps(execution.result)),
     ]
+    if execution.redacted_at is not None:
+        fields.append(("redacted", when(execution.redacted_at)))
     print_table([(f"{k}:", v) for k, v in fields])
+    if children:
+        more = " (and more: executions ls --parent)" if len(children) > SHOWN_CHILDREN else ""
+        print(f"children{more}:")
+        for c in reversed(children[:SHOWN_CHILDREN]):
+            print(f"  {c.id}  {c.task}  {c.state}")
     print(f"steps ({len(steps)}):")
     for step in steps:
         print(f"  {when(step.saved_at)}  {step.name} = {json.dumps(step.result)}")
+    print(f"attempts ({len(execution.attempts)}):")
+    for a in execution.attempts:
+        how = f"{a.outcome} ({a.reason})" if a.reason else a.outcome
+        if a.error is not None:
+            how += f": {a.error.type}: {a.error.message}"
+        print(f"  #{a.number} attempt {a.attempt}  {when(a.started_at)} -> "
+              f"{when(a.finished_at)}  {a.worker_id or '-'}  {how}")
     if execution.error is not None:
         print(f"error: {execution.error.type}: {execution.error.message}")
         if execution.error.traceback:

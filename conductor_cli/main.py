@@ -15,7 +15,7 @@ import grpc
 
 from conductor_worker import ConductorError
 
-from . import cluster, executions, schedules, server, worker
+from . import bulk, cluster, events, executions, reruns, schedules, server, tasks, worker
 from .flags import EXIT_FAILED, EXIT_USAGE, UsageError, level
 from .logs import configure
 
@@ -34,6 +34,12 @@ _COMMANDS = (
     cluster.add_queues,
     executions.add_get,
     executions.add_cancel,
+    events.add_emit,
+    events.add_signal,
+    reruns.add_rerun,
+    reruns.add_retry,
+    bulk.add_bulk,
+    tasks.add_tasks,
 )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from conductor_worker import Worker
 
 from .flags import UsageError, auth_token, port
-from .worker import add_worker_flags
+from .worker import add_worker_flags, pool_settings
 
 if TYPE_CHECKING:
     from conductor_server.settings import Settings
@@ -34,6 +34,19 @@ _LIMIT_FLAGS = (
     ("max-message-bytes", int, "largest gRPC message received (default: derived, >= 32 MiB)"),
     ("register-timeout", float, "seconds a worker stream may take to send Register (default 10)"),
     ("idle-timeout", float, "seconds an idle connection stays open (default 300)"),
+    ("maintenance-batch", int, "executions deleted or redacted per statement (default 1000)"),
+)
+
+#: retention and maintenance flags: durations ("7d", "12h", "90" seconds), read by the
+#: coordinator's parser (conductor_server/durations.py)
+_RETENTION_FLAGS = (
+    ("retention-succeeded", "keep succeeded executions this long (default 7d)"),
+    ("retention-failed", "keep failed executions this long (default 30d)"),
+    ("retention-cancelled", "keep cancelled executions this long (default 7d)"),
+    ("redact-after", "drop payloads, results and error texts this long after the end "
+                     "(default: never)"),
+    ("maintenance-interval", "time between retention passes (default 60s)"),
+    ("task-stale-after", "mark a task stale after this long without a worker (default 7d)"),
 )
 
 
@@ -76,6 +89,8 @@ def _coordinator_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", help="server certificate (PEM); with --tls-key serves TLS")
     parser.add_argument("--tls-key", help="server private key (PEM)")
     parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    for name, text in _RETENTION_FLAGS:
+        parser.add_argument(f"--{name}", metavar="DURATION", help=text)
     parser.add_argument("--auth-token-file",
                         help="require this bearer token from clients and workers "
                         "(default: $CONDUCTOR_AUTH_TOKEN; off when unset)")
@@ -84,6 +99,7 @@ def _coordinator_flags(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     from psycopg.conninfo import conninfo_to_dict
 
+    from conductor_server.durations import parse_duration
     from conductor_server.settings import from_environment
 
     if args.database_url is not None:
@@ -98,6 +114,13 @@ def _settings(args: argparse.Namespace) -> Settings:
             raise UsageError(f"--host: cannot use {args.host[:100]!r}: {exc}") from exc
     limits = {name.replace("-", "_"): getattr(args, name.replace("-", "_"))
               for name, _, _ in _LIMIT_FLAGS}
+    for name, _ in _RETENTION_FLAGS:
+        text = getattr(args, name.replace("-", "_"))
+        if text is not None:
+            try:
+                limits[name.replace("-", "_")] = parse_duration(text)
+            except ValueError as exc:
+                raise UsageError(f"--{name}: {exc}") from None
     try:
         return from_environment(
             host=args.host,
@@ -141,7 +164,7 @@ def run_dev(args: argparse.Namespace) -> int:
 
         worker = Worker(worker_tasks, address, drain_timeout=args.drain_timeout,
                         log_level=logging.getLogger().level, on_connected=ready,
-                        token=auth_token(args))
+                        token=auth_token(args), pool_settings=pool_settings(args))
         return worker.run()
     finally:
         coordinator.stop()

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from conductor_worker import Worker
+from conductor_worker.settings import START_METHODS, PoolSettings
 
 from .connection import add_server_flags
 from .flags import auth_token, port, seconds
@@ -24,6 +25,22 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
         "--drain-timeout", type=seconds, default=60.0,
         help="seconds to let running executions reach a checkpoint on SIGTERM (default 60)",
     )
+    parser.add_argument(
+        "--pool-idle-timeout", type=seconds, metavar="SECONDS",
+        help="seconds a pool process may sit idle before it stops, down to the task's"
+        " min_processes; 0 keeps them (default: $CONDUCTOR_POOL_IDLE_TIMEOUT or 60)",
+    )
+    parser.add_argument(
+        "--start-method", choices=START_METHODS,
+        help="how pool processes start: forked from a server that preloaded the task"
+        " modules, or spawned (default: $CONDUCTOR_START_METHOD or forkserver)",
+    )
+
+
+def pool_settings(args: argparse.Namespace) -> PoolSettings:
+    """The pool settings from `add_worker_flags`' flags and the environment."""
+    return PoolSettings.resolve(start_method=args.start_method,
+                                idle_timeout=args.pool_idle_timeout)
 
 
 def add_worker(sub: Subcommands) -> None:
@@ -44,5 +61,6 @@ def run_worker(args: argparse.Namespace) -> int:
     worker = Worker(args.module, args.server, drain_timeout=args.drain_timeout,
                     log_level=logging.getLogger().level, drain=args.drain,
                     token=auth_token(args), tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                    tls_key=args.tls_key, metrics_port=args.metrics_port)
+                    tls_key=args.tls_key, metrics_port=args.metrics_port,
+                    pool_settings=pool_settings(args))
     return worker.run()

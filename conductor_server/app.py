@@ -24,6 +24,7 @@ from .database import EmbeddedPostgres
 from .dispatch import Dispatcher
 from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from .loop_errors import log_failed_pass
+from .maintenance import Maintenance
 from .metrics import CoordinatorMetrics
 from .scheduler import Scheduler
 from .settings import Settings
@@ -82,6 +83,7 @@ class Coordinator:
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.scheduler: Scheduler | None = None
+        self.maintenance: Maintenance | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.metrics = CoordinatorMetrics()
@@ -112,6 +114,8 @@ class Coordinator:
         self.dispatcher.start()
         self.scheduler = Scheduler(self.store, self.clock, self.dispatcher)
         self.scheduler.start()
+        self.maintenance = Maintenance(self.store, self.clock, self.settings, self.metrics)
+        self.maintenance.start()
         self._listener = asyncio.create_task(self._listen(), name="listen")
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if self.settings.auth_token:
@@ -210,6 +214,8 @@ class Coordinator:
             await _bounded("listener", asyncio.gather(self._listener, return_exceptions=True))
         if self.scheduler is not None:
             await _bounded("scheduler", self.scheduler.stop())
+        if self.maintenance is not None:
+            await _bounded("maintenance", self.maintenance.stop())
         if self.dispatcher is not None:
             await _bounded("dispatcher", self.dispatcher.stop())
         self.metrics.close()

@@ -15,12 +15,23 @@ from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 from . import validation
 from .clock import Clock
 from .dispatch import Dispatcher
+from .history_service import HistoryCalls
 from .idempotency import check_request_id
-from .models import Execution, FailedPrecondition, InvalidArgument, NotFound, Schedule, State
+from .models import (
+    Attempt,
+    ErrorInfo,
+    Execution,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Schedule,
+    State,
+)
 from .scheduler import Scheduler, new_schedule, require_task
 from .settings import Settings
 from .store import Store
 from .timestamps import timestamp
+from .workflow_service import WorkflowCalls
 
 _STATE_TO_PB = {
     State.PENDING: common_pb2.EXECUTION_STATE_PENDING,
@@ -32,7 +43,35 @@ _STATE_TO_PB = {
 _PB_TO_STATE = {v: k for k, v in _STATE_TO_PB.items()}
 
 
-def execution_to_pb(e: Execution) -> common_pb2.Execution:
+_OUTCOME_TO_PB = {
+    "running": common_pb2.ATTEMPT_OUTCOME_RUNNING,
+    "succeeded": common_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
+    "failed": common_pb2.ATTEMPT_OUTCOME_FAILED,
+    "released": common_pb2.ATTEMPT_OUTCOME_RELEASED,
+    "cancelled": common_pb2.ATTEMPT_OUTCOME_CANCELLED,
+}
+
+
+def error_to_pb(error: ErrorInfo | None) -> common_pb2.ErrorInfo | None:
+    if error is None:
+        return None
+    return common_pb2.ErrorInfo(type=error.type, message=error.message, traceback=error.traceback)
+
+
+def attempt_to_pb(a: Attempt) -> common_pb2.Attempt:
+    return common_pb2.Attempt(
+        number=a.n,
+        attempt=a.attempt,
+        worker_id=a.worker_id,
+        started_at=timestamp(a.started_at),
+        finished_at=timestamp(a.finished_at),
+        outcome=_OUTCOME_TO_PB.get(a.outcome, common_pb2.ATTEMPT_OUTCOME_UNSPECIFIED),
+        reason=a.reason,
+        error=error_to_pb(a.error),
+    )
+
+
+def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> common_pb2.Execution:
     return common_pb2.Execution(
         id=str(e.id),
         task=e.task,
@@ -41,11 +80,7 @@ def execution_to_pb(e: Execution) -> common_pb2.Execution:
         max_attempts=e.max_attempts,
         payload_json=e.payload_json,
         result_json=e.result_json or "",
-        error=common_pb2.ErrorInfo(
-            type=e.error.type, message=e.error.message, traceback=e.error.traceback
-        )
-        if e.error
-        else None,
+        error=error_to_pb(e.error),
         priority=e.priority,
         queue=e.queue,
         created_at=timestamp(e.created_at),
@@ -56,6 +91,11 @@ def execution_to_pb(e: Execution) -> common_pb2.Execution:
         cancel_requested=e.cancel_requested,
         schedule=e.schedule or "",
         fire_time=timestamp(e.fire_time),
+        parent_id=str(e.parent_id) if e.parent_id else "",
+        waiting_for=e.waiting_for or "",
+        attempts=[attempt_to_pb(a) for a in attempts or ()],
+        rerun_of=str(e.rerun_of) if e.rerun_of is not None else "",
+        redacted_at=timestamp(e.redacted_at),
     )
 
 
@@ -82,7 +122,7 @@ def schedule_to_pb(s: Schedule) -> client_pb2.Schedule:
     )
 
 
-class ClientService(client_pb2_grpc.ConductorServiceServicer):
+class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServiceServicer):
     """The public API."""
 
     def __init__(
@@ -165,7 +205,20 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         self, request: client_pb2.GetExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.Execution:
         execution = await self._get(validation.parse_execution_id(request.execution_id))
-        return execution_to_pb(execution)
+        return await self._with_attempts(execution)
+
+    async def _with_attempts(self, execution: Execution) -> common_pb2.Execution:
+        ended = await self.store.list_attempts(execution.id)
+        return execution_to_pb(execution, execution.attempts(ended))
+
+    async def ListAttempts(  # noqa: N802
+        self, request: client_pb2.ListAttemptsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> client_pb2.ListAttemptsResponse:
+        execution = await self._get(validation.parse_execution_id(request.execution_id))
+        ended = await self.store.list_attempts(execution.id)
+        return client_pb2.ListAttemptsResponse(
+            attempts=[attempt_to_pb(a) for a in execution.attempts(ended)]
+        )
 
     async def WaitExecution(  # noqa: N802
         self, request: client_pb2.WaitExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -186,7 +239,7 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
                 execution = await self._get(execution_id)
         finally:
             self.dispatcher.waiters.unregister(execution_id, waiter)
-        return execution_to_pb(execution)
+        return await self._with_attempts(execution)
 
     async def CancelExecution(  # noqa: N802
         self,
@@ -230,6 +283,9 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
             queue=request.queue or None,
             before_id=before,
             limit=size + 1,
+            parent_id=validation.parse_execution_id(request.parent_id, "parent_id")
+            if request.parent_id
+            else None,
         )
         page, more = rows[:size], len(rows) > size
         return client_pb2.ListExecutionsResponse(
@@ -331,7 +387,8 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
         self, request: client_pb2.ListQueuesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.ListQueuesResponse:
         now = self.clock.now()
-        stats = await self.store.queue_stats(now)
+        seen_after = datetime.now(UTC) - timedelta(seconds=2 * self.settings.lease_timeout)
+        stats = await self.store.queue_stats(now, seen_after)
         return client_pb2.ListQueuesResponse(
             queues=[
                 client_pb2.QueueStats(
@@ -342,6 +399,7 @@ class ClientService(client_pb2_grpc.ConductorServiceServicer):
                     oldest_ready_age_seconds=max(0.0, (now - q.oldest_ready_at).total_seconds())
                     if q.oldest_ready_at
                     else 0.0,
+                    live_workers=q.live_workers,
                 )
                 for q in stats
             ]

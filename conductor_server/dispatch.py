@@ -56,6 +56,9 @@ SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatev
 DRAINED = Drained()
 QUEUE_GAUGE_INTERVAL = 5.0  # seconds between queue depth refreshes
 BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real time)
+#: seconds the prefetch waits, when work arrives after the queue ran dry, for idle pool
+#: processes anywhere (other coordinators' workers too) to get the work first
+PREFETCH_WAIT = 0.05
 #: heartbeat intervals of silence after which no more leases go to a worker, and after which
 #: its stream is closed (its leases stay valid until they expire or it reconnects)
 SILENT_STOP_PUSHING = 1.5
@@ -101,6 +104,11 @@ class Dispatcher:
         self._due_set: set[tuple[datetime, str]] = set()
         self._window_due: datetime | None = None
         self._deferred: set[str] = set()
+        #: tasks whose last lease round found every ready execution it asked for (the others
+        #: have run dry, or were never leased: new work of theirs may be scarce)
+        self._flowing: set[str] = set()
+        #: time.monotonic() before which a task's leases go to idle pool processes only
+        self._prefetch_after: dict[str, float] = {}
         self._waited: set[str] = set()
         self._wake = asyncio.Event()
         self._passes = 0
@@ -245,7 +253,9 @@ class Dispatcher:
         await self.store.upsert_tasks(session.tasks.values(), now)
         if before_visible is not None:
             await before_visible()
-        valid = await self.store.renew_leases(held, self._lease_expiry(), session.worker_id)
+        expiry = self._lease_expiry()
+        valid = await self.store.renew_leases(held, expiry, session.worker_id)
+        session.renewed(expiry)
         tokens = {ref.execution_id: ref.token for ref in held}
         for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task, tokens[execution_id])
@@ -288,7 +298,21 @@ class Dispatcher:
                 future.set_result(None)
         if self.sessions.pop(session.id, None) is not None:
             self.metrics.workers_connected.set(len(self.sessions))
+            await self._mark_unstarted(session)
             await self.store.disconnect_worker(session.worker_id, self.name, self._real.now())
+
+    async def _mark_unstarted(self, session: Session) -> None:
+        """Record which leases of an ended stream had not started, so that they return
+        without an attempt if the worker does not come back before they expire. Best
+        effort: unrecorded, they count an attempt as any lost lease does."""
+        refs = [LeaseRef(eid, token) for eid, token in session.waiting.items()]
+        if not refs or session.renewed_until is None:
+            return
+        try:
+            await self.store.mark_unstarted(refs, session.worker_id, session.renewed_until)
+        except Exception:
+            log_failed_pass(log, "recording the unstarted leases of worker %s failed",
+                            session.worker_id)
 
     def set_capacity(self, session: Session, items: Iterable[tuple[str, int]]) -> None:
         """A worker resizes its lease window of some tasks (adaptive prefetch)."""
@@ -308,7 +332,9 @@ class Dispatcher:
     async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
         """Renew the worker's leases and answer: the ack tells it the stream is alive, and
         which of the leases it listed are gone (so their runs stop at their next step)."""
-        valid = await self.store.renew_leases(refs, self._lease_expiry(), session.worker_id)
+        expiry = self._lease_expiry()
+        valid = await self.store.renew_leases(refs, expiry, session.worker_id)
+        session.renewed(expiry)
         lost = []
         for ref in refs:
             if ref.execution_id not in valid:
@@ -469,18 +495,38 @@ class Dispatcher:
         # Fair: the workers with the most room first (least recently served among equals),
         # and limited room shared out among them rather than given to the first.
         takers.sort(key=lambda s: (-s.free(task) / max(1, s.capacity[task]), s.served))
-        more = True
+        if task not in self._flowing:
+            # New work after the queue ran dry: it may be scarce, so idle pool processes
+            # come first, on every worker of every coordinator; the prefetch (leases beyond
+            # one per process) waits PREFETCH_WAIT, long enough for the other coordinators
+            # (woken by NOTIFY) to fill their idle processes first.
+            if await self._lease_round(task, takers, room, now, Session.idle):
+                self._flowing.add(task)
+                self._prefetch_after[task] = time.monotonic() + PREFETCH_WAIT
+                asyncio.get_running_loop().call_later(PREFETCH_WAIT, self._undefer, task)
+            return False
+        if time.monotonic() < self._prefetch_after.get(task, 0.0):  # (woken when it ends)
+            await self._lease_round(task, takers, room, now, Session.idle)
+            return False
+        return await self._lease_round(task, takers, room, now, Session.free)
+
+    async def _lease_round(
+        self, task: str, takers: list[Session], room: int, now: datetime,
+        limit: Callable[[Session, str], int],
+    ) -> bool:
+        """Lease to each taker in turn up to `limit` of it (and its share of the room);
+        returns whether more may be ready (not once the queue ran dry)."""
         for i, session in enumerate(takers):
             share = -(-room // (len(takers) - i))  # ceil: what is left, split evenly
-            want = min(session.free(task), self.settings.lease_batch_size, share)
+            want = min(limit(session, task), self.settings.lease_batch_size, share)
             if want <= 0:
-                return False
+                continue
             leases = await self._lease(session, task, want, now)
             room -= len(leases)
             if len(leases) < want:
-                more = False
-                break
-        return more
+                self._flowing.discard(task)
+                return False
+        return room > 0
 
     def _defer(self, task: str) -> None:
         if task not in self._deferred:
@@ -502,11 +548,11 @@ class Dispatcher:
     async def _lease(self, session: Session, task: str, want: int, now: datetime) -> list[Lease]:
         definition = self.tasks.get(task)
         cap = definition.concurrency if definition is not None else 0
-        leases = await self.store.lease(
-            task, want, session.worker_id, now, self._lease_expiry(), cap
-        )
+        expiry = self._lease_expiry()
+        leases = await self.store.lease(task, want, session.worker_id, now, expiry, cap)
         if not leases:
             return leases
+        session.renewed(expiry)
         self._served += 1
         session.served = self._served
         if session.id not in self.sessions:  # the stream closed meanwhile: give them back
@@ -514,6 +560,9 @@ class Dispatcher:
             return []
         if any(lease.size() > MAX_LEASE_BYTES for lease in leases):
             leases = await self._fail_undeliverable(leases)
+            self.wake(task)  # their room is free again: the next pass fills it
+            if not leases:
+                return leases
         if definition is not None and definition.window_start:
             leases = _with_window(leases, definition, now)
         started = time.monotonic()
@@ -622,7 +671,8 @@ class Dispatcher:
 
     async def refresh_queue_gauges(self) -> None:
         now = self.clock.now()
-        for stats in await self.store.queue_stats(now):
+        seen_after = self._real.now() - timedelta(seconds=2 * self.settings.lease_timeout)
+        for stats in await self.store.queue_stats(now, seen_after):
             self.metrics.queue_depth.labels(stats.task).set(stats.ready)
             self.metrics.queue_waiting.labels(stats.task).set(stats.waiting)
             age = (now - stats.oldest_ready_at).total_seconds() if stats.oldest_ready_at else 0
@@ -639,20 +689,32 @@ class Dispatcher:
                 log_failed_pass(log, "lease reaper failed; retrying")
 
     async def reap(self) -> int:
-        """Fail attempts whose lease expired (error: worker lost); returns how many."""
+        """Fail attempts whose lease expired (error: worker lost), or give them back without
+        an attempt when the worker never started them; returns how many."""
         expired = await self.store.expired_leases(self._real.now())
         if not expired:
             return 0
+        unstarted = [ref for ref, never_started in expired if never_started]
+        returned = await self.store.return_unstarted(
+            unstarted, self.clock.now(), self._real.now())
+        self._after_outcomes(returned)
+        for applied in returned:
+            self.metrics.leases_returned_unstarted.labels(applied.task).inc()
+        done = {applied.execution_id for applied in returned}
         lost = ErrorInfo("WorkerLost", "worker lost: lease expired without a heartbeat")
-        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=lost, lost=True) for ref in expired]
+        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=lost, lost=True)
+                  for ref, _ in expired if ref.execution_id not in done]
         results = await self._outcomes.submit_all(writes)
         for session in self.sessions.values():
-            for ref in expired:
+            for ref, _ in expired:
                 session.drop(ref.execution_id, ref.token)
         reaped = [r for r in results if r is not None]
         if reaped:
             log.warning("reaped %d expired leases", len(reaped))
-        return len(reaped)
+        if returned:
+            log.warning("gave back %d expired leases that never started, without an attempt",
+                        len(returned))
+        return len(reaped) + len(returned)
 
     def cancel_running(self, execution_id: int) -> None:
         """Tell whichever connected worker runs the execution to stop it."""

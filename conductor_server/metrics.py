@@ -70,6 +70,11 @@ class CoordinatorMetrics:
             "Worker streams closed because the worker was silent for two heartbeat intervals.",
             registry=r,
         )
+        self.leases_returned_unstarted = Counter(
+            "conductor_leases_returned_unstarted_total",
+            "Expired leases that their worker had not started (prefetched), given back "
+            "without counting an attempt.", ["task"], registry=r,
+        )
         self.leases_unclaimed = Counter(
             "conductor_leases_unclaimed_total",
             "Leases a reconnecting worker never received (pushed into a dead stream), given "
@@ -81,6 +86,24 @@ class CoordinatorMetrics:
         self.grpc_requests = Counter(
             "conductor_grpc_requests_total", "gRPC calls handled, by method and status code.",
             ["method", "code"], registry=r,
+        )
+        self.maintenance_passes = Counter(
+            "conductor_maintenance_passes_total",
+            "Retention passes, by result: ran, skipped (another coordinator holds the lock), "
+            "failed.", ["result"], registry=r,
+        )
+        self.maintenance_seconds = Histogram(
+            "conductor_maintenance_pass_seconds", "Time a retention pass took.",
+            buckets=RUN_BUCKETS, registry=r,
+        )
+        self.maintenance_deleted = Counter(
+            "conductor_maintenance_deleted_total",
+            "Finished executions deleted by retention, by final state.", ["state"], registry=r,
+        )
+        self.maintenance_redacted = Counter(
+            "conductor_maintenance_redacted_total",
+            "Finished executions whose data was redacted, by final state.", ["state"],
+            registry=r,
         )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None

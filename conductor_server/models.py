@@ -54,6 +54,17 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long a task's finished executions are kept, in seconds per final state, and when
+    their data is redacted; None: the coordinator's default."""
+
+    succeeded: float | None = None
+    failed: float | None = None
+    cancelled: float | None = None
+    redact_after: float | None = None
+
+
+@dataclass(frozen=True)
 class TaskDef:
     """A task type as registered by a worker."""
 
@@ -66,6 +77,9 @@ class TaskDef:
     concurrency: int = 0
     #: static cron schedules: (name, expression) pairs
     schedules: tuple[tuple[str, str], ...] = ()
+    #: events it runs on: (event name, filter JSON object text) pairs
+    subscriptions: tuple[tuple[str, str], ...] = ()
+    retention: Retention = field(default_factory=Retention)
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,28 @@ class Execution:
     cancel_requested: bool
     schedule: str | None = None
     fire_time: datetime | None = None
+    #: the execution whose ctx.invoke created this one
+    parent_id: int | None = None
+    #: what a pending execution waits for ('children:STEP', 'signal:STEP', 'event:STEP')
+    waiting_for: str | None = None
+    #: runs leased so far (releases included), when the last one was leased, and by whom
+    runs: int = 0
+    leased_at: datetime | None = None
+    worker_id: str | None = None
+    #: the execution this one reruns
+    rerun_of: int | None = None
+    #: when its data was redacted (redact_after)
+    redacted_at: datetime | None = None
+
+    def attempts(self, ended: list[Attempt]) -> list[Attempt]:
+        """The attempt history: the ended runs, and the one running now."""
+        if self.state is not State.RUNNING or self.leased_at is None:
+            return ended
+        if ended and ended[-1].n >= self.runs:
+            return ended
+        running = Attempt(self.runs, self.attempt, self.worker_id or "", self.leased_at, None,
+                          "running")
+        return [*ended, running]
 
 
 @dataclass(frozen=True)
@@ -148,6 +184,25 @@ class Step:
     name: str
     result_json: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of an execution: an attempt, or a release (which gives its attempt back)."""
+
+    #: 1-based run number over the execution's life
+    n: int
+    #: the attempt number it counted as
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    #: None while it runs
+    finished_at: datetime | None
+    #: running | succeeded | failed | released | cancelled
+    outcome: str
+    #: why a release happened (empty otherwise)
+    reason: str = ""
+    error: ErrorInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +224,7 @@ class Lease:
     #: for a task with a window: when the open window closes, and the opening after that
     window_closes_at: datetime | None = None
     window_reopens_at: datetime | None = None
+    priority: int = 0
     #: the W3C traceparent the execution was invoked with (OpenTelemetry), or None
     trace_context: str | None = None
 
@@ -258,3 +314,17 @@ class QueueStats:
     waiting: int
     running: int
     oldest_ready_at: datetime | None
+    #: workers connected now that serve the task
+    live_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A registered task as the registry sees it."""
+
+    name: str
+    #: workers connected now that serve it
+    workers: tuple[str, ...]
+    #: when a worker last registered or served it
+    last_seen: datetime
+    retention: Retention

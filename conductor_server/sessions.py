@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -117,12 +118,21 @@ class Session:
     closed: bool = False
     #: the dispatcher's lease round in which this worker was last given leases
     served: int = 0
+    #: leases the worker said it holds without having started them: execution id -> token
+    waiting: dict[int, str] = field(default_factory=dict)
+    #: the latest lease expiry this coordinator wrote for this stream's leases
+    renewed_until: datetime | None = None
 
     def free(self, task: str) -> int:
         """Leases of `task` this worker accepts now."""
         if not self.leasing or self.silent or self.closed or task not in self.capacity:
             return 0
         return max(0, self.capacity[task] - self.used[task])
+
+    def idle(self, task: str) -> int:
+        """Leases of `task` this worker accepts now without prefetching: its pool processes
+        (slots) that hold no lease."""
+        return min(self.free(task), self.slots.get(task, 1) - self.used[task])
 
     def wants(self, task: str) -> bool:
         """Worth a lease query right now: a quarter of the capacity is free, or the worker
@@ -140,6 +150,19 @@ class Session:
             self.used[task] += 1
         self.tokens[execution_id] = token
 
+    def run_states(self, waiting: Iterable[LeaseRef], started: Iterable[LeaseRef]) -> None:
+        """The worker queued these leases without starting them / has started these."""
+        for ref in waiting:
+            if self.tokens.get(ref.execution_id) == ref.token:
+                self.waiting[ref.execution_id] = ref.token
+        for ref in started:
+            if self.waiting.get(ref.execution_id) == ref.token:
+                del self.waiting[ref.execution_id]
+
+    def renewed(self, until: datetime) -> None:
+        if self.renewed_until is None or until > self.renewed_until:
+            self.renewed_until = until
+
     def drop(self, execution_id: int, token: str | None = None) -> str | None:
         """Forget a lease (only if its token is `token`, when given: a write with another
         token, forged or stale, frees nothing); returns its task if it was held."""
@@ -150,6 +173,7 @@ class Session:
             self.used[task] -= 1
             self.release_requested.discard(execution_id)
             self.tokens.pop(execution_id, None)
+            self.waiting.pop(execution_id, None)
         return task
 
     def send(self, message: Outgoing) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .durations import LONGEST, parse_duration
 from .validation import Limits
 
 DEFAULT_PORT = 50051
 MIB = 1024 * 1024
+DAY = 86400.0
 
 
 def default_data_dir() -> Path:
@@ -76,6 +78,20 @@ class Settings:
     tls_key: Path | None = None
     #: CA (PEM) that client certificates must chain to; None does not ask for them.
     tls_client_ca: Path | None = None
+    #: Default retention of finished executions, in seconds, per final state (a task's own
+    #: @task(retention=...) wins); 0 deletes them as soon as they finish.
+    retention_succeeded: float = 7 * DAY
+    retention_failed: float = 30 * DAY
+    retention_cancelled: float = 7 * DAY
+    #: Default seconds after the end when payload, result, step results and error texts are
+    #: dropped (the run's metadata stays); None: never.
+    redact_after: float | None = None
+    #: Seconds between maintenance passes (retention, redaction); one coordinator at a time.
+    maintenance_interval: float = 60.0
+    #: Executions deleted or redacted per statement (each its own short transaction).
+    maintenance_batch: int = 1000
+    #: Seconds without any worker serving a task before it is marked stale.
+    task_stale_after: float = 7 * DAY
 
     def __post_init__(self) -> None:
         for problem in _problems(self):
@@ -110,7 +126,7 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-_ENV = {
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "database_url": ("CONDUCTOR_DATABASE_URL", str),
     "data_dir": ("CONDUCTOR_DATA_DIR", Path),
     "host": ("CONDUCTOR_HOST", str),
@@ -133,6 +149,13 @@ _ENV = {
     "tls_cert": ("CONDUCTOR_TLS_CERT", Path),
     "tls_key": ("CONDUCTOR_TLS_KEY", Path),
     "tls_client_ca": ("CONDUCTOR_TLS_CLIENT_CA", Path),
+    "retention_succeeded": ("CONDUCTOR_RETENTION_SUCCEEDED", parse_duration),
+    "retention_failed": ("CONDUCTOR_RETENTION_FAILED", parse_duration),
+    "retention_cancelled": ("CONDUCTOR_RETENTION_CANCELLED", parse_duration),
+    "redact_after": ("CONDUCTOR_REDACT_AFTER", parse_duration),
+    "maintenance_interval": ("CONDUCTOR_MAINTENANCE_INTERVAL", parse_duration),
+    "maintenance_batch": ("CONDUCTOR_MAINTENANCE_BATCH", int),
+    "task_stale_after": ("CONDUCTOR_TASK_STALE_AFTER", parse_duration),
 }
 
 
@@ -174,7 +197,12 @@ _POSITIVE: dict[str, float] = {
     "max_register_tasks": 1_000_000,
     "lease_batch_size": 100_000,
     "pool_size": 1000,
+    "maintenance_interval": 86400.0,
+    "maintenance_batch": 100_000,
+    "task_stale_after": LONGEST,
 }
+#: durations that may be 0 (None: not set)
+_DURATIONS = ("retention_succeeded", "retention_failed", "retention_cancelled", "redact_after")
 
 
 def _problems(s: Settings) -> list[str]:
@@ -184,6 +212,10 @@ def _problems(s: Settings) -> list[str]:
         value = getattr(s, name)
         if isinstance(value, bool) or not (0 < value <= most):  # NaN fails this too
             problems.append(f"{flag(name)}: must be > 0 and <= {most:.0f}, got {value!r}")
+    for name in _DURATIONS:
+        value = getattr(s, name)
+        if value is not None and (isinstance(value, bool) or not 0 <= value <= LONGEST):
+            problems.append(f"{flag(name)}: must be 0 to 100 years in seconds, got {value!r}")
     for name in ("port", "metrics_port"):
         value = getattr(s, name)
         if value is not None and not 0 <= value <= 65535:

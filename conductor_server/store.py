@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import idempotency
 from .models import (
+    Attempt,
     ErrorInfo,
     Execution,
     Fire,
@@ -36,10 +37,15 @@ from .models import (
     WorkerInfo,
 )
 from .sql import QUERIES, migrations
+from .store_history import HistoryStore
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHUNK = 7000  # pg_notify payloads must stay under 8000 bytes
+#: times an execution's lease may return without an attempt because its worker died before
+#: starting it; after that, a lost lease counts an attempt whatever the worker said (bounds
+#: a run that kills its worker before the worker's "started" notice gets out)
+UNSTARTED_RETURNS = 3
 
 
 def _q(name: str) -> LiteralString:
@@ -56,8 +62,8 @@ CONNECTION_WAIT = 5.0
 RECONNECT_GIVE_UP = 10.0
 
 
-class Store:
-    """PostgreSQL access for the coordinator."""
+class Store(HistoryStore):
+    """PostgreSQL access for the coordinator (with HistoryStore's queries)."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         self.url = url
@@ -109,6 +115,10 @@ class Store:
                 "window_end": t.window_end,
                 "timezone": t.timezone,
                 "concurrency": t.concurrency,
+                "retention_succeeded": t.retention.succeeded,
+                "retention_failed": t.retention.failed,
+                "retention_cancelled": t.retention.cancelled,
+                "redact_after": t.retention.redact_after,
                 "now": now,
             }
             for t in sorted(tasks, key=lambda t: t.name)
@@ -254,7 +264,8 @@ class Store:
                 schedule=row[6],
                 fire_time=row[7],
                 ready_at=row[8],
-                trace_context=row[9],
+                priority=row[9],
+                trace_context=row[10],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
@@ -285,12 +296,8 @@ class Store:
         requested)} of those still current."""
         if not refs:
             return {}
-        params = {
-            "ids": [r.execution_id for r in refs],
-            "tokens": [r.token for r in refs],
-            "expires_at": expires_at,
-            "worker_id": worker_id,
-        }
+        refs = sorted(refs, key=_by_id)  # rows are locked in id order: see _apply_kind
+        params = _lease_params(refs, expires_at=expires_at, worker_id=worker_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("renew_leases"), params)
             return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
@@ -301,10 +308,39 @@ class Store:
             cur = await conn.execute(_q("leases_of_worker"), {"worker_id": worker_id})
             return [(LeaseRef(row[0], str(row[1])), row[2]) for row in await cur.fetchall()]
 
-    async def expired_leases(self, now: datetime, limit: int = 1000) -> list[LeaseRef]:
+    async def expired_leases(
+        self, now: datetime, limit: int = 1000
+    ) -> list[tuple[LeaseRef, bool]]:
+        """Expired leases, each with whether it never started (and may return without an
+        attempt: see return_unstarted)."""
+        params = {"now": now, "limit": limit, "max_returns": UNSTARTED_RETURNS}
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_q("expired_leases"), {"now": now, "limit": limit})
-            return [LeaseRef(row[0], str(row[1])) for row in await cur.fetchall()]
+            cur = await conn.execute(_q("expired_leases"), params)
+            return [(LeaseRef(row[0], str(row[1])), row[2]) for row in await cur.fetchall()]
+
+    async def mark_unstarted(
+        self, refs: Sequence[LeaseRef], worker_id: str, renewed_until: datetime
+    ) -> None:
+        """A worker's stream ended while it held these leases without having started them."""
+        if not refs:
+            return
+        params = _lease_params(refs, worker_id=worker_id, renewed_until=renewed_until)
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("mark_unstarted"), params)
+
+    async def return_unstarted(
+        self, refs: Sequence[LeaseRef], now: datetime, lease_now: datetime
+    ) -> list[OutcomeApplied]:
+        """Give expired, never-started leases back without counting an attempt."""
+        if not refs:
+            return []
+        params = _lease_params(refs, now=now, lease_now=lease_now, max_returns=UNSTARTED_RETURNS)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("return_unstarted"), params)
+            return [
+                OutcomeApplied(row[0], row[1], State(row[2]), row[3])
+                for row in await cur.fetchall()
+            ]
 
     # -- writes from workers (group-committed by the dispatcher) ---------------------------
 
@@ -363,6 +399,9 @@ class Store:
         now: datetime,
         lease_now: datetime,
     ) -> list[TupleRow]:
+        # Every multi-row write to executions (outcomes, lease renewals) names its rows in id
+        # order, so that two of them lock rows in the same order and cannot deadlock.
+        items = sorted(items, key=lambda w: w.lease.execution_id)
         ids = [w.lease.execution_id for w in items]
         tokens = [w.lease.token for w in items]
         if kind is OutcomeKind.COMPLETED:
@@ -375,7 +414,7 @@ class Store:
                 "lease_now": lease_now,
             }
         else:
-            params = {"run_ats": [w.run_at for w in items]}
+            params = {"run_ats": [w.run_at for w in items], "reasons": [w.reason for w in items]}
         workers = [w.worker_id for w in items]
         cur = await conn.execute(
             _q(_OUTCOME_QUERY[kind]),
@@ -418,13 +457,8 @@ class Store:
 
     async def cancel(self, execution_id: int, now: datetime) -> tuple[State, str | None] | None:
         """Cancel; returns (state after, worker id) or None when not pending/running."""
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_q("cancel"), {"id": execution_id, "now": now})
-            row = await cur.fetchone()
-            if row is not None:
-                channel = "conductor_finished" if row[0] == State.CANCELLED else "conductor_cancel"
-                await self._notify(conn, channel, [str(execution_id)])
-        return (State(row[0]), row[1]) if row else None
+        rows = await self.cancel_many([execution_id], now, again=True)
+        return (State(rows[0][1]), rows[0][2]) if rows else None
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         async with self.pool.connection() as conn:
@@ -440,9 +474,11 @@ class Store:
         queue: str | None,
         before_id: int | None,
         limit: int,
+        parent_id: int | None = None,
     ) -> list[Execution]:
         params = {
             "task": task,
+            "parent_id": parent_id,
             "states": [s.value for s in states] if states else None,
             "queue": queue,
             "before_id": before_id,
@@ -456,6 +492,12 @@ class Store:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_steps"), {"id": execution_id})
             return [Step(row[0], row[1], row[2]) for row in await cur.fetchall()]
+
+    async def list_attempts(self, execution_id: int) -> list[Attempt]:
+        """The ended runs of an execution, oldest first (the one running now is not here)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("list_attempts"), {"id": execution_id})
+            return [_attempt(row) for row in await cur.fetchall()]
 
     # -- schedules ----------------------------------------------------------------------
 
@@ -587,10 +629,10 @@ class Store:
                 for r in await cur.fetchall()
             ]
 
-    async def queue_stats(self, now: datetime) -> list[QueueStats]:
+    async def queue_stats(self, now: datetime, seen_after: datetime) -> list[QueueStats]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_q("queue_stats"), {"now": now})
-            return [QueueStats(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]
+            cur = await conn.execute(_q("queue_stats"), {"now": now, "seen_after": seen_after})
+            return [QueueStats(*r) for r in await cur.fetchall()]
 
     # -- notifications ------------------------------------------------------------------
 
@@ -603,11 +645,20 @@ class Store:
                 yield notify.channel, notify.payload
 
 
+def _lease_params(refs: Sequence[LeaseRef], **more: Any) -> dict[str, Any]:
+    """Query parameters naming leases (ids and tokens, in order), plus `more`."""
+    return {"ids": [r.execution_id for r in refs], "tokens": [r.token for r in refs], **more}
+
+
 _OUTCOME_QUERY = {
     OutcomeKind.COMPLETED: "complete",
     OutcomeKind.FAILED: "fail",
     OutcomeKind.RELEASED: "release",
 }
+
+
+def _by_id(ref: LeaseRef) -> int:
+    return ref.execution_id
 
 
 def _already_applied(lease: LeaseRef, current: tuple[str | None, State] | None) -> bool:
@@ -636,7 +687,6 @@ def _error_dict(error: ErrorInfo | None) -> dict[str, str]:
 
 
 def _execution(row: TupleRow) -> Execution:
-    error = json.loads(row[6]) if row[6] else None
     return Execution(
         id=row[0],
         task=row[1],
@@ -644,9 +694,7 @@ def _execution(row: TupleRow) -> Execution:
         state=State(row[3]),
         payload_json=row[4],
         result_json=row[5],
-        error=ErrorInfo(error["type"], error["message"], error.get("traceback", ""))
-        if error
-        else None,
+        error=_error_info(row[6]),
         priority=row[7],
         run_at=row[8],
         created_at=row[9],
@@ -658,6 +706,33 @@ def _execution(row: TupleRow) -> Execution:
         cancel_requested=row[15],
         schedule=row[16],
         fire_time=row[17],
+        parent_id=row[18],
+        waiting_for=row[19],
+        runs=row[20],
+        leased_at=row[21],
+        worker_id=row[22],
+        rerun_of=row[23],
+        redacted_at=row[24],
+    )
+
+
+def _error_info(text: str | None) -> ErrorInfo | None:
+    if not text:
+        return None
+    error = json.loads(text)
+    return ErrorInfo(error.get("type", ""), error.get("message", ""), error.get("traceback", ""))
+
+
+def _attempt(row: TupleRow) -> Attempt:
+    return Attempt(
+        n=row[0],
+        attempt=row[1],
+        worker_id=row[2] or "",
+        started_at=row[3],
+        finished_at=row[4],
+        outcome=row[5],
+        reason=row[6],
+        error=_error_info(row[7]),
     )
 
 

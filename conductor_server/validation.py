@@ -285,6 +285,11 @@ def check_task_def(
         )
     else:
         zone(task.timezone, f"{prefix}.timezone")
+    for name in ("succeeded", "failed", "cancelled", "redact_after"):
+        value = getattr(task.retention, name)
+        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+            field_name = f"{prefix}.retention.{name}_seconds"
+            raise InvalidArgument(field_name, f"must be 0..{MAX_SECONDS:.0f}, got {value}")
     return task
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from .models import (
     LeaseRef,
     OutcomeKind,
     OutcomeWrite,
+    Retention,
     RetryPolicy,
     StepWrite,
     TaskDef,
@@ -44,6 +45,8 @@ from .sessions import (
 from .settings import Settings
 from .timestamps import timestamp
 from .validation import Limits
+from .workflow_store import WorkflowStore
+from .workflow_validation import check_subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,10 @@ def _lease_ref(execution_id: str, token: str) -> LeaseRef | None:
         return LeaseRef(validation.parse_execution_id(execution_id), token)
     except (InvalidArgument, ValueError):
         return None
+
+
+def _lease_refs(refs: Iterable[worker_pb2.LeaseRef]) -> list[LeaseRef]:
+    return [r for m in refs if (r := _lease_ref(m.execution_id, m.lease_token)) is not None]
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -93,8 +100,22 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
             (s.name, validate_cron(s.cron, f"{prefix}.schedules[{j}].cron"))
             for j, s in enumerate(t.schedules)
         ),
+        subscriptions=check_subscriptions(
+            [(s.event, s.filter_json) for s in t.subscriptions], f"{prefix}.subscriptions",
+            limits.payload_bytes,
+        ),
+        retention=_retention_from_pb(t.retention),
     )
     return validation.check_task_def(definition, t.capacity, prefix, limits)
+
+
+def _retention_from_pb(r: worker_pb2.Retention) -> Retention:
+    return Retention(
+        r.succeeded_seconds if r.HasField("succeeded_seconds") else None,
+        r.failed_seconds if r.HasField("failed_seconds") else None,
+        r.cancelled_seconds if r.HasField("cancelled_seconds") else None,
+        r.redact_after_seconds if r.HasField("redact_after_seconds") else None,
+    )
 
 
 #: most leases a reconnecting worker may claim to hold
@@ -149,6 +170,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         fire_time=timestamp(lease.fire_time),
         window_closes_at=timestamp(lease.window_closes_at),
         window_reopens_at=timestamp(lease.window_reopens_at),
+        priority=lease.priority,
         trace_context=lease.trace_context or "",
     )
 
@@ -331,6 +353,7 @@ _RELEASE_REASONS = {
     worker_pb2.RELEASE_REASON_SLEEP: "sleep",
     worker_pb2.RELEASE_REASON_UNAVAILABLE: "unavailable",
     worker_pb2.RELEASE_REASON_CANCELLED: "cancelled",
+    worker_pb2.RELEASE_REASON_WAITING: "waiting",
 }
 
 
@@ -406,9 +429,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             if (ref := _lease_ref(h.execution_id, h.lease_token)) is not None
         ]
         static = self.scheduler.static_schedules(session.tasks.values())
-        lost = await self.dispatcher.connect(
-            session, held, before_visible=lambda: self.scheduler.sync_static(static)
-        )
+        async def before_visible() -> None:
+            await self.scheduler.sync_static(static)
+            await WorkflowStore(self.dispatcher.store.pool).sync_subscriptions(
+                session.tasks.values()
+            )
+
+        lost = await self.dispatcher.connect(session, held, before_visible=before_visible)
         self.streams.add(session)
         log.info("worker %s connected with tasks %s", register.worker_id, sorted(session.tasks))
         return session, lost
@@ -429,6 +456,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             async for message in requests:
                 session.heard()
                 kind = message.WhichOneof("kind")
+                if kind == "run_states":  # in order, before whatever follows it
+                    self._on_run_states(message.run_states, session)
+                    continue
                 handler = handlers.get(kind or "")
                 if handler is None:
                     log.warning("worker %s sent unexpected %s", session.worker_id, kind)
@@ -462,8 +492,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             session.close(failure=exc)
 
     async def _on_heartbeat(self, message: worker_pb2.Heartbeat, session: Session) -> None:
-        refs = [r for m in message.leases if (r := _lease_ref(m.execution_id, m.lease_token))]
-        await self.dispatcher.heartbeat(session, refs)
+        await self.dispatcher.heartbeat(session, _lease_refs(message.leases))
 
     async def _on_step_saves(self, message: worker_pb2.StepSaves, session: Session) -> None:
         writes: list[StepWrite] = []
@@ -510,6 +539,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             session.send(refused)
         if writes:
             await self.dispatcher.apply_outcomes(session, writes)
+
+    def _on_run_states(self, message: worker_pb2.RunStates, session: Session) -> None:
+        session.run_states(_lease_refs(message.waiting), _lease_refs(message.started))
 
     async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
         self.dispatcher.stop_leasing(session)

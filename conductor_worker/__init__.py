@@ -7,29 +7,41 @@ from .async_client import AsyncClient
 from .client import Client
 from .context import AsyncContext, Context, Event
 from .errors import (
+    ChildCancelled,
+    ChildFailed,
+    ChildTimeout,
     ConductorError,
+    EventTimeout,
     ExecutionNotFound,
     FailedPrecondition,
     InvalidArgument,
     InvalidPayload,
     NonRetryableError,
     ScheduleNotFound,
+    SignalTimeout,
     TaskDefinitionError,
     TaskNotFound,
     Unauthenticated,
 )
-from .records import ErrorInfo, Execution, Schedule
+from .history import Attempt, BulkResult, ErrorInfo, TaskInfo
+from .records import Execution, Schedule
 from .runtime import Worker
 from .task import Task, task
 
 __all__ = [
     "AsyncClient",
     "AsyncContext",
+    "Attempt",
+    "BulkResult",
+    "ChildCancelled",
+    "ChildFailed",
+    "ChildTimeout",
     "Client",
     "ConductorError",
     "Context",
     "ErrorInfo",
     "Event",
+    "EventTimeout",
     "Execution",
     "ExecutionNotFound",
     "FailedPrecondition",
@@ -38,8 +50,10 @@ __all__ = [
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",
+    "SignalTimeout",
     "Task",
     "TaskDefinitionError",
+    "TaskInfo",
     "TaskNotFound",
     "Unauthenticated",
     "Worker",

@@ -20,7 +20,9 @@ from . import operations
 from .calls import Call, CallError, Operation, Tries, method_signature, resume
 from .connection import Connection
 from .errors import ConductorError
-from .records import ErrorInfo, Execution, QueueInfo, Schedule, Step, WorkerInfo
+from .history import ErrorInfo, HistoryCalls
+from .records import Execution, QueueInfo, Schedule, Step, WorkerInfo, execution_from_pb
+from .workflow_client import WorkflowClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,7 +78,7 @@ class ClientBase:
         raise NotImplementedError
 
 
-class Client(ClientBase):
+class Client(ClientBase, WorkflowClient, HistoryCalls):
     """A connection to a coordinator. Thread-safe; close it (or use `with`) when done."""
 
     def _open_channel(self) -> grpc.Channel:
@@ -84,6 +86,9 @@ class Client(ClientBase):
 
     def close(self) -> None:
         self._channel.close()
+
+    def _execution(self, pb: Any) -> Execution:
+        return execution_from_pb(pb)
 
     def __enter__(self) -> Client:
         return self

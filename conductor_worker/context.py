@@ -15,6 +15,7 @@ from .errors import Interrupted, InvalidResult
 from .metrics import metrics
 from .spans import Recorder
 from .typed import jsonable
+from .workflow import AsyncWorkflowContext, WorkflowContext
 
 T = TypeVar("T")
 #: the payload's type
@@ -46,6 +47,9 @@ class Event(Generic[PayloadT]):
 #: still winding down and its re-lease) never share one.
 RunKey = tuple[str, str]
 
+#: A reading of the coordinator's clock: (its time in epoch seconds, time.monotonic() then).
+Reading = tuple[float, float]
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -74,6 +78,8 @@ class RunSpec:
     #: plus this, and after that until the worker's last acknowledged heartbeat plus this
     #: (0: not checked)
     lease_seconds: float = 0.0
+    #: the execution's priority: the pool starts its queued runs highest first
+    priority: int = 0
     #: the W3C traceparent the execution was invoked with (OpenTelemetry); empty: untraced
     trace_context: str = ""
 
@@ -87,13 +93,22 @@ class RunSpec:
             json.loads(self.payload_json), self.task, self.execution_id, self.schedule, fired
         )
 
-    def coordinator_now(self, sync: tuple[float, float] | None = None) -> float:
-        """The coordinator's clock now, as far as this run can tell (epoch seconds): from
-        the lease, or from a later clock sync (coordinator time, monotonic time) if given."""
-        base, at = self.coordinator_time, self.received_monotonic
-        if sync is not None and sync[1] > at:
-            base, at = sync
-        return base + (time.monotonic() - at)
+    def coordinator_now(
+        self, sync: Reading | None = None, bound: Reading | None = None
+    ) -> float:
+        """The coordinator's clock now, as late as this run can tell (epoch seconds).
+
+        Each reading is (coordinator time, time.monotonic() then). The lease's time was read
+        when the lease was granted, so it runs behind by the lease's time in transit (seconds
+        on a loaded machine); `bound` is never behind: a heartbeat acknowledgement's time
+        plus its round trip. `sync` is the coordinator's clock after a jump (a test moving
+        it): readings from before it no longer count, and the bound is reset with it. The
+        latest of what counts is used, so a window's close is never seen late."""
+        readings = [r for r in (sync, bound) if r is not None]
+        if sync is None or sync[1] <= self.received_monotonic:
+            readings.append((self.coordinator_time, self.received_monotonic))
+        now = time.monotonic()
+        return max(base + (now - at) for base, at in readings)
 
 
 class Link(Protocol):
@@ -103,7 +118,10 @@ class Link(Protocol):
     #: runs asked to let go, by run key: (reason, run_at)
     interrupts: dict[RunKey, tuple[str, float | None]]
     #: the latest clock sync from the coordinator: (its time, time.monotonic() then)
-    clock_sync: tuple[float, float] | None
+    clock_sync: Reading | None
+    #: the coordinator's time is at most this (its time, time.monotonic() then): from the
+    #: latest heartbeat acknowledgement after the last clock sync
+    clock_bound: Reading | None
     #: time.monotonic() until which every lease the worker heartbeats is certainly renewed
     renewed_until: float
 
@@ -122,9 +140,12 @@ class Link(Protocol):
     def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
         """Call the client API through the worker (schedules); raises on failure."""
 
+    async def call_async(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
+        """call for `async def` handlers."""
 
-class Context:
-    """The `ctx` of a synchronous handler."""
+
+class Context(WorkflowContext):
+    """The `ctx` of a synchronous handler (workflow calls: conductor_worker/workflow.py)."""
 
     def __init__(self, spec: RunSpec, link: Link) -> None:
         self.execution_id = spec.execution_id
@@ -177,7 +198,7 @@ class Context:
         return time.monotonic() < until - self._lease_margin
 
     def _now(self) -> float:
-        return self._spec.coordinator_now(self._link.clock_sync)
+        return self._spec.coordinator_now(self._link.clock_sync, self._link.clock_bound)
 
     def _interrupt(self) -> None:
         reason, run_at = self._link.interrupts.get(self._key, ("shutdown", None))
@@ -279,7 +300,7 @@ class Context:
         return json.loads(recorded)
 
 
-class AsyncContext(Context):
+class AsyncContext(AsyncWorkflowContext, Context):  # type: ignore[misc]
     """The `ctx` of an `async def` handler: `await ctx.step(...)`."""
 
     async def step(self, name: str, fn: Callable[[], Any]) -> Any:  # type: ignore[override]

@@ -64,3 +64,43 @@ class Interrupted(BaseException):
         super().__init__(reason)
         self.reason = reason
         self.run_at = run_at
+
+
+class WorkflowError(NonRetryableError):
+    """A workflow wait ended badly. Not retried: the outcome is recorded as a step, so a
+    retry would meet the same one (catch it to compensate)."""
+
+
+class ChildFailed(WorkflowError):
+    """A child execution (ctx.invoke) failed for good, or was cancelled."""
+
+    def __init__(self, child_id: str, state: str, error_type: str, message: str) -> None:
+        super().__init__(f"child {child_id} {state}: {error_type}: {message}")
+        self.child_id = child_id
+        self.state = state
+        self.error_type = error_type
+        self.error_message = message
+
+
+class ChildCancelled(ChildFailed):
+    """A child execution was cancelled."""
+
+
+class ChildTimeout(WorkflowError):
+    """Children did not finish within the timeout; the unfinished ones were cancelled."""
+
+    def __init__(self, child_ids: list[str], unfinished: list[str]) -> None:
+        super().__init__(
+            f"{len(unfinished)} of {len(child_ids)} children not finished in time"
+            f" (cancelled): {', '.join(unfinished[:10])}"
+        )
+        self.child_ids = child_ids
+        self.unfinished = unfinished
+
+
+class EventTimeout(WorkflowError):
+    """ctx.wait_for_event: no matching event within the timeout."""
+
+
+class SignalTimeout(WorkflowError):
+    """ctx.wait_for_signal: no signal within the timeout."""

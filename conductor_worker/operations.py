@@ -10,7 +10,6 @@ Streaming operations (`iter`) also yield the items they produce, between calls.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 from collections.abc import Generator, Sequence
@@ -21,11 +20,10 @@ from conductor.v1 import client_pb2
 
 from . import tracing, typed
 from .calls import Call, Operation
+from .encoding import dumps, states_to_pb
 from .errors import InvalidArgument, ScheduleNotFound
 from .records import (
     MISSED,
-    STATE_TO_PB,
-    STATES,
     Execution,
     QueueInfo,
     Schedule,
@@ -75,7 +73,7 @@ def invoke(
     coordinator remembers it for 24 hours)."""
     request = client_pb2.InvokeRequest(
         task=_name(task),
-        payload_json=_dumps(payload),
+        payload_json=dumps(payload),
         options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts),
         request_id=request_id or str(uuid.uuid4()),
     )
@@ -99,7 +97,7 @@ def invoke_batch(
     Retried on UNAVAILABLE under one `request_id`, as `invoke` is."""
     request = client_pb2.InvokeBatchRequest(
         task=_name(task),
-        payloads_json=[_dumps(p) for p in payloads],
+        payloads_json=[dumps(p) for p in payloads],
         options=_options(run_at, delay, priority, None, queue, max_attempts),
         request_id=request_id or str(uuid.uuid4()),
     )
@@ -174,21 +172,21 @@ def iter_executions(
     state: str | Sequence[str] | None = None,
     queue: str | None = None,
     limit: int | None = None,
+    parent_id: str | None = None,
 ) -> Generator[Call | Execution, Any, None]:
-    """Executions, newest first, filtered, read page by page as they are consumed."""
-    states = [state] if isinstance(state, str) else list(state or [])
-    unknown = [s for s in states if s not in STATE_TO_PB]
-    if unknown:
-        raise InvalidArgument(f"state: unknown {unknown}; known: {', '.join(STATES)}")
+    """Executions, newest first, filtered (`parent_id`: the children of that execution),
+    read page by page as they are consumed."""
+    states = states_to_pb(state)
     token, seen = "", 0
     while True:
         size = 1000 if limit is None else max(1, min(1000, limit - seen))
         request = client_pb2.ListExecutionsRequest(
             task=_name(task) if task is not None else "",
-            states=[STATE_TO_PB[s] for s in states],
+            states=states,
             queue=queue or "",
             page_size=size,
             page_token=token,
+            parent_id=parent_id or "",
         )
         page = yield Call("ListExecutions", request, retry=True)
         for e in page.executions:
@@ -207,10 +205,12 @@ def list_executions(
     state: str | Sequence[str] | None = None,
     queue: str | None = None,
     limit: int | None = 100,
+    parent_id: str | None = None,
 ) -> Operation[list[Execution]]:
-    """Executions, newest first, filtered; `limit=None` reads every page."""
+    """Executions, newest first, filtered (`parent_id`: the children of that execution);
+    `limit=None` reads every page."""
     found: list[Execution] = []
-    pages = iter_executions(task, state=state, queue=queue, limit=limit)
+    pages = iter_executions(task, state=state, queue=queue, limit=limit, parent_id=parent_id)
     reply: Any = None
     while True:
         try:
@@ -249,7 +249,7 @@ def schedule(
             name=name,
             cron=cron,
             timezone=timezone or "",
-            payload_json=_dumps(payload),
+            payload_json=dumps(payload),
             missed=MISSED[missed],
             missed_limit=missed_limit,
         )
@@ -309,13 +309,6 @@ def _typed(execution: Execution, result_type: Any) -> Execution:
     if kind is None:
         raise InvalidArgument(f"result_type: task {result_type.name!r} has no return annotation")
     return dataclasses.replace(execution, result=typed.parse(kind, execution.result))
-
-
-def _dumps(payload: Any) -> str:
-    try:
-        return json.dumps(payload, allow_nan=False, default=typed.jsonable)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"payload: not JSON-serialisable: {exc}") from exc
 
 
 def _options(

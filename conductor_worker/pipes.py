@@ -14,13 +14,20 @@ MAX_BATCH = 256
 Outgoing = tuple[Any, ...] | list[tuple[Any, ...]] | None
 
 
-def write_batches(outq: queue.SimpleQueue[Outgoing], conn: Connection) -> bool:
+def write_batches(
+    outq: queue.SimpleQueue[Outgoing], conn: Connection, gather: float = 0.0
+) -> bool:
     """Send queued messages, as many per write as are waiting, until the None sentinel
-    (returns True once everything before it was sent) or until the pipe breaks (False)."""
+    (returns True once everything before it was sent) or until the pipe breaks (False).
+
+    `gather` (seconds): once a message is there, wait that long at most for more before
+    writing, as long as more keep coming (handler threads woken together by one batch of
+    answers send their next messages a moment apart: one write for all of them instead of a
+    write, a wake-up of the other side and a hand-over each)."""
     while True:
         batch: list[tuple[Any, ...]] = []
         stop = False
-        item = outq.get()
+        item: Outgoing = outq.get()
         while True:
             if item is None:  # send what came before the sentinel, then end
                 stop = True
@@ -29,8 +36,16 @@ def write_batches(outq: queue.SimpleQueue[Outgoing], conn: Connection) -> bool:
                 batch.extend(item)
             else:
                 batch.append(item)
-            if len(batch) >= MAX_BATCH or outq.empty():
+            if len(batch) >= MAX_BATCH:
                 break
+            if outq.empty():
+                if not gather:
+                    break
+                try:
+                    item = outq.get(timeout=gather)
+                except queue.Empty:
+                    break
+                continue
             item = outq.get()
         if batch:
             try:

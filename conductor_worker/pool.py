@@ -1,10 +1,14 @@
-"""One process pool per task type; survives crashing children.
+"""One process pool per task type (or per shared pool); survives crashing children.
 
 Each child runs `threads` executions at a time (one by default; see child.py), with more
 runs queued in its pipe so that it never waits for the parent. Pipe I/O happens on one reader
 and one writer thread per child; everything else runs on the worker's event loop. When a
 child dies, the runs it had started fail with the exit code or signal, the runs queued behind
-them go to other children, and a new child takes its place.
+them go to other children, and a new child takes its place if there is work for it.
+
+Pools start on demand: a pool has `min_processes` children from the start (none by default),
+starts another one whenever runs wait and every child is busy, up to `processes`, and stops
+a child that has had nothing to run for `idle_timeout` seconds, down to `min_processes`.
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from . import child as child_module
 from .context import RunKey, RunSpec
+from .errors import TaskDefinitionError
+from .metrics import ENV as METRICS_ENV
 from .metrics import metrics, process_died
 from .pipes import MAX_BATCH, Outgoing, read_batch, write_batches
+from .settings import PoolSettings
 from .task import Task
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,10 @@ Handler = Callable[[tuple[Any, ...]], None]
 
 #: runs quicker than this on average (seconds) are queued deeper in the pool's pipes
 QUICK_RUN = 0.005
+#: held while a pool process starts and while a reader thread collects a dead one's exit
+#: status: Process.start() polls every child multiprocessing knows, and a fork server
+#: child's status can be read once only (a second reader would record 255 instead)
+_PROCESSES = threading.Lock()
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -53,6 +64,25 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+def pool_groups(tasks: Sequence[Task[..., Any]]) -> dict[str, list[Task[..., Any]]]:
+    """The worker's pools, by name: a shared pool's tasks under its name, every other task
+    alone under its own name. Raises TaskDefinitionError for pools that cannot work."""
+    groups: dict[str, list[Task[..., Any]]] = {}
+    for t in tasks:
+        groups.setdefault(t.options.pool or t.name, []).append(t)
+    for name, members in groups.items():
+        if len(members) > 1 and any(t.options.pool is None for t in members):
+            raise TaskDefinitionError(
+                f"pool {name!r} is also the name of a task with its own pool; rename one")
+        if len({t.is_async for t in members}) > 1:
+            plain = sorted(t.name for t in members if not t.is_async)
+            both = sorted(t.name for t in members if t.is_async)
+            raise TaskDefinitionError(
+                f"pool {name!r} mixes async def handlers {both} with plain ones {plain};"
+                " give them different pools")
+    return groups
+
+
 class _Child:
     def __init__(self, process: SpawnProcess, conn: Connection) -> None:
         self.process = process
@@ -60,6 +90,12 @@ class _Child:
         self.inflight: deque[RunSpec] = deque()
         self.outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self.dead = False
+        #: told to stop because it was idle: it gets no more runs
+        self.retiring = False
+        #: time.monotonic() when it last had nothing to run (meaningful while it has none)
+        self.idle_since = time.monotonic()
+        #: set once process.start() returned (or failed), on the thread that starts it
+        self.launched = threading.Event()
 
     def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
         if not self.dead:
@@ -67,27 +103,35 @@ class _Child:
 
 
 class Pool:
-    """The processes that run one task type."""
+    """The processes that run one task type, or the tasks of one shared pool."""
 
     def __init__(
         self,
-        task: Task[..., Any],
-        processes: int,
+        tasks: Sequence[Task[..., Any]],
         handler: Handler,
         *,
-        threads: int = 1,
+        name: str | None = None,
+        settings: PoolSettings | None = None,
         log_level: int = logging.INFO,
+        on_handed: Callable[[RunKey], None] | None = None,
     ) -> None:
-        self.task = task
-        self.processes = processes
+        self.tasks = list(tasks)
+        self.name = name or self.tasks[0].name
+        settings = settings or PoolSettings()
+        self.processes = max(t.options.processes for t in self.tasks)
+        self.min_processes = max(t.options.min_processes for t in self.tasks)
+        self.threads = max(t.options.threads for t in self.tasks)
+        self.idle_timeout = settings.idle_timeout
+        self.start_method = settings.start_method
         self.handler = handler
-        self.threads = threads
+        #: told which queued runs were just handed to a process (may start from now on)
+        self.on_handed = on_handed
         # Runs handed to a child at once: no more than it runs at a time while runs are slow
         # (a run waiting in the pool goes to whichever process frees first, never behind a
         # long run while another process idles), more once they are quick, so that short
         # tasks stream through without waiting on the parent.
-        self.per_child = threads
-        self.per_child_quick = 16 * threads
+        self.per_child = self.threads
+        self.per_child_quick = 16 * self.threads
         self._run_seconds = 1.0  # moving average, from hand-over to outcome
         self._sent_at: dict[RunKey, float] = {}
         self.log_level = log_level
@@ -99,48 +143,97 @@ class Pool:
         #: clock syncs sent to the children and the children yet to apply each
         self._clock_waits: dict[int, tuple[set[_Child], asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        method = os.environ.get("CONDUCTOR_START_METHOD", "spawn")
-        if method not in ("spawn", "forkserver"):
-            raise ValueError(f"CONDUCTOR_START_METHOD: {method!r} is not spawn or forkserver")
-        self._mp: Any = multiprocessing.get_context(method)
+        self._mp: Any = multiprocessing.get_context(self.start_method)
+        #: what a child started now must know first: the newest lease renewal and clock sync
+        self._renewed_until = 0.0
+        self._clock: tuple[float, float] | None = None
+        #: the latest upper bound of the coordinator's clock (see RunSpec.coordinator_now)
+        self._bound: tuple[float, float] | None = None
+        self._reap_handle: asyncio.TimerHandle | None = None
+        #: processes started so far (for tests and the benchmark)
+        self.started = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the processes kept warm (`min_processes`); the others start on demand."""
         self._loop = asyncio.get_running_loop()
-        for _ in range(self.processes):
+        self._keep_warm()
+
+    def live(self) -> list[_Child]:
+        """Children that take runs (started, not dead, not stopping for idleness)."""
+        return [c for c in self.children if not c.dead and not c.retiring]
+
+    def _keep_warm(self) -> None:
+        while not self.stopping and len(self.live()) < self.min_processes:
             self._spawn()
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> _Child:
         parent_conn, child_conn = self._mp.Pipe()
         process = self._mp.Process(
             target=child_module.main,
             args=(
                 child_conn,
-                self.task.__module__,
-                self.task.__qualname__,
+                [(t.__module__, t.__qualname__) for t in self.tasks],
                 self.log_level,
                 self.threads,
+                os.environ.get(METRICS_ENV),
+                self.start_method == "forkserver",
             ),
-            name=f"conductor-{self.task.name}",
+            name=f"conductor-{self.name}",
             daemon=True,
         )
-        process.start()
-        child_conn.close()
+        self.started += 1
         child = _Child(process, parent_conn)
         self.children.append(child)
-        threading.Thread(target=self._reader, args=(child,), daemon=True).start()
-        threading.Thread(target=self._writer, args=(child,), daemon=True).start()
+        threading.Thread(target=self._start, args=(child, child_conn), daemon=True).start()
+        if self._clock is not None:
+            child.send(("clock", *self._clock, None))
+        if self._renewed_until:
+            child.send(("renewed", self._renewed_until, self._bound))
         if self.shutting_down:
             child.send(("shutdown",))
-        self._assign()
+        return child
+
+    def _schedule_reap(self) -> None:
+        """Arm the idle timer for the child idle the longest (if it may stop)."""
+        if self.idle_timeout <= 0 or self._reap_handle is not None or self._loop is None:
+            return
+        live = self.live()
+        idle = [c.idle_since for c in live if not c.inflight]
+        if self.stopping or len(live) <= self.min_processes or not idle:
+            return
+        delay = max(0.0, min(idle) + self.idle_timeout - time.monotonic())
+        self._reap_handle = self._loop.call_later(delay, self._reap)
+
+    def _reap(self) -> None:
+        """Stop the children idle for `idle_timeout`, longest idle first, down to the
+        minimum. A stopping child gets no more runs and exits at once (it has none)."""
+        self._reap_handle = None
+        now = time.monotonic()
+        live = self.live()
+        excess = len(live) - self.min_processes
+        for child in sorted(live, key=lambda c: c.idle_since):
+            if excess <= 0:
+                break
+            if not child.inflight and now - child.idle_since >= self.idle_timeout:
+                child.retiring = True
+                child.send(("stop",))
+                excess -= 1
+        self._schedule_reap()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop every child: politely, then by SIGKILL after `grace` seconds."""
         self.stopping = True
+        if self._reap_handle is not None:
+            self._reap_handle.cancel()
+            self._reap_handle = None
         for child in self.children:
             child.send(("stop",))
         for child in list(self.children):
+            await asyncio.to_thread(child.launched.wait, grace)
+            if child.process.pid is None:  # it never started
+                continue
             await asyncio.to_thread(child.process.join, grace)
             if child.process.is_alive():
                 child.process.kill()
@@ -156,6 +249,25 @@ class Pool:
 
     # -- threads ------------------------------------------------------------------------
 
+    def _start(self, child: _Child, child_conn: Connection) -> None:
+        """Start the process off the event loop (the fork server may still be importing the
+        task modules; spawn writes the child its start-up data), then read what it sends."""
+        assert self._loop is not None
+        try:
+            with _PROCESSES:
+                child.process.start()
+        except Exception:
+            log.exception("pool %s: a pool process could not start", self.name)
+            child.conn.close()
+            with contextlib.suppress(RuntimeError):  # the worker's loop may be closed by now
+                self._loop.call_soon_threadsafe(self._on_exit, child)
+            return
+        finally:
+            child_conn.close()
+            child.launched.set()
+        threading.Thread(target=self._writer, args=(child,), daemon=True).start()
+        self._reader(child)
+
     def _reader(self, child: _Child) -> None:
         """Hand whatever the child sent to the loop, a batch per wake-up."""
         assert self._loop is not None
@@ -166,7 +278,8 @@ class Pool:
                     batch.extend(read_batch(child.conn))
                 self._loop.call_soon_threadsafe(self._on_messages, child, batch)
         except (EOFError, OSError):
-            child.process.join(5)
+            with _PROCESSES:
+                child.process.join(5)
             with contextlib.suppress(RuntimeError):  # the worker's loop may be closed by now
                 self._loop.call_soon_threadsafe(self._on_exit, child)
         except RuntimeError:
@@ -178,23 +291,37 @@ class Pool:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def submit(self, spec: RunSpec) -> None:
+    def submit(self, spec: RunSpec) -> bool:
+        """Queue a run; True if it went to a process at once, False if it waits for room.
+        Queued runs start by priority, highest first, in arrival order within one."""
+        if self.pending and self.pending[-1].priority < spec.priority:
+            at = next(i for i, s in enumerate(self.pending) if s.priority < spec.priority)
+            self.pending.insert(at, spec)
+            self._assign()
+            return all(s is not spec for s in self.pending)
         self.pending.append(spec)
         self._assign()
+        return not self.pending or self.pending[-1] is not spec
 
     def _assign(self) -> None:
         depth = self.per_child_quick if self._run_seconds < QUICK_RUN else self.per_child
         now = time.monotonic()
         while self.pending:
             # the least busy process with room: idle ones first, then spread evenly
-            open_children = [c for c in self.children if not c.dead and len(c.inflight) < depth]
+            open_children = [c for c in self.children
+                             if len(c.inflight) < depth and not (c.dead or c.retiring)]
             if not open_children:
-                return
+                # every process is busy: start another one, up to the pool's maximum
+                if self.stopping or len(self.live()) >= self.processes:
+                    return
+                open_children = [self._spawn()]
             child = min(open_children, key=lambda c: len(c.inflight))
             spec = self.pending.popleft()
             child.inflight.append(spec)
             self._where[spec.key] = child
             self._sent_at[spec.key] = now
+            if self.on_handed is not None:  # before the process can have it
+                self.on_handed(spec.key)
             child.send(("run", spec))
 
     def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:
@@ -229,24 +356,30 @@ class Pool:
         if child is not None:
             child.send(("interrupt", key, reason, run_at))
 
-    def renewed(self, until: float) -> None:
-        """Every lease the worker holds is valid until `until` (time.monotonic())."""
+    def renewed(self, until: float, bound: tuple[float, float] | None) -> None:
+        """Every lease the worker holds is valid until `until` (time.monotonic()); the
+        coordinator's clock is at most `bound` (its time, time.monotonic() then)."""
+        self._renewed_until = max(self._renewed_until, until)
+        if bound is not None:
+            self._bound = bound
         for child in self.children:
-            child.send(("renewed", until))
+            child.send(("renewed", until, bound))
 
     def sync_clock(self, coordinator_time: float, sequence: int) -> asyncio.Future[None]:
         """Hand a jumped coordinator clock to every child; done once those running something
         use it (a run handed over later reads it first: the pipe keeps order)."""
         assert self._loop is not None
         done: asyncio.Future[None] = self._loop.create_future()
+        self._clock = (coordinator_time, time.monotonic())  # for children started later
+        self._bound = None  # readings from before a jump no longer count
         children = {c for c in self.children if not c.dead and c.inflight}
+        for child in self.children:  # idle ones too: their clock bound is out of date
+            if not child.dead:
+                child.send(("clock", *self._clock, sequence if child in children else None))
         if not children:
             done.set_result(None)
             return done
         self._clock_waits[sequence] = (children, done)
-        message = ("clock", coordinator_time, time.monotonic(), sequence)
-        for child in children:
-            child.send(message)
         return done
 
     def _clock_applied(self, child: _Child, sequence: int) -> None:
@@ -285,8 +418,30 @@ class Pool:
             self._finish(child, message[1])
         if kind == "clock_ack":
             self._clock_applied(child, message[1])
-        elif kind != "ready":
+        elif kind == "ready":
+            self._on_ready(child, message[2])
+        else:
             self.handler(message)
+
+    def _on_ready(self, child: _Child, forker_threads: int) -> None:
+        """A forked child reports how many threads the process that forked it had. More
+        than one (a task module started threads at import in the fork server): the child
+        exits without running anything, its runs go back to the pool, and the pool starts
+        its processes by spawn, which never forks a threaded process."""
+        if self.start_method != "forkserver" or forker_threads <= 1:
+            return
+        log.warning(
+            "pool %s: the fork server had %d threads when it forked process %s (a task"
+            " module starts threads at import?); starting this pool's processes by spawn",
+            self.name, forker_threads, child.process.pid)
+        self.start_method = "spawn"
+        self._mp = multiprocessing.get_context("spawn")
+        child.retiring = True
+        for spec in reversed(child.inflight):  # never started: that child runs nothing
+            self._where.pop(spec.key, None)
+            self.pending.appendleft(spec)
+        child.inflight.clear()
+        self._assign()
 
     def _finish(self, child: _Child, key: RunKey) -> None:
         self._where.pop(key, None)
@@ -297,7 +452,11 @@ class Pool:
             if spec.key == key:
                 child.inflight.remove(spec)
                 break
+        if not child.inflight:
+            child.idle_since = time.monotonic()
         self._assign()
+        if self._reap_handle is None:
+            self._schedule_reap()
 
     def _on_exit(self, child: _Child) -> None:
         child.dead = True
@@ -309,10 +468,10 @@ class Pool:
         how = describe_exit(child.process.exitcode)
         if child.process.pid is not None:
             process_died(child.process.pid)
-        if not self.stopping:
-            metrics().restarts.labels(self.task.name).inc()
+        if not self.stopping and not child.retiring:
+            metrics().restarts.labels(self.name).inc()
         if child.inflight:
-            log.error("pool process %s for %s %s", child.process.pid, self.task.name, how)
+            log.error("pool process %s for %s %s", child.process.pid, self.name, how)
         # runs start in order, `threads` at a time: those had started and die with the process
         for _ in range(min(self.threads, len(child.inflight))):
             crashed = child.inflight.popleft()
@@ -332,5 +491,6 @@ class Pool:
             for spec in reversed(child.inflight):
                 self._where.pop(spec.key, None)
                 self.pending.appendleft(spec)
-        if not self.stopping:
-            self._spawn()
+        if not self.stopping:  # replaced if kept warm or there is work for it
+            self._keep_warm()
+            self._assign()

@@ -12,24 +12,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import client_pb2, common_pb2
 
-STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+from .encoding import STATE_FROM_PB
+from .history import Attempt, ErrorInfo, attempt_from_pb
+
 FINISHED = frozenset(("succeeded", "failed", "cancelled"))
-_STATE_FROM_PB = {
-    common_pb2.EXECUTION_STATE_PENDING: "pending",
-    common_pb2.EXECUTION_STATE_RUNNING: "running",
-    common_pb2.EXECUTION_STATE_SUCCEEDED: "succeeded",
-    common_pb2.EXECUTION_STATE_FAILED: "failed",
-    common_pb2.EXECUTION_STATE_CANCELLED: "cancelled",
-}
-STATE_TO_PB = {v: k for k, v in _STATE_FROM_PB.items()}
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """What went wrong in the last failed attempt."""
-
-    type: str
-    message: str
-    traceback: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +40,16 @@ class Execution:
     cancel_requested: bool
     schedule: str | None = None
     fire_time: datetime | None = None
+    #: the execution whose ctx.invoke created this one
+    parent_id: str | None = None
+    #: what a pending execution waits for ("children:STEP", "signal:STEP", "event:STEP")
+    waiting_for: str | None = None
+    #: every run so far, oldest first (filled by get and wait, not by list)
+    attempts: tuple[Attempt, ...] = ()
+    #: the execution this one reruns
+    rerun_of: str | None = None
+    #: when its data was redacted (the task's redact_after)
+    redacted_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -65,6 +61,7 @@ class Execution:
         for key, value in data.items():
             if isinstance(value, datetime):
                 data[key] = value.isoformat()
+        data["attempts"] = [a.to_dict() for a in self.attempts]
         return data
 
 
@@ -76,7 +73,7 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
     return Execution(
         id=e.id,
         task=e.task,
-        state=_STATE_FROM_PB.get(e.state, "unknown"),
+        state=STATE_FROM_PB.get(e.state, "unknown"),
         attempt=e.attempt,
         max_attempts=e.max_attempts,
         payload=json.loads(e.payload_json) if e.payload_json else None,
@@ -94,6 +91,11 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
         cancel_requested=e.cancel_requested,
         schedule=e.schedule or None,
         fire_time=_time(e.fire_time, e.HasField("fire_time")),
+        parent_id=e.parent_id or None,
+        waiting_for=e.waiting_for or None,
+        attempts=tuple(attempt_from_pb(a) for a in e.attempts),
+        rerun_of=e.rerun_of or None,
+        redacted_at=_time(e.redacted_at, e.HasField("redacted_at")),
     )
 
 
@@ -172,6 +174,8 @@ class QueueInfo:
     waiting: int
     running: int
     oldest_ready_age_seconds: float
+    #: workers connected now that serve the task (0: nothing will run it)
+    live_workers: int = 0
 
 
 def step_from_pb(s: client_pb2.Step) -> Step:
@@ -186,4 +190,6 @@ def worker_from_pb(w: client_pb2.Worker) -> WorkerInfo:
 
 
 def queue_from_pb(q: client_pb2.QueueStats) -> QueueInfo:
-    return QueueInfo(q.task, q.ready, q.waiting, q.running, q.oldest_ready_age_seconds)
+    return QueueInfo(
+        q.task, q.ready, q.waiting, q.running, q.oldest_ready_age_seconds, q.live_workers
+    )

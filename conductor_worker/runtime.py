@@ -12,6 +12,7 @@ import collections
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import os
 import random
@@ -31,12 +32,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 from . import metrics as worker_metrics
-from . import tracing
+from . import preload, tracing
 from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
-from .pool import Pool
+from .pool import Pool, pool_groups
+from .settings import PoolSettings
 from .task import Task, check_registrable, registered
 from .window import LeaseWindow
 
@@ -55,6 +57,10 @@ BUSY_BATCH_WAIT = 0.002  # seconds a busy worker lets results gather before send
 STEP_GATHER_MAX = 0.005
 #: step saves that go at once even while an earlier batch is unacknowledged
 STEP_BATCH_ALONE = 16
+#: seconds between announcements of the leases waiting for a pool process (RunStates): a
+#: lease that waits less is never announced, so it counts as started if the worker dies
+#: (short runs stream through without any notice)
+ANNOUNCE_EVERY = 0.25
 #: answers that reconnecting cannot fix: the worker stops with exit code 1
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -64,6 +70,7 @@ _RELEASE_REASONS = {
     "window": worker_pb2.RELEASE_REASON_WINDOW,
     "sleep": worker_pb2.RELEASE_REASON_SLEEP,
     "cancelled": worker_pb2.RELEASE_REASON_CANCELLED,
+    "waiting": worker_pb2.RELEASE_REASON_WAITING,
 }
 
 
@@ -118,8 +125,12 @@ class Worker:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         metrics_port: int | None = None,
+        pool_settings: PoolSettings | None = None,
     ) -> None:
         self.tasks = {t.name: t for t in load_tasks(tasks)}
+        self.pool_settings = pool_settings or PoolSettings.resolve()
+        #: the pools' tasks by pool name (checked here, so that a bad pool fails at once)
+        self.pool_groups = pool_groups(list(self.tasks.values()))
         self.connection = Connection.resolve(
             server, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
@@ -130,7 +141,10 @@ class Worker:
         self.log_level = log_level
         self.on_connected = on_connected
         self.drain_mode = drain
+        #: every task's pool, by task name (the tasks of a shared pool share one)
         self.pools: dict[str, Pool] = {}
+        #: each pool once
+        self.pool_list: list[Pool] = []
         #: adaptive lease windows of the tasks without an explicit prefetch
         self.windows = {
             name: LeaseWindow(t.options.slots)
@@ -143,6 +157,10 @@ class Worker:
         #: executions; an older lease of one is abandoned as soon as a newer one arrives)
         self.tokens: dict[str, str] = {}
         self.unacked: dict[RunKey, worker_pb2.Outcome] = {}
+        #: leases queued in a pool (not handed to a process yet): not yet announced to the
+        #: coordinator, and announced (see ANNOUNCE_EVERY and RunStates)
+        self._queued: set[RunKey] = set()
+        self._waiting: set[RunKey] = set()
         self.pending_steps: dict[tuple[RunKey, str], worker_pb2.StepSave] = {}
         #: time.monotonic() when the coordinator was last heard from on the current stream
         self._last_heard = 0.0
@@ -186,15 +204,7 @@ class Worker:
         if self.metrics_port is not None:
             port, metrics_folder = worker_metrics.enable(self.metrics_port)
             log.info("metrics on port %d", port)
-        for name, t in self.tasks.items():
-            self.pools[name] = Pool(
-                t,
-                t.options.processes,
-                functools.partial(self._on_pool_message, name),
-                threads=t.options.threads,
-                log_level=self.log_level,
-            )
-            self.pools[name].start()
+        self._start_pools()
         connection = asyncio.create_task(self._connection_loop(), name="connection")
         try:
             await self._stop_requested.wait()
@@ -202,12 +212,32 @@ class Worker:
         finally:
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)
-            await asyncio.gather(*(p.stop() for p in self.pools.values()))
+            await asyncio.gather(*(p.stop() for p in self.pool_list))
             if self._client is not None:
                 self._client.close()
             if metrics_folder is not None:
                 worker_metrics.disable(metrics_folder)
         return self.exit_code
+
+    def _start_pools(self) -> None:
+        """Create the pools (each starts only its `min_processes` now) and the fork server
+        that preloads the task modules, while the worker connects."""
+        method = self.pool_settings.start_method
+        preload.context(method, [t.__module__ for t in self.tasks.values()])
+        preload.start(method)
+        for name, members in self.pool_groups.items():
+            pool = Pool(
+                members,
+                functools.partial(self._on_pool_message, members[0].name),
+                name=name,
+                settings=self.pool_settings,
+                log_level=self.log_level,
+                on_handed=self._on_handed,
+            )
+            self.pool_list.append(pool)
+            for t in members:
+                self.pools[t.name] = pool
+            pool.start()
 
     def drain(self) -> int:
         """Run everything of this worker's tasks that is runnable now, then return.
@@ -235,7 +265,7 @@ class Worker:
         assert self._abort is not None and self._idle is not None
         self._stopping = True
         self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
-        for pool in self.pools.values():
+        for pool in self.pool_list:
             pool.shutdown()
         self._check_idle()
         idle = asyncio.create_task(self._idle.wait())
@@ -251,7 +281,7 @@ class Worker:
     async def _release_everything(self) -> None:
         """Drain timeout or second signal: stop the handlers and release all held leases."""
         assert self._idle is not None
-        for pool in self.pools.values():
+        for pool in self.pool_list:
             pool.kill()
         for key, held in list(self.held.items()):
             if key not in self.unacked and not held.abandoned:
@@ -331,7 +361,7 @@ class Worker:
         self._lease_seconds = registered_msg.lease_timeout_seconds
         self._limits = _Limits.announced(registered_msg)
         self._heartbeats_sent.clear()
-        self._renewed(self._register_sent)
+        self._renewed(self._register_sent, None)
         for ref in registered_msg.lost_leases:
             self._abandon((ref.execution_id, ref.lease_token))
         outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] = asyncio.Queue()
@@ -339,6 +369,8 @@ class Worker:
         self._steps_in_flight = 0  # a new stream: whatever was unacknowledged is resent below
         if self._stopping:
             self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
+        for key in self._waiting:
+            outbox.put_nowait(("waiting", _ref(key)))
         for save in self.pending_steps.values():
             outbox.put_nowait(("step", save))
         for outcome in self.unacked.values():
@@ -351,6 +383,7 @@ class Worker:
         tasks = [
             asyncio.create_task(self._sender(call, outbox)),
             asyncio.create_task(self._heartbeats(interval)),
+            asyncio.create_task(self._announce_waiting()),
         ]
         reader = asyncio.create_task(self._read(call))
         watchdog = asyncio.create_task(self._watchdog(interval))
@@ -432,21 +465,44 @@ class Worker:
                 await call.write(message)
 
     async def _heartbeats(self, interval: float) -> None:
+        """One heartbeat at once (its answer also bounds the coordinator's clock), then one
+        per interval."""
         while True:
+            self._heartbeat()
             await asyncio.sleep(interval)
-            worker_metrics.metrics().leases.set(len(self.held))
-            self._heartbeats_sent.append(time.monotonic())
-            self._send(
-                worker_pb2.WorkerMessage(
-                    heartbeat=worker_pb2.Heartbeat(
-                        leases=[
-                            worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
-                            for (eid, token), h in self.held.items()
-                            if not h.abandoned
-                        ]
-                    )
+
+    def _heartbeat(self) -> None:
+        worker_metrics.metrics().leases.set(len(self.held))
+        self._heartbeats_sent.append(time.monotonic())
+        self._send(
+            worker_pb2.WorkerMessage(
+                heartbeat=worker_pb2.Heartbeat(
+                    leases=[
+                        worker_pb2.LeaseRef(execution_id=eid, lease_token=token)
+                        for (eid, token), h in self.held.items()
+                        if not h.abandoned
+                    ]
                 )
             )
+        )
+
+    async def _announce_waiting(self) -> None:
+        """Tell the coordinator which leases have waited in a pool for a while without
+        starting, so that they cost no attempt if this worker dies (RunStates)."""
+        while True:
+            await asyncio.sleep(ANNOUNCE_EVERY)
+            for key in self._queued:
+                self._send(("waiting", _ref(key)))
+            self._waiting |= self._queued
+            self._queued.clear()
+
+    def _on_handed(self, key: RunKey) -> None:
+        """A pool hands a queued run to a process: announced as waiting, it is announced as
+        started first."""
+        self._queued.discard(key)
+        if key in self._waiting:
+            self._waiting.discard(key)
+            self._send(("started", _ref(key)))
 
     def _send(self, item: worker_pb2.WorkerMessage | tuple[str, Any]) -> None:
         if self._outbox is not None:
@@ -472,7 +528,12 @@ class Worker:
         for ref in ack.lost_leases:
             self._abandon((ref.execution_id, ref.lease_token))
         if self._heartbeats_sent:  # the oldest one (acks of concurrent ones may swap)
-            self._renewed(self._heartbeats_sent.popleft())
+            sent = self._heartbeats_sent.popleft()
+            bound = None
+            if ack.HasField("coordinator_time"):  # read between `sent` and now
+                now = time.monotonic()
+                bound = (ack.coordinator_time.ToDatetime(UTC).timestamp() + (now - sent), now)
+            self._renewed(sent, bound)
 
     def _on_drained(self, drained: worker_pb2.Drained) -> None:
         log.info("drained: nothing runnable is left")
@@ -490,18 +551,20 @@ class Worker:
         "drained": lambda w, m: w._on_drained(m),
     }
 
-    def _renewed(self, sent: float) -> None:
+    def _renewed(self, sent: float, bound: tuple[float, float] | None) -> None:
         """The coordinator renewed every listed lease after `sent`: tell the pool processes
-        until when their runs may start steps without asking again."""
+        until when their runs may start steps without asking again, and the latest time the
+        coordinator's clock can show (a run's window must never be seen closing late)."""
         until = sent + self._lease_seconds
-        for pool in self.pools.values():
-            pool.renewed(until)
+        for pool in self.pool_list:
+            pool.renewed(until, bound)
 
     def _sync_clock(self, sync: worker_pb2.ClockSync) -> None:
         """Hand the coordinator's jumped clock to every pool process, then confirm."""
         now = sync.coordinator_time.ToDatetime(UTC).timestamp()
         sequence = sync.sequence
-        futures = [pool.sync_clock(now, sequence) for pool in self.pools.values()]
+        futures = [pool.sync_clock(now, sequence) for pool in self.pool_list]
+        self._heartbeat()  # the sync's time is behind by its transit; the answer bounds it
 
         async def confirm() -> None:
             await asyncio.gather(*futures)
@@ -535,7 +598,7 @@ class Worker:
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
                     else worker_pb2.RELEASE_REASON_UNAVAILABLE))
                 continue
-            pool.submit(
+            handed = pool.submit(
                 RunSpec(
                     execution_id=lease.execution_id,
                     token=lease.lease_token,
@@ -555,9 +618,12 @@ class Worker:
                     if lease.HasField("window_reopens_at")
                     else None,
                     lease_seconds=self._lease_seconds,
+                    priority=lease.priority,
                     trace_context=lease.trace_context,
                 )
             )
+            if not handed:
+                self._queued.add(key)
 
     def _on_step_acks(self, acks: worker_pb2.StepAcks) -> None:
         self._steps_in_flight = max(0, self._steps_in_flight - len(acks.items))
@@ -594,6 +660,8 @@ class Worker:
     def _drop(self, key: RunKey) -> _Held | None:
         """Forget a lease (its outcome is acknowledged, or its run was abandoned)."""
         held = self.held.pop(key, None)
+        self._queued.discard(key)
+        self._waiting.discard(key)
         if self.tokens.get(key[0]) == key[1]:
             del self.tokens[key[0]]
         return held
@@ -702,6 +770,10 @@ class Worker:
             return self._client.schedule(**kwargs).to_dict()
         if method == "unschedule":
             return self._client.unschedule(**kwargs)
+        if method == "workflow_wait":
+            return self._client.workflow_wait(**kwargs)
+        if method == "emit":
+            return self._client.emit(**kwargs)
         raise ValueError(f"unknown call {method!r}")
 
     def _outcome(self, key: RunKey, **result: Any) -> None:
@@ -744,6 +816,10 @@ def _steps_bytes(steps: Any) -> int:
 
 def _epoch(ts: Timestamp) -> float:
     return ts.ToDatetime(UTC).timestamp()
+
+
+def _ref(key: RunKey) -> worker_pb2.LeaseRef:
+    return worker_pb2.LeaseRef(execution_id=key[0], lease_token=key[1])
 
 
 def _is_step(item: worker_pb2.WorkerMessage | tuple[str, Any]) -> bool:
@@ -794,6 +870,11 @@ def _coalesce(
     steps = [i[1] for i in items if isinstance(i, tuple) and i[0] == "step"]
     outcomes = [i[1] for i in items if isinstance(i, tuple) and i[0] == "outcome"]
     messages = [i for i in items if isinstance(i, worker_pb2.WorkerMessage)]
+    waiting = [i[1] for i in items if isinstance(i, tuple) and i[0] == "waiting"]
+    started = [i[1] for i in items if isinstance(i, tuple) and i[0] == "started"]
+    if waiting or started:  # (small: 2 x 64 bytes an item at most, one message per batch)
+        messages.append(worker_pb2.WorkerMessage(
+            run_states=worker_pb2.RunStates(waiting=waiting, started=started)))
     messages += [
         worker_pb2.WorkerMessage(step_saves=worker_pb2.StepSaves(items=chunk))
         for chunk in _chunks(steps, _step_size, budget)
@@ -849,7 +930,17 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
         timezone=o.timezone,
         concurrency=o.concurrency,
         schedules=[worker_pb2.StaticSchedule(name=n, cron=c) for n, c in o.schedules],
+        subscriptions=[
+            worker_pb2.EventSubscription(
+                event=event, filter_json=json.dumps(dict(o.filter)) if o.filter else ""
+            )
+            for event in o.on
+        ],
     )
     if o.window is not None:
         definition.window.CopyFrom(worker_pb2.Window(start=o.window[0], end=o.window[1]))
+    for state, seconds in o.retention:
+        setattr(definition.retention, f"{state}_seconds", seconds)
+    if o.redact_after is not None:
+        definition.retention.redact_after_seconds = o.redact_after
     return definition

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import json
 import math
 import pickle
 import re
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from . import typed
+from . import durations, typed
 from .context import Event
 from .errors import TaskDefinitionError
 
@@ -33,8 +34,13 @@ class TaskOptions:
     """Everything @task accepts besides the handler."""
 
     name: str
+    #: the most pool processes of this task (its pool's, when shared) one worker runs
     processes: int = 1
     threads: int = 1
+    #: a shared pool's name (tasks naming the same pool share its processes); None: own pool
+    pool: str | None = None
+    #: pool processes kept running while idle (the rest start on demand, stop when idle)
+    min_processes: int = 0
     max_attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 300.0
@@ -48,6 +54,14 @@ class TaskOptions:
     prefetch: int | None = None
     #: static cron schedules: (name, expression) pairs
     schedules: tuple[tuple[str, str], ...] = ()
+    #: events that create an execution (@task(on=...)), and the payload filter for them
+    on: tuple[str, ...] = ()
+    filter: tuple[tuple[str, Any], ...] = ()
+    #: seconds finished executions are kept, per final state: (state, seconds) pairs; a
+    #: state not named takes the coordinator's default
+    retention: tuple[tuple[str, float], ...] = ()
+    #: seconds after the end when payload, result, step results and error texts are dropped
+    redact_after: float | None = None
 
     @property
     def slots(self) -> int:
@@ -110,6 +124,8 @@ def task(
     name: str | None = None,
     processes: int = 1,
     threads: int = 1,
+    pool: str | None = None,
+    min_processes: int = 0,
     max_attempts: int = 3,
     backoff: float = 1.0,
     max_backoff: float = 300.0,
@@ -121,6 +137,10 @@ def task(
     concurrency: int = 0,
     prefetch: int | None = None,
     cron: str | Iterable[str] | Mapping[str, str] | None = None,
+    on: str | Iterable[str] = (),
+    filter: Mapping[str, Any] | None = None,
+    retention: Mapping[str, float | str] | None = None,
+    redact_after: float | str | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -132,16 +152,36 @@ def task(
     mostly wait on I/O): in threads for a `def` handler, as coroutines on the process's event
     loop for an `async def` one. A process that dies then fails every run it had started.
 
+    `processes` is the most pool processes that run this task on one worker: they start when
+    leases arrive and stop after the worker's pool idle timeout, except `min_processes` of
+    them, which start with the worker and stay. `pool="io"` runs the task in a pool shared
+    with the other tasks that name it (the pool's size is the largest `processes` and
+    `threads` among them); a crash then fails only the run of the process that crashed.
+
     `cron` declares static schedules, read in `timezone`: one expression, a list of them
     (each named by its expression) or a dict {name: expression}. `event.schedule` tells the
     handler which one fired it (None for a direct invoke).
+
+    `on` subscribes the task to one event name or a list of them: every emitted event of
+    such a name whose payload matches `filter` creates one execution with the event's
+    payload. `filter` is {dotted.path: value}: each path must equal its value (JSON
+    equality), e.g. {"region": "eu", "customer.tier": "gold"} (docs/workflows.md).
+
+    `retention` keeps finished executions for a while per final state, e.g.
+    `{"succeeded": "7d", "failed": "30d", "cancelled": "7d"}` (seconds or "90s", "15m",
+    "12h", "7d", "2w"; 0 deletes them as soon as they finish); a state left out takes the
+    coordinator's default. `redact_after` drops payload, result, step results and error
+    texts that long after the end, while the run's metadata stays until it is deleted.
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
+        task_name = name or f.__name__
         options = TaskOptions(
-            name=name or f.__name__,
+            name=task_name,
             processes=processes,
             threads=threads,
+            pool=pool,
+            min_processes=min_processes,
             max_attempts=max_attempts,
             backoff=backoff,
             max_backoff=max_backoff,
@@ -153,6 +193,10 @@ def task(
             concurrency=concurrency,
             prefetch=prefetch,
             schedules=_schedules(cron),
+            on=(on,) if isinstance(on, str) else tuple(on),
+            filter=tuple(dict(filter or {}).items()),
+            retention=_retention(task_name, retention),
+            redact_after=_duration(task_name, "redact_after", redact_after),
         )
         validate_options(options)
         defined = Task(f, options)
@@ -160,6 +204,37 @@ def task(
         return defined
 
     return decorate(fn) if fn is not None else decorate
+
+
+_FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def _duration(task_name: str, option: str, value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return durations.seconds(value)
+    except ValueError as exc:
+        raise TaskDefinitionError(f"task {task_name!r}: {option}: {exc}") from None
+
+
+def _retention(
+    task_name: str, retention: Mapping[str, float | str] | None
+) -> tuple[tuple[str, float], ...]:
+    if retention is None:
+        return ()
+    if not isinstance(retention, Mapping):
+        raise TaskDefinitionError(f"task {task_name!r}: retention: must be a dict of "
+                                  f"{', '.join(_FINAL_STATES)} to durations")
+    pairs = []
+    for state, value in retention.items():
+        if state not in _FINAL_STATES:
+            raise TaskDefinitionError(f"task {task_name!r}: retention: unknown state {state!r}; "
+                                      f"known: {', '.join(_FINAL_STATES)}")
+        seconds = _duration(task_name, f"retention[{state!r}]", value)
+        assert seconds is not None
+        pairs.append((state, seconds))
+    return tuple(pairs)
 
 
 def _schedules(cron: str | Iterable[str] | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -186,9 +261,14 @@ def validate_options(o: TaskOptions) -> None:
         ("max_attempts", o.max_attempts, 1),
         ("concurrency", o.concurrency, 0),
         ("prefetch", 0 if o.prefetch is None else o.prefetch, 0),
+        ("min_processes", o.min_processes, 0),
     ):
         if not isinstance(value, int) or value < low:
             fail(option, f"must be an integer >= {low}, got {value!r}")
+    if o.min_processes > o.processes:
+        fail("min_processes", f"must be <= processes ({o.processes}), got {o.min_processes}")
+    if o.pool is not None and not (isinstance(o.pool, str) and _NAME.match(o.pool)):
+        fail("pool", f"1-200 characters of letters, digits and _ . : -, got {o.pool!r}")
     _validate_retry(o, fail)
     try:
         ZoneInfo(o.timezone)
@@ -199,6 +279,25 @@ def validate_options(o: TaskOptions) -> None:
     for name, expression in o.schedules:
         if len(expression.split()) != 5 or not croniter.is_valid(expression):
             fail("cron", f"{expression!r} ({name}) is not a 5-field cron expression")
+    _validate_events(o, fail)
+
+
+def _validate_events(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    for event in o.on:
+        if not isinstance(event, str) or not _NAME.match(event):
+            fail("on", f"{event!r} is not an event name (1-200 characters of letters, digits"
+                 " and _ . : -)")
+    if len(set(o.on)) != len(o.on):
+        fail("on", "lists an event twice")
+    if o.filter and not o.on:
+        fail("filter", "needs on=... (the events it filters)")
+    for path, value in o.filter:
+        if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
+            fail("filter", f"key {path!r} is not a dotted path")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            fail("filter", f"value of {path!r} is not JSON: {exc}")
 
 
 def _validate_retry(o: TaskOptions, fail: Callable[[str, str], None]) -> None:

@@ -23,6 +23,62 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _WaitKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WaitKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WaitKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WAIT_KIND_UNSPECIFIED: _WaitKind.ValueType  # 0
+    """Never sent."""
+    WAIT_KIND_CHILDREN: _WaitKind.ValueType  # 1
+    """Child executions created by this call (the first one for the step)."""
+    WAIT_KIND_SIGNAL: _WaitKind.ValueType  # 2
+    """A signal sent to the execution."""
+    WAIT_KIND_EVENT: _WaitKind.ValueType  # 3
+    """An event emitted after the wait began."""
+
+class WaitKind(_WaitKind, metaclass=_WaitKindEnumTypeWrapper):
+    """What a workflow wait waits for."""
+
+WAIT_KIND_UNSPECIFIED: WaitKind.ValueType  # 0
+"""Never sent."""
+WAIT_KIND_CHILDREN: WaitKind.ValueType  # 1
+"""Child executions created by this call (the first one for the step)."""
+WAIT_KIND_SIGNAL: WaitKind.ValueType  # 2
+"""A signal sent to the execution."""
+WAIT_KIND_EVENT: WaitKind.ValueType  # 3
+"""An event emitted after the wait began."""
+Global___WaitKind: _TypeAlias = WaitKind  # noqa: Y015
+
+class _BulkAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BulkActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BulkAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BULK_ACTION_UNSPECIFIED: _BulkAction.ValueType  # 0
+    """Never valid."""
+    BULK_ACTION_CANCEL: _BulkAction.ValueType  # 1
+    """Cancel pending executions at once and running ones at their next step or checkpoint."""
+    BULK_ACTION_RETRY: _BulkAction.ValueType  # 2
+    """Retry failed and cancelled executions in place (as RetryExecution)."""
+    BULK_ACTION_DELETE: _BulkAction.ValueType  # 3
+    """Delete finished executions with their steps and attempts."""
+
+class BulkAction(_BulkAction, metaclass=_BulkActionEnumTypeWrapper):
+    """What a bulk operation does."""
+
+BULK_ACTION_UNSPECIFIED: BulkAction.ValueType  # 0
+"""Never valid."""
+BULK_ACTION_CANCEL: BulkAction.ValueType  # 1
+"""Cancel pending executions at once and running ones at their next step or checkpoint."""
+BULK_ACTION_RETRY: BulkAction.ValueType  # 2
+"""Retry failed and cancelled executions in place (as RetryExecution)."""
+BULK_ACTION_DELETE: BulkAction.ValueType  # 3
+"""Delete finished executions with their steps and attempts."""
+Global___BulkAction: _TypeAlias = BulkAction  # noqa: Y015
+
 class _MissedFirePolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -50,6 +106,542 @@ MISSED_FIRE_POLICY_SKIP: MissedFirePolicy.ValueType  # 2
 MISSED_FIRE_POLICY_ALL: MissedFirePolicy.ValueType  # 3
 """Run every missed fire, up to missed_limit of the most recent ones."""
 Global___MissedFirePolicy: _TypeAlias = MissedFirePolicy  # noqa: Y015
+
+@_typing.final
+class EmitRequest(_message.Message):
+    """Request for Emit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    DEDUPE_KEY_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event's name: 1-200 characters of A-Z a-z 0-9 _ . : -"""
+    payload_json: _builtins.str
+    """The payload as JSON text; empty means null."""
+    dedupe_key: _builtins.str
+    """If set, an event with this key was emitted before: nothing is created (forever)."""
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        dedupe_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "event", b"event", "payload_json", b"payload_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmitRequest: _TypeAlias = EmitRequest  # noqa: Y015
+
+@_typing.final
+class EmitResponse(_message.Message):
+    """Response for Emit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The executions created for subscribed tasks, ascending."""
+
+    def __init__(
+        self,
+        *,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmitResponse: _TypeAlias = EmitResponse  # noqa: Y015
+
+@_typing.final
+class SignalRequest(_message.Message):
+    """Request for Signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution to signal."""
+    name: _builtins.str
+    """The signal's name (what ctx.wait_for_signal waits for)."""
+    payload_json: _builtins.str
+    """The payload as JSON text; empty means null."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "name", b"name", "payload_json", b"payload_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRequest: _TypeAlias = SignalRequest  # noqa: Y015
+
+@_typing.final
+class SignalResponse(_message.Message):
+    """Response for Signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalResponse: _TypeAlias = SignalResponse  # noqa: Y015
+
+@_typing.final
+class WorkflowWaitRequest(_message.Message):
+    """Request for WorkflowWait."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MATCH_JSON_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    PAYLOADS_JSON_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The running execution that waits, and its lease token."""
+    lease_token: _builtins.str
+    step: _builtins.str
+    """The step name the outcome is recorded under (once per execution)."""
+    kind: Global___WaitKind.ValueType
+    name: _builtins.str
+    """The signal's or event's name."""
+    match_json: _builtins.str
+    """Event filter: a JSON object of dotted payload paths and the values they must equal."""
+    timeout_seconds: _builtins.float
+    """Seconds until the wait times out; 0: never."""
+    task: _builtins.str
+    """Children: their task, one execution per payload, and options (priority, queue)."""
+    @_builtins.property
+    def payloads_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def options(self) -> Global___InvokeOptions: ...
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        lease_token: _builtins.str = ...,
+        step: _builtins.str = ...,
+        kind: Global___WaitKind.ValueType = ...,
+        name: _builtins.str = ...,
+        match_json: _builtins.str = ...,
+        timeout_seconds: _builtins.float = ...,
+        task: _builtins.str = ...,
+        payloads_json: _abc.Iterable[_builtins.str] | None = ...,
+        options: Global___InvokeOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "kind", b"kind", "lease_token", b"lease_token", "match_json", b"match_json", "name", b"name", "options", b"options", "payloads_json", b"payloads_json", "step", b"step", "task", b"task", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowWaitRequest: _TypeAlias = WorkflowWaitRequest  # noqa: Y015
+
+@_typing.final
+class WorkflowWaitResponse(_message.Message):
+    """Response for WorkflowWait."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAITING_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    waiting: _builtins.bool
+    """True while the wait goes on (the handler releases the execution; it is resumed when
+    the wait is over); false: the step's recorded outcome is in result_json.
+    """
+    result_json: _builtins.str
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Children: their ids, in payload order (while waiting)."""
+
+    def __init__(
+        self,
+        *,
+        waiting: _builtins.bool = ...,
+        result_json: _builtins.str = ...,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids", "result_json", b"result_json", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowWaitResponse: _TypeAlias = WorkflowWaitResponse  # noqa: Y015
+
+@_typing.final
+class ListAttemptsRequest(_message.Message):
+    """Request for ListAttempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAttemptsRequest: _TypeAlias = ListAttemptsRequest  # noqa: Y015
+
+@_typing.final
+class ListAttemptsResponse(_message.Message):
+    """Response for ListAttempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attempt]:
+        """Its runs, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAttemptsResponse: _TypeAlias = ListAttemptsResponse  # noqa: Y015
+
+@_typing.final
+class RerunExecutionRequest(_message.Message):
+    """Request for RerunExecution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    FROM_STEP_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """A finished execution (succeeded, failed or cancelled)."""
+    from_step: _builtins.str
+    """Copy the steps recorded before this one; empty: copy none (a fresh run)."""
+    payload_json: _builtins.str
+    """The new execution's payload as JSON text; unset: the original's payload."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        from_step: _builtins.str = ...,
+        payload_json: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_payload_json", b"_payload_json", "payload_json", b"payload_json"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payload_json", b"_payload_json", "execution_id", b"execution_id", "from_step", b"from_step", "payload_json", b"payload_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__payload_json: _TypeAlias = _typing.Literal["payload_json"]  # noqa: Y015
+    _WhichOneofArgType__payload_json: _TypeAlias = _typing.Literal["_payload_json", b"_payload_json"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payload_json) -> _WhichOneofReturnType__payload_json | None: ...
+
+Global___RerunExecutionRequest: _TypeAlias = RerunExecutionRequest  # noqa: Y015
+
+@_typing.final
+class RetryExecutionRequest(_message.Message):
+    """Request for RetryExecution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """A failed or cancelled execution."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryExecutionRequest: _TypeAlias = RetryExecutionRequest  # noqa: Y015
+
+@_typing.final
+class ExecutionFilter(_message.Message):
+    """Which executions a bulk operation applies to. Fields combine with AND; an empty field
+    does not filter.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """Executions of this task."""
+    queue: _builtins.str
+    """In this queue."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ExecutionState.ValueType]:
+        """In one of these states."""
+
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Created at or after this time."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Created before this time."""
+
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        states: _abc.Iterable[_common_pb2.ExecutionState.ValueType] | None = ...,
+        queue: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionFilter: _TypeAlias = ExecutionFilter  # noqa: Y015
+
+@_typing.final
+class BulkExecutionsRequest(_message.Message):
+    """Request for BulkExecutions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    action: Global___BulkAction.ValueType
+    """What to do."""
+    dry_run: _builtins.bool
+    """Only count what the action would apply to; change nothing."""
+    all: _builtins.bool
+    """Required to delete with an empty filter (every finished execution)."""
+    @_builtins.property
+    def filter(self) -> Global___ExecutionFilter:
+        """To which executions."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___BulkAction.ValueType = ...,
+        filter: Global___ExecutionFilter | None = ...,
+        dry_run: _builtins.bool = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "all", b"all", "dry_run", b"dry_run", "filter", b"filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkExecutionsRequest: _TypeAlias = BulkExecutionsRequest  # noqa: Y015
+
+@_typing.final
+class BulkExecutionsResponse(_message.Message):
+    """Response for BulkExecutions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATCHED_FIELD_NUMBER: _builtins.int
+    AFFECTED_FIELD_NUMBER: _builtins.int
+    matched: _builtins.int
+    """Executions the action applies to (with dry_run: would apply to)."""
+    affected: _builtins.int
+    """Executions it changed (0 with dry_run). Repeating a call changes nothing more."""
+    def __init__(
+        self,
+        *,
+        matched: _builtins.int = ...,
+        affected: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected", b"affected", "matched", b"matched"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkExecutionsResponse: _TypeAlias = BulkExecutionsResponse  # noqa: Y015
+
+@_typing.final
+class ListTasksRequest(_message.Message):
+    """Request for ListTasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksRequest: _TypeAlias = ListTasksRequest  # noqa: Y015
+
+@_typing.final
+class TaskInfo(_message.Message):
+    """A registered task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
+    RETENTION_SUCCEEDED_SECONDS_FIELD_NUMBER: _builtins.int
+    RETENTION_FAILED_SECONDS_FIELD_NUMBER: _builtins.int
+    RETENTION_CANCELLED_SECONDS_FIELD_NUMBER: _builtins.int
+    REDACT_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Its name."""
+    stale: _builtins.bool
+    """True when nobody has served it for longer than the coordinator's --task-stale-after."""
+    retention_succeeded_seconds: _builtins.float
+    """Retention in force, in seconds (the task's own or the coordinator's default); a
+    negative redact_after_seconds means never.
+    """
+    retention_failed_seconds: _builtins.float
+    retention_cancelled_seconds: _builtins.float
+    redact_after_seconds: _builtins.float
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Workers connected now that serve it."""
+
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp:
+        """When a worker last registered or served it (heartbeat)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        workers: _abc.Iterable[_builtins.str] | None = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+        stale: _builtins.bool = ...,
+        retention_succeeded_seconds: _builtins.float = ...,
+        retention_failed_seconds: _builtins.float = ...,
+        retention_cancelled_seconds: _builtins.float = ...,
+        redact_after_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen", "name", b"name", "redact_after_seconds", b"redact_after_seconds", "retention_cancelled_seconds", b"retention_cancelled_seconds", "retention_failed_seconds", b"retention_failed_seconds", "retention_succeeded_seconds", b"retention_succeeded_seconds", "stale", b"stale", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskInfo: _TypeAlias = TaskInfo  # noqa: Y015
+
+@_typing.final
+class ListTasksResponse(_message.Message):
+    """Response for ListTasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskInfo]:
+        """The tasks, by name."""
+
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___TaskInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class DeleteTaskRequest(_message.Message):
+    """Request for DeleteTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The task."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTaskRequest: _TypeAlias = DeleteTaskRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTaskResponse(_message.Message):
+    """Response for DeleteTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_SCHEDULES_FIELD_NUMBER: _builtins.int
+    deleted_schedules: _builtins.int
+    """Schedules deleted with it."""
+    def __init__(
+        self,
+        *,
+        deleted_schedules: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_schedules", b"deleted_schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTaskResponse: _TypeAlias = DeleteTaskResponse  # noqa: Y015
 
 @_typing.final
 class ListStepsRequest(_message.Message):
@@ -254,6 +846,7 @@ class QueueStats(_message.Message):
     WAITING_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
     OLDEST_READY_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    LIVE_WORKERS_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """The task."""
     ready: _builtins.int
@@ -264,6 +857,8 @@ class QueueStats(_message.Message):
     """Executions running now."""
     oldest_ready_age_seconds: _builtins.float
     """Seconds since the oldest ready execution became ready (0 when none is ready)."""
+    live_workers: _builtins.int
+    """Workers connected now that serve this task (0: nothing will run it)."""
     def __init__(
         self,
         *,
@@ -272,10 +867,11 @@ class QueueStats(_message.Message):
         waiting: _builtins.int = ...,
         running: _builtins.int = ...,
         oldest_ready_age_seconds: _builtins.float = ...,
+        live_workers: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["oldest_ready_age_seconds", b"oldest_ready_age_seconds", "ready", b"ready", "running", b"running", "task", b"task", "waiting", b"waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["live_workers", b"live_workers", "oldest_ready_age_seconds", b"oldest_ready_age_seconds", "ready", b"ready", "running", b"running", "task", b"task", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -751,6 +1347,7 @@ class ListExecutionsRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Only executions of this task; empty for all."""
     queue: _builtins.str
@@ -759,6 +1356,8 @@ class ListExecutionsRequest(_message.Message):
     """Page size, 1..1000; 0 means 100."""
     page_token: _builtins.str
     """The next_page_token of a previous response; empty for the first page."""
+    parent_id: _builtins.str
+    """Only the children of this execution; empty for all."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ExecutionState.ValueType]:
         """Only executions in these states; empty for all."""
@@ -771,10 +1370,11 @@ class ListExecutionsRequest(_message.Message):
         queue: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        parent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -98,6 +98,51 @@ class ConductorServiceStub:
                 request_serializer=conductor_dot_v1_dot_client__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=conductor_dot_v1_dot_client__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.Emit = channel.unary_unary(
+                '/conductor.v1.ConductorService/Emit',
+                request_serializer=conductor_dot_v1_dot_client__pb2.EmitRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.EmitResponse.FromString,
+                _registered_method=True)
+        self.Signal = channel.unary_unary(
+                '/conductor.v1.ConductorService/Signal',
+                request_serializer=conductor_dot_v1_dot_client__pb2.SignalRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.SignalResponse.FromString,
+                _registered_method=True)
+        self.WorkflowWait = channel.unary_unary(
+                '/conductor.v1.ConductorService/WorkflowWait',
+                request_serializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitResponse.FromString,
+                _registered_method=True)
+        self.ListAttempts = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListAttempts',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListAttemptsRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListAttemptsResponse.FromString,
+                _registered_method=True)
+        self.RerunExecution = channel.unary_unary(
+                '/conductor.v1.ConductorService/RerunExecution',
+                request_serializer=conductor_dot_v1_dot_client__pb2.RerunExecutionRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_common__pb2.Execution.FromString,
+                _registered_method=True)
+        self.RetryExecution = channel.unary_unary(
+                '/conductor.v1.ConductorService/RetryExecution',
+                request_serializer=conductor_dot_v1_dot_client__pb2.RetryExecutionRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_common__pb2.Execution.FromString,
+                _registered_method=True)
+        self.BulkExecutions = channel.unary_unary(
+                '/conductor.v1.ConductorService/BulkExecutions',
+                request_serializer=conductor_dot_v1_dot_client__pb2.BulkExecutionsRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.BulkExecutionsResponse.FromString,
+                _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListTasks',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.DeleteTask = channel.unary_unary(
+                '/conductor.v1.ConductorService/DeleteTask',
+                request_serializer=conductor_dot_v1_dot_client__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.DeleteTaskResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -190,6 +235,76 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Emit(self, request, context):
+        """Emit an event: one execution per subscribed task whose filter matches (in one
+        transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Signal(self, request, context):
+        """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+        A finished execution: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WorkflowWait(self, request, context):
+        """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+        ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+        its lease token. A stale token: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAttempts(self, request, context):
+        """Every run of an execution, oldest first (as in Execution.attempts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerunExecution(self, request, context):
+        """Create a new execution of a finished one's task (linked by rerun_of); with from_step,
+        the steps recorded before that step are copied, so only it and the later ones run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryExecution(self, request, context):
+        """Run a failed or cancelled execution again, in place: its recorded steps are kept (only
+        what had not completed runs), its attempts start over, its history stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkExecutions(self, request, context):
+        """Cancel, retry or delete every execution matching a filter, in bounded batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTasks(self, request, context):
+        """Registered tasks, with the workers serving them now and when they were last seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTask(self, request, context):
+        """Remove a task nobody serves (its schedules go with it); refused while executions of it
+        remain or a worker serves it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +367,51 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=conductor_dot_v1_dot_client__pb2.ListQueuesRequest.FromString,
                     response_serializer=conductor_dot_v1_dot_client__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'Emit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Emit,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.EmitRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.EmitResponse.SerializeToString,
+            ),
+            'Signal': grpc.unary_unary_rpc_method_handler(
+                    servicer.Signal,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.SignalRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.SignalResponse.SerializeToString,
+            ),
+            'WorkflowWait': grpc.unary_unary_rpc_method_handler(
+                    servicer.WorkflowWait,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.WorkflowWaitResponse.SerializeToString,
+            ),
+            'ListAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAttempts,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListAttemptsRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListAttemptsResponse.SerializeToString,
+            ),
+            'RerunExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunExecution,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.RerunExecutionRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_common__pb2.Execution.SerializeToString,
+            ),
+            'RetryExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryExecution,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.RetryExecutionRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_common__pb2.Execution.SerializeToString,
+            ),
+            'BulkExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkExecutions,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.BulkExecutionsRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.BulkExecutionsResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListTasksRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'DeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTask,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.DeleteTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -581,6 +741,249 @@ class ConductorService:
             '/conductor.v1.ConductorService/ListQueues',
             conductor_dot_v1_dot_client__pb2.ListQueuesRequest.SerializeToString,
             conductor_dot_v1_dot_client__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Emit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/Emit',
+            conductor_dot_v1_dot_client__pb2.EmitRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.EmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Signal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/Signal',
+            conductor_dot_v1_dot_client__pb2.SignalRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.SignalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WorkflowWait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/WorkflowWait',
+            conductor_dot_v1_dot_client__pb2.WorkflowWaitRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.WorkflowWaitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListAttempts',
+            conductor_dot_v1_dot_client__pb2.ListAttemptsRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/RerunExecution',
+            conductor_dot_v1_dot_client__pb2.RerunExecutionRequest.SerializeToString,
+            conductor_dot_v1_dot_common__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/RetryExecution',
+            conductor_dot_v1_dot_client__pb2.RetryExecutionRequest.SerializeToString,
+            conductor_dot_v1_dot_common__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/BulkExecutions',
+            conductor_dot_v1_dot_client__pb2.BulkExecutionsRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.BulkExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListTasks',
+            conductor_dot_v1_dot_client__pb2.ListTasksRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/DeleteTask',
+            conductor_dot_v1_dot_client__pb2.DeleteTaskRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.DeleteTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,37 @@ class ConductorServiceStub:
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    Emit: _grpc.UnaryUnaryMultiCallable[_client_pb2.EmitRequest, _client_pb2.EmitResponse]
+    """Emit an event: one execution per subscribed task whose filter matches (in one
+    transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+    """
+    Signal: _grpc.UnaryUnaryMultiCallable[_client_pb2.SignalRequest, _client_pb2.SignalResponse]
+    """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+    A finished execution: FAILED_PRECONDITION.
+    """
+    WorkflowWait: _grpc.UnaryUnaryMultiCallable[_client_pb2.WorkflowWaitRequest, _client_pb2.WorkflowWaitResponse]
+    """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+    ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+    its lease token. A stale token: FAILED_PRECONDITION.
+    """
+    ListAttempts: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListAttemptsRequest, _client_pb2.ListAttemptsResponse]
+    """Every run of an execution, oldest first (as in Execution.attempts)."""
+    RerunExecution: _grpc.UnaryUnaryMultiCallable[_client_pb2.RerunExecutionRequest, _common_pb2.Execution]
+    """Create a new execution of a finished one's task (linked by rerun_of); with from_step,
+    the steps recorded before that step are copied, so only it and the later ones run.
+    """
+    RetryExecution: _grpc.UnaryUnaryMultiCallable[_client_pb2.RetryExecutionRequest, _common_pb2.Execution]
+    """Run a failed or cancelled execution again, in place: its recorded steps are kept (only
+    what had not completed runs), its attempts start over, its history stays.
+    """
+    BulkExecutions: _grpc.UnaryUnaryMultiCallable[_client_pb2.BulkExecutionsRequest, _client_pb2.BulkExecutionsResponse]
+    """Cancel, retry or delete every execution matching a filter, in bounded batches."""
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListTasksRequest, _client_pb2.ListTasksResponse]
+    """Registered tasks, with the workers serving them now and when they were last seen."""
+    DeleteTask: _grpc.UnaryUnaryMultiCallable[_client_pb2.DeleteTaskRequest, _client_pb2.DeleteTaskResponse]
+    """Remove a task nobody serves (its schedules go with it); refused while executions of it
+    remain or a worker serves it.
+    """
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -96,6 +127,37 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """Workers connected now (to any coordinator), with their tasks and leases."""
     ListQueues: _aio.UnaryUnaryMultiCallable[_client_pb2.ListQueuesRequest, _client_pb2.ListQueuesResponse]  # type: ignore[assignment]
     """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+    Emit: _aio.UnaryUnaryMultiCallable[_client_pb2.EmitRequest, _client_pb2.EmitResponse]  # type: ignore[assignment]
+    """Emit an event: one execution per subscribed task whose filter matches (in one
+    transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+    """
+    Signal: _aio.UnaryUnaryMultiCallable[_client_pb2.SignalRequest, _client_pb2.SignalResponse]  # type: ignore[assignment]
+    """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+    A finished execution: FAILED_PRECONDITION.
+    """
+    WorkflowWait: _aio.UnaryUnaryMultiCallable[_client_pb2.WorkflowWaitRequest, _client_pb2.WorkflowWaitResponse]  # type: ignore[assignment]
+    """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+    ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+    its lease token. A stale token: FAILED_PRECONDITION.
+    """
+    ListAttempts: _aio.UnaryUnaryMultiCallable[_client_pb2.ListAttemptsRequest, _client_pb2.ListAttemptsResponse]  # type: ignore[assignment]
+    """Every run of an execution, oldest first (as in Execution.attempts)."""
+    RerunExecution: _aio.UnaryUnaryMultiCallable[_client_pb2.RerunExecutionRequest, _common_pb2.Execution]  # type: ignore[assignment]
+    """Create a new execution of a finished one's task (linked by rerun_of); with from_step,
+    the steps recorded before that step are copied, so only it and the later ones run.
+    """
+    RetryExecution: _aio.UnaryUnaryMultiCallable[_client_pb2.RetryExecutionRequest, _common_pb2.Execution]  # type: ignore[assignment]
+    """Run a failed or cancelled execution again, in place: its recorded steps are kept (only
+    what had not completed runs), its attempts start over, its history stays.
+    """
+    BulkExecutions: _aio.UnaryUnaryMultiCallable[_client_pb2.BulkExecutionsRequest, _client_pb2.BulkExecutionsResponse]  # type: ignore[assignment]
+    """Cancel, retry or delete every execution matching a filter, in bounded batches."""
+    ListTasks: _aio.UnaryUnaryMultiCallable[_client_pb2.ListTasksRequest, _client_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """Registered tasks, with the workers serving them now and when they were last seen."""
+    DeleteTask: _aio.UnaryUnaryMultiCallable[_client_pb2.DeleteTaskRequest, _client_pb2.DeleteTaskResponse]  # type: ignore[assignment]
+    """Remove a task nobody serves (its schedules go with it); refused while executions of it
+    remain or a worker serves it.
+    """
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -198,5 +260,90 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListQueuesResponse, _abc.Awaitable[_client_pb2.ListQueuesResponse]]:
         """Per-task queue figures: ready, waiting and running executions, oldest ready age."""
+
+    @_abc_1.abstractmethod
+    def Emit(
+        self,
+        request: _client_pb2.EmitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.EmitResponse, _abc.Awaitable[_client_pb2.EmitResponse]]:
+        """Emit an event: one execution per subscribed task whose filter matches (in one
+        transaction), and the waits for it (ctx.wait_for_event) that match are resolved.
+        """
+
+    @_abc_1.abstractmethod
+    def Signal(
+        self,
+        request: _client_pb2.SignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.SignalResponse, _abc.Awaitable[_client_pb2.SignalResponse]]:
+        """Send a signal to an unfinished execution (ctx.wait_for_signal); kept until it is taken.
+        A finished execution: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def WorkflowWait(
+        self,
+        request: _client_pb2.WorkflowWaitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.WorkflowWaitResponse, _abc.Awaitable[_client_pb2.WorkflowWaitResponse]]:
+        """For the worker SDK (ctx.invoke, ctx.invoke_many, ctx.wait_for_event,
+        ctx.wait_for_signal): begin or look at a durable wait of a running execution, fenced by
+        its lease token. A stale token: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAttempts(
+        self,
+        request: _client_pb2.ListAttemptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListAttemptsResponse, _abc.Awaitable[_client_pb2.ListAttemptsResponse]]:
+        """Every run of an execution, oldest first (as in Execution.attempts)."""
+
+    @_abc_1.abstractmethod
+    def RerunExecution(
+        self,
+        request: _client_pb2.RerunExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Execution, _abc.Awaitable[_common_pb2.Execution]]:
+        """Create a new execution of a finished one's task (linked by rerun_of); with from_step,
+        the steps recorded before that step are copied, so only it and the later ones run.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryExecution(
+        self,
+        request: _client_pb2.RetryExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Execution, _abc.Awaitable[_common_pb2.Execution]]:
+        """Run a failed or cancelled execution again, in place: its recorded steps are kept (only
+        what had not completed runs), its attempts start over, its history stays.
+        """
+
+    @_abc_1.abstractmethod
+    def BulkExecutions(
+        self,
+        request: _client_pb2.BulkExecutionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.BulkExecutionsResponse, _abc.Awaitable[_client_pb2.BulkExecutionsResponse]]:
+        """Cancel, retry or delete every execution matching a filter, in bounded batches."""
+
+    @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _client_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListTasksResponse, _abc.Awaitable[_client_pb2.ListTasksResponse]]:
+        """Registered tasks, with the workers serving them now and when they were last seen."""
+
+    @_abc_1.abstractmethod
+    def DeleteTask(
+        self,
+        request: _client_pb2.DeleteTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.DeleteTaskResponse, _abc.Awaitable[_client_pb2.DeleteTaskResponse]]:
+        """Remove a task nobody serves (its schedules go with it); refused while executions of it
+        remain or a worker serves it.
+        """
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,9 +3,11 @@
 isort:skip_file
 Types shared by the client API and the worker protocol."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -53,6 +55,46 @@ EXECUTION_STATE_FAILED: ExecutionState.ValueType  # 4
 EXECUTION_STATE_CANCELLED: ExecutionState.ValueType  # 5
 """Finished: cancelled before it completed."""
 Global___ExecutionState: _TypeAlias = ExecutionState  # noqa: Y015
+
+class _AttemptOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttemptOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTEMPT_OUTCOME_UNSPECIFIED: _AttemptOutcome.ValueType  # 0
+    """Never sent."""
+    ATTEMPT_OUTCOME_RUNNING: _AttemptOutcome.ValueType  # 1
+    """Still running (the last run of a running execution)."""
+    ATTEMPT_OUTCOME_SUCCEEDED: _AttemptOutcome.ValueType  # 2
+    """The handler returned."""
+    ATTEMPT_OUTCOME_FAILED: _AttemptOutcome.ValueType  # 3
+    """It failed (error set): retried after a backoff, or the execution failed for good.
+    A worker that stopped heartbeating fails its runs with error type WorkerLost.
+    """
+    ATTEMPT_OUTCOME_RELEASED: _AttemptOutcome.ValueType  # 4
+    """Released without counting an attempt (reason says why: shutdown, window, sleep ...)."""
+    ATTEMPT_OUTCOME_CANCELLED: _AttemptOutcome.ValueType  # 5
+    """Ended because the execution was cancelled."""
+
+class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
+    """How a run of an execution ended."""
+
+ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome.ValueType  # 0
+"""Never sent."""
+ATTEMPT_OUTCOME_RUNNING: AttemptOutcome.ValueType  # 1
+"""Still running (the last run of a running execution)."""
+ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome.ValueType  # 2
+"""The handler returned."""
+ATTEMPT_OUTCOME_FAILED: AttemptOutcome.ValueType  # 3
+"""It failed (error set): retried after a backoff, or the execution failed for good.
+A worker that stopped heartbeating fails its runs with error type WorkerLost.
+"""
+ATTEMPT_OUTCOME_RELEASED: AttemptOutcome.ValueType  # 4
+"""Released without counting an attempt (reason says why: shutdown, window, sleep ...)."""
+ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome.ValueType  # 5
+"""Ended because the execution was cancelled."""
+Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
 @_typing.final
 class ErrorInfo(_message.Message):
@@ -108,6 +150,11 @@ class Execution(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     FIRE_TIME_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
+    REDACTED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier, unique in the database."""
     task: _builtins.str
@@ -132,6 +179,14 @@ class Execution(_message.Message):
     """True once cancellation was requested for a running execution."""
     schedule: _builtins.str
     """Name of the cron schedule that created it; empty for a direct invoke."""
+    parent_id: _builtins.str
+    """The execution whose ctx.invoke created this one; empty for others."""
+    waiting_for: _builtins.str
+    """What a pending execution waits for: "children:STEP", "signal:STEP" or "event:STEP";
+    empty when it does not wait.
+    """
+    rerun_of: _builtins.str
+    """The execution this one reruns (RerunExecution); empty otherwise."""
     @_builtins.property
     def error(self) -> Global___ErrorInfo:
         """The last error; set when the last attempt failed (and so when state is FAILED)."""
@@ -156,6 +211,18 @@ class Execution(_message.Message):
     def fire_time(self) -> _timestamp_pb2.Timestamp:
         """The fire time it was created for (with schedule)."""
 
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
+        """Every run so far, oldest first: ended attempts, releases, and the run going on now.
+        Filled by GetExecution and WaitExecution (not by ListExecutions).
+        """
+
+    @_builtins.property
+    def redacted_at(self) -> _timestamp_pb2.Timestamp:
+        """When its payload, result, step results and error texts were dropped (the task's
+        redact_after); unset while they are kept.
+        """
+
     def __init__(
         self,
         *,
@@ -177,11 +244,72 @@ class Execution(_message.Message):
         cancel_requested: _builtins.bool = ...,
         schedule: _builtins.str = ...,
         fire_time: _timestamp_pb2.Timestamp | None = ...,
+        parent_id: _builtins.str = ...,
+        waiting_for: _builtins.str = ...,
+        attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        rerun_of: _builtins.str = ...,
+        redacted_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "redacted_at", b"redacted_at", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "parent_id", b"parent_id", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "redacted_at", b"redacted_at", "rerun_of", b"rerun_of", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Execution: _TypeAlias = Execution  # noqa: Y015
+
+@_typing.final
+class Attempt(_message.Message):
+    """One run of an execution: an attempt, or a release that gave its attempt back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """1-based run number over the execution's life (releases included)."""
+    attempt: _builtins.int
+    """The attempt it counted as (a release's run shares its number with the next one)."""
+    worker_id: _builtins.str
+    """The worker that ran it (empty for runs the coordinator ended itself)."""
+    outcome: Global___AttemptOutcome.ValueType
+    """How it ended."""
+    reason: _builtins.str
+    """Why it was released ("checkpoint", "window", "shutdown", "sleep", ...); empty otherwise."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was leased."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ended; unset while running."""
+
+    @_builtins.property
+    def error(self) -> Global___ErrorInfo:
+        """The error of a failed run."""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        worker_id: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        outcome: Global___AttemptOutcome.ValueType = ...,
+        reason: _builtins.str = ...,
+        error: Global___ErrorInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "finished_at", b"finished_at", "number", b"number", "outcome", b"outcome", "reason", b"reason", "started_at", b"started_at", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attempt: _TypeAlias = Attempt  # noqa: Y015

@@ -46,6 +46,8 @@ class _ReleaseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Release
     """The worker could not run it (e.g. no handler any more)."""
     RELEASE_REASON_CANCELLED: _ReleaseReason.ValueType  # 5
     """Cancellation was requested; the coordinator marks the execution cancelled."""
+    RELEASE_REASON_WAITING: _ReleaseReason.ValueType  # 6
+    """The handler waits (for children, a signal or an event); the coordinator resumes it."""
 
 class ReleaseReason(_ReleaseReason, metaclass=_ReleaseReasonEnumTypeWrapper):
     """Why an execution was released."""
@@ -62,6 +64,8 @@ RELEASE_REASON_UNAVAILABLE: ReleaseReason.ValueType  # 4
 """The worker could not run it (e.g. no handler any more)."""
 RELEASE_REASON_CANCELLED: ReleaseReason.ValueType  # 5
 """Cancellation was requested; the coordinator marks the execution cancelled."""
+RELEASE_REASON_WAITING: ReleaseReason.ValueType  # 6
+"""The handler waits (for children, a signal or an event); the coordinator resumes it."""
 Global___ReleaseReason: _TypeAlias = ReleaseReason  # noqa: Y015
 
 class _WriteStatus:
@@ -181,6 +185,8 @@ class TaskDefinition(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
     SCHEDULES_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name; what clients invoke."""
     processes: _builtins.int
@@ -207,6 +213,14 @@ class TaskDefinition(_message.Message):
     def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___StaticSchedule]:
         """Static cron schedules declared on the task, read in `timezone`."""
 
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSubscription]:
+        """Events that create an execution of this task (@task(on=...))."""
+
+    @_builtins.property
+    def retention(self) -> Global___Retention:
+        """How long finished executions are kept and when their data is redacted."""
+
     def __init__(
         self,
         *,
@@ -219,14 +233,97 @@ class TaskDefinition(_message.Message):
         timezone: _builtins.str = ...,
         concurrency: _builtins.int = ...,
         schedules: _abc.Iterable[Global___StaticSchedule] | None = ...,
+        subscriptions: _abc.Iterable[Global___EventSubscription] | None = ...,
+        retention: Global___Retention | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["retry", b"retry", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention", "retry", b"retry", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retry", b"retry", "schedules", b"schedules", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retention", b"retention", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskDefinition: _TypeAlias = TaskDefinition  # noqa: Y015
+
+@_typing.final
+class EventSubscription(_message.Message):
+    """An event a task runs on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    FILTER_JSON_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event's name: 1-200 characters of A-Z a-z 0-9 _ . : -"""
+    filter_json: _builtins.str
+    """Payload filter, a JSON object of dotted paths and the values they must equal; empty:
+    every event of that name.
+    """
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        filter_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "filter_json", b"filter_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventSubscription: _TypeAlias = EventSubscription  # noqa: Y015
+
+@_typing.final
+class Retention(_message.Message):
+    """Retention of a task's finished executions, in seconds (0: delete, or redact, as soon as
+    final). An unset field takes the coordinator's default (--retention-*, --redact-after).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCEEDED_SECONDS_FIELD_NUMBER: _builtins.int
+    FAILED_SECONDS_FIELD_NUMBER: _builtins.int
+    CANCELLED_SECONDS_FIELD_NUMBER: _builtins.int
+    REDACT_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    succeeded_seconds: _builtins.float
+    """Executions that succeeded."""
+    failed_seconds: _builtins.float
+    """Executions that failed."""
+    cancelled_seconds: _builtins.float
+    """Executions that were cancelled."""
+    redact_after_seconds: _builtins.float
+    """Drop payload, result, step results and error texts this long after the end (task,
+    state, times, attempts and error types stay until the execution is deleted).
+    """
+    def __init__(
+        self,
+        *,
+        succeeded_seconds: _builtins.float | None = ...,
+        failed_seconds: _builtins.float | None = ...,
+        cancelled_seconds: _builtins.float | None = ...,
+        redact_after_seconds: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_seconds", b"_cancelled_seconds", "_failed_seconds", b"_failed_seconds", "_redact_after_seconds", b"_redact_after_seconds", "_succeeded_seconds", b"_succeeded_seconds", "cancelled_seconds", b"cancelled_seconds", "failed_seconds", b"failed_seconds", "redact_after_seconds", b"redact_after_seconds", "succeeded_seconds", b"succeeded_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_seconds", b"_cancelled_seconds", "_failed_seconds", b"_failed_seconds", "_redact_after_seconds", b"_redact_after_seconds", "_succeeded_seconds", b"_succeeded_seconds", "cancelled_seconds", b"cancelled_seconds", "failed_seconds", b"failed_seconds", "redact_after_seconds", b"redact_after_seconds", "succeeded_seconds", b"succeeded_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cancelled_seconds: _TypeAlias = _typing.Literal["cancelled_seconds"]  # noqa: Y015
+    _WhichOneofArgType__cancelled_seconds: _TypeAlias = _typing.Literal["_cancelled_seconds", b"_cancelled_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__failed_seconds: _TypeAlias = _typing.Literal["failed_seconds"]  # noqa: Y015
+    _WhichOneofArgType__failed_seconds: _TypeAlias = _typing.Literal["_failed_seconds", b"_failed_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__redact_after_seconds: _TypeAlias = _typing.Literal["redact_after_seconds"]  # noqa: Y015
+    _WhichOneofArgType__redact_after_seconds: _TypeAlias = _typing.Literal["_redact_after_seconds", b"_redact_after_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__succeeded_seconds: _TypeAlias = _typing.Literal["succeeded_seconds"]  # noqa: Y015
+    _WhichOneofArgType__succeeded_seconds: _TypeAlias = _typing.Literal["_succeeded_seconds", b"_succeeded_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cancelled_seconds) -> _WhichOneofReturnType__cancelled_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__failed_seconds) -> _WhichOneofReturnType__failed_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__redact_after_seconds) -> _WhichOneofReturnType__redact_after_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__succeeded_seconds) -> _WhichOneofReturnType__succeeded_seconds | None: ...
+
+Global___Retention: _TypeAlias = Retention  # noqa: Y015
 
 @_typing.final
 class StaticSchedule(_message.Message):
@@ -626,6 +723,43 @@ class TaskCapacity(_message.Message):
 Global___TaskCapacity: _TypeAlias = TaskCapacity  # noqa: Y015
 
 @_typing.final
+class RunStates(_message.Message):
+    """Which leases the worker holds without having started them (prefetched, waiting for a free
+    pool process), and which of those it has started since. A lease is counted as started
+    unless the worker said it waits and has not yet said it started; the worker queues
+    `started` as it hands the run to a pool process. When the worker's stream ends, the
+    coordinator records which leases were still waiting; if their leases then expire (the
+    worker did not come back), they return to the queue without counting an attempt (a few
+    times per execution at most: see docs/concepts.md, "Prefetched leases").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAITING_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def waiting(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
+        """Leases received and queued, not started."""
+
+    @_builtins.property
+    def started(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
+        """Leases announced as waiting that are now handed to a pool process."""
+
+    def __init__(
+        self,
+        *,
+        waiting: _abc.Iterable[Global___LeaseRef] | None = ...,
+        started: _abc.Iterable[Global___LeaseRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["started", b"started", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunStates: _TypeAlias = RunStates  # noqa: Y015
+
+@_typing.final
 class WorkerMessage(_message.Message):
     """Everything a worker sends."""
 
@@ -638,6 +772,7 @@ class WorkerMessage(_message.Message):
     STOP_LEASING_FIELD_NUMBER: _builtins.int
     CLOCK_SYNCED_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    RUN_STATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First message of the stream."""
@@ -666,6 +801,10 @@ class WorkerMessage(_message.Message):
     def capacity(self) -> Global___CapacityUpdate:
         """New lease windows."""
 
+    @_builtins.property
+    def run_states(self) -> Global___RunStates:
+        """Leases waiting to start, and started since."""
+
     def __init__(
         self,
         *,
@@ -676,12 +815,13 @@ class WorkerMessage(_message.Message):
         stop_leasing: Global___StopLeasing | None = ...,
         clock_synced: Global___ClockSynced | None = ...,
         capacity: Global___CapacityUpdate | None = ...,
+        run_states: Global___RunStates | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clock_synced", b"clock_synced", "heartbeat", b"heartbeat", "kind", b"kind", "outcomes", b"outcomes", "register", b"register", "run_states", b"run_states", "step_saves", b"step_saves", "stop_leasing", b"stop_leasing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "step_saves", "outcomes", "stop_leasing", "clock_synced", "capacity", "run_states"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -794,6 +934,7 @@ class Lease(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     COORDINATOR_TIME_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     FIRE_TIME_FIELD_NUMBER: _builtins.int
     WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
     WINDOW_REOPENS_AT_FIELD_NUMBER: _builtins.int
@@ -812,6 +953,10 @@ class Lease(_message.Message):
     """The invocation payload as JSON text."""
     schedule: _builtins.str
     """The cron schedule that created the execution; empty for a direct invoke."""
+    priority: _builtins.int
+    """The execution's priority (higher first): a worker starts the leases it holds in this
+    order too, FIFO within one priority.
+    """
     trace_context: _builtins.str
     """OpenTelemetry: the W3C `traceparent` the execution was invoked with (see
     InvokeRequest.trace_context); the worker's lease, attempt and step spans are its
@@ -852,6 +997,7 @@ class Lease(_message.Message):
         steps: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         coordinator_time: _timestamp_pb2.Timestamp | None = ...,
         schedule: _builtins.str = ...,
+        priority: _builtins.int = ...,
         fire_time: _timestamp_pb2.Timestamp | None = ...,
         window_closes_at: _timestamp_pb2.Timestamp | None = ...,
         window_reopens_at: _timestamp_pb2.Timestamp | None = ...,
@@ -859,7 +1005,7 @@ class Lease(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "schedule", b"schedule", "steps", b"steps", "task", b"task", "trace_context", b"trace_context", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "trace_context", b"trace_context", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,10 +27,12 @@ INSERT INTO conductor_migrations (version, name) VALUES (%(version)s, %(name)s);
 -- Create or replace a task definition (the newest registration wins).
 INSERT INTO conductor_tasks (name, max_attempts, initial_backoff, max_backoff,
     backoff_multiplier, backoff_jitter, non_retryable_errors, window_start, window_end,
-    timezone, concurrency, registered_at)
+    timezone, concurrency, registered_at, retention_succeeded, retention_failed,
+    retention_cancelled, redact_after)
 VALUES (%(name)s, %(max_attempts)s, %(initial_backoff)s, %(max_backoff)s,
     %(backoff_multiplier)s, %(backoff_jitter)s, %(non_retryable_errors)s, %(window_start)s,
-    %(window_end)s, %(timezone)s, %(concurrency)s, %(now)s)
+    %(window_end)s, %(timezone)s, %(concurrency)s, %(now)s, %(retention_succeeded)s,
+    %(retention_failed)s, %(retention_cancelled)s, %(redact_after)s)
 ON CONFLICT (name) DO UPDATE SET
     max_attempts = EXCLUDED.max_attempts, initial_backoff = EXCLUDED.initial_backoff,
     max_backoff = EXCLUDED.max_backoff, backoff_multiplier = EXCLUDED.backoff_multiplier,
@@ -38,7 +40,10 @@ ON CONFLICT (name) DO UPDATE SET
     non_retryable_errors = EXCLUDED.non_retryable_errors,
     window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
     timezone = EXCLUDED.timezone, concurrency = EXCLUDED.concurrency,
-    registered_at = EXCLUDED.registered_at;
+    registered_at = EXCLUDED.registered_at,
+    retention_succeeded = EXCLUDED.retention_succeeded,
+    retention_failed = EXCLUDED.retention_failed,
+    retention_cancelled = EXCLUDED.retention_cancelled, redact_after = EXCLUDED.redact_after;
 
 -- name: get_task
 -- One task definition.
@@ -131,13 +136,13 @@ WITH picked AS (
 )
 UPDATE conductor_executions e
 SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
-    lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s,
-    started_at = coalesce(e.started_at, %(now)s)
+    lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s, lease_unstarted = false,
+    started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s
 FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
-     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at,
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,
     e.trace_context;
 
 -- name: lock_capped_task
@@ -162,8 +167,9 @@ SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(t
 
 -- name: renew_leases
 -- Extend the leases a worker still holds; returns the ids that are still its own (by token,
--- and granted to that worker unless %(worker_id)s is '').
-UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s
+-- and granted to that worker unless %(worker_id)s is ''). The worker is alive: whatever it
+-- said was waiting before is its own business again (lease_unstarted cleared).
+UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s, lease_unstarted = false
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
     AND (%(worker_id)s = '' OR e.worker_id = %(worker_id)s)
@@ -200,9 +206,11 @@ WITH u AS (
         AND e.state = 'running' AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     FOR SHARE OF e
 ), inserted AS (
-    INSERT INTO conductor_steps (execution_id, name, result, created_at)
-    SELECT DISTINCT ON (execution_id, name) execution_id, name, result, %(now)s FROM valid
-    ORDER BY execution_id, name, n
+    INSERT INTO conductor_steps (execution_id, name, result, created_at, seq)
+    SELECT execution_id, name, result, %(now)s, nextval('conductor_steps_seq') FROM (
+        SELECT DISTINCT ON (execution_id, name) execution_id, name, result, n FROM valid
+        ORDER BY execution_id, name, n) AS firsts
+    ORDER BY n
     ON CONFLICT (execution_id, name) DO NOTHING
 )
 SELECT v.n, coalesce(s.result, first_value(v.result) OVER (
@@ -223,7 +231,13 @@ WITH done AS (
         AS u(id, token, result, worker_id)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
-    RETURNING e.id, e.task, e.state::text AS state, e.run_at
+    RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt, e.worker_id,
+        e.leased_at
+), attempts AS (
+    INSERT INTO conductor_attempts (execution_id, n, attempt, worker_id, started_at,
+        finished_at, outcome)
+    SELECT id, runs, attempt, worker_id, coalesce(leased_at, %(now)s), %(now)s, state FROM done
+    ON CONFLICT DO NOTHING
 )
 SELECT id, task, state, run_at,
     (SELECT conductor_notify_finished(array_agg(id)) FROM done
@@ -242,7 +256,7 @@ WITH u AS (
         %(retryable)s::boolean[], %(lost)s::boolean[], %(workers)s::text[])
         AS u(id, token, error, retryable, lost, worker_id)
 ), target AS (
-    SELECT e.id, u.error, u.lost,
+    SELECT e.id, u.error, u.lost, e.runs, e.attempt, e.worker_id, e.leased_at,
         CASE WHEN e.cancel_requested THEN 'cancelled'
              WHEN NOT u.retryable OR e.attempt >= e.max_attempts
                   OR (u.error::jsonb ->> 'type') = ANY(t.non_retryable_errors) THEN 'failed'
@@ -267,6 +281,13 @@ WITH u AS (
     FROM target
     WHERE e.id = target.id
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
+), attempts AS (
+    INSERT INTO conductor_attempts (execution_id, n, attempt, worker_id, started_at,
+        finished_at, outcome, error)
+    SELECT id, runs, attempt, worker_id, coalesce(leased_at, %(now)s), %(now)s,
+        CASE WHEN next_state = 'cancelled' THEN 'cancelled' ELSE 'failed' END, error::jsonb
+    FROM target
+    ON CONFLICT DO NOTHING
 )
 SELECT id, task, state, run_at,
     (SELECT conductor_notify_finished(array_agg(id)) FROM done
@@ -284,9 +305,49 @@ WITH done AS (
         run_at = greatest(coalesce(u.run_at, %(now)s), %(now)s),
         finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[],
-        %(workers)s::text[]) AS u(id, token, run_at, worker_id)
+        %(workers)s::text[], %(reasons)s::text[]) AS u(id, token, run_at, worker_id, reason)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
+    RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt + 1 AS attempt,
+        e.worker_id, e.leased_at, u.reason
+), attempts AS (
+    INSERT INTO conductor_attempts (execution_id, n, attempt, worker_id, started_at,
+        finished_at, outcome, reason)
+    SELECT id, runs, attempt, worker_id, coalesce(leased_at, %(now)s), %(now)s,
+        CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'released' END, reason
+    FROM done
+    ON CONFLICT DO NOTHING
+)
+SELECT id, task, state, run_at,
+    (SELECT conductor_notify_finished(array_agg(id)) FROM done
+     WHERE state IN ('succeeded', 'failed', 'cancelled'))
+FROM done;
+
+-- name: mark_unstarted
+-- A worker's stream ended: record which of its leases it had not started (by token, leased
+-- to that worker, and not renewed since this coordinator last renewed them: a reconnect to
+-- any coordinator renews them later than %(renewed_until)s).
+UPDATE conductor_executions e SET lease_unstarted = true
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    AND e.worker_id = %(worker_id)s AND e.lease_expires_at <= %(renewed_until)s;
+
+-- name: return_unstarted
+-- Expired leases that never started: back to the queue in their old place (run_at kept)
+-- without counting an attempt or a run (no attempt-history row), their token cleared so that the old worker's writes are
+-- stale; cancelled ones end as cancelled. Only while still expired and marked.
+WITH done AS (
+    UPDATE conductor_executions e
+    SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'pending' END
+            ::conductor_execution_state,
+        attempt = e.attempt - 1, lease_expires_at = NULL, lease_token = NULL,
+        lease_unstarted = false, unstarted_returns = e.unstarted_returns + 1,
+        runs = greatest(e.runs - 1, 0),
+        finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
+    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+        AND e.lease_unstarted AND e.unstarted_returns < %(max_returns)s
+        AND e.lease_expires_at < %(lease_now)s
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
 )
 SELECT id, task, state, run_at,
@@ -295,36 +356,33 @@ SELECT id, task, state, run_at,
 FROM done;
 
 -- name: expired_leases
--- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock).
-SELECT id, lease_token FROM conductor_executions
+-- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock),
+-- and whether each may return without an attempt (marked unstarted, returned so fewer than
+-- %(max_returns)s times).
+SELECT id, lease_token, lease_unstarted AND unstarted_returns < %(max_returns)s
+FROM conductor_executions
 WHERE state = 'running' AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at
 LIMIT %(limit)s;
 
--- name: cancel
--- Cancel a pending execution at once; flag a running one.
-UPDATE conductor_executions
-SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END
-        ::conductor_execution_state,
-    cancel_requested = (state = 'running'),
-    finished_at = CASE WHEN state = 'pending' THEN %(now)s ELSE finished_at END
-WHERE id = %(id)s AND state IN ('pending', 'running')
-RETURNING state::text, worker_id;
 
 -- name: get_execution
 -- One execution.
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
-    cancel_requested, schedule, fire_time
+    cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
+    rerun_of, redacted_at
 FROM conductor_executions WHERE id = %(id)s;
 
 -- name: list_executions
 -- A page of executions, newest first, filtered.
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
-    cancel_requested, schedule, fire_time
+    cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
+    rerun_of, redacted_at
 FROM conductor_executions
 WHERE (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(parent_id)s::bigint IS NULL OR parent_id = %(parent_id)s)
   AND (%(states)s::text[] IS NULL OR state::text = ANY(%(states)s::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
@@ -334,7 +392,12 @@ LIMIT %(limit)s;
 -- name: list_steps
 -- The recorded steps of one execution, in the order they were saved.
 SELECT name, result::text, created_at FROM conductor_steps
-WHERE execution_id = %(id)s ORDER BY created_at, name;
+WHERE execution_id = %(id)s ORDER BY seq NULLS FIRST, created_at, name;
+
+-- name: list_attempts
+-- The ended runs of one execution, oldest first.
+SELECT n, attempt, worker_id, started_at, finished_at, outcome, reason, error::text
+FROM conductor_attempts WHERE execution_id = %(id)s ORDER BY n;
 
 -- name: put_schedule
 -- Create or replace a schedule; an unchanged cron and time zone keep their next fire time.
@@ -441,13 +504,257 @@ WHERE w.disconnected_at IS NULL AND w.last_seen > %(seen_after)s
 ORDER BY w.worker_id;
 
 -- name: queue_stats
--- Per task: ready, waiting and running executions and when the oldest ready one became ready.
+-- Per task: ready, waiting and running executions, when the oldest ready one became ready,
+-- and how many live workers serve it.
 SELECT t.name,
     count(*) FILTER (WHERE e.state = 'pending' AND e.run_at <= %(now)s),
     count(*) FILTER (WHERE e.state = 'pending' AND e.run_at > %(now)s),
     count(*) FILTER (WHERE e.state = 'running'),
-    min(e.run_at) FILTER (WHERE e.state = 'pending' AND e.run_at <= %(now)s)
+    min(e.run_at) FILTER (WHERE e.state = 'pending' AND e.run_at <= %(now)s),
+    (SELECT count(*) FROM conductor_workers w
+     WHERE t.name = ANY(w.tasks) AND w.disconnected_at IS NULL
+         AND w.last_seen > %(seen_after)s)::int
 FROM conductor_tasks t
 LEFT JOIN conductor_executions e ON e.task = t.name AND e.state IN ('pending', 'running')
 GROUP BY t.name
 ORDER BY t.name;
+
+-- -- Workflows (docs/workflows.md; functions and triggers in migration 0008) ---------------
+
+-- name: lock_lease
+-- Lock a running execution's row if the lease token is still current (a workflow call from
+-- its handler); no row: the lease is gone.
+SELECT task FROM conductor_executions
+WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
+FOR UPDATE;
+
+-- name: get_wait
+-- One wait of an execution, by step name.
+SELECT kind, key, resolved, deadline FROM conductor_waits
+WHERE execution_id = %(id)s AND step = %(step)s;
+
+-- name: insert_wait
+-- Open a wait (the caller holds the execution's row lock, so it cannot race itself).
+INSERT INTO conductor_waits (execution_id, step, kind, key, match, remaining, deadline,
+    created_at)
+VALUES (%(id)s, %(step)s, %(kind)s, %(key)s, %(match)s::jsonb, %(remaining)s, %(deadline)s,
+    %(now)s);
+
+-- name: get_step
+-- One recorded step's result.
+SELECT result::text FROM conductor_steps WHERE execution_id = %(id)s AND name = %(step)s;
+
+-- name: insert_children
+-- The children of one step of a parent, ids ascending in payload order.
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts, parent_id, parent_step)
+SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(now)s, %(now)s,
+    %(max_attempts)s, %(parent_id)s, %(step)s
+FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
+ORDER BY u.n
+RETURNING id;
+
+-- name: children_of_step
+-- The ids of the children one step created, in payload order.
+SELECT id FROM conductor_executions
+WHERE parent_id = %(id)s AND parent_step = %(step)s ORDER BY id;
+
+-- name: resolve_wait
+-- Resolve an open wait with a result (conductor_resolve_wait, migration 0008).
+SELECT conductor_resolve_wait(%(id)s, %(step)s, %(result)s::jsonb, %(now)s);
+
+-- name: timeout_wait
+-- Resolve an open wait whose deadline passed as timed out (conductor_timeout_wait).
+SELECT conductor_timeout_wait(%(id)s, %(step)s, %(now)s);
+
+-- name: first_signal
+-- The first signal of a name sent to an execution.
+SELECT payload::text FROM conductor_signals
+WHERE execution_id = %(id)s AND name = %(key)s ORDER BY id LIMIT 1;
+
+-- name: signal
+-- Send a signal (conductor_signal): the execution's state, null when there is none.
+SELECT conductor_signal(%(id)s, %(name)s, %(payload)s::jsonb, %(now)s);
+
+-- name: emit
+-- Emit an event (conductor_emit): the ids of the executions created.
+SELECT conductor_emit(%(event)s, %(payload)s::jsonb, %(dedupe_key)s, %(now)s);
+
+-- name: delete_subscriptions
+-- Forget a task's event subscriptions (before writing those of a new registration).
+DELETE FROM conductor_subscriptions WHERE task = ANY(%(tasks)s::text[]);
+
+-- name: insert_subscriptions
+-- Event subscriptions of registered tasks.
+INSERT INTO conductor_subscriptions (task, event, filter)
+SELECT * FROM unnest(%(tasks)s::text[], %(events)s::text[], %(filters)s::jsonb[])
+ON CONFLICT (task, event) DO UPDATE SET filter = EXCLUDED.filter;
+-- name: insert_rerun
+-- A new execution of a finished one's task, linked to it (payload: the original's when null).
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts, rerun_of)
+SELECT task, queue, coalesce(%(payload)s::jsonb, payload), priority, %(now)s, %(now)s,
+    max_attempts, id
+FROM conductor_executions
+WHERE id = %(id)s AND state IN ('succeeded', 'failed', 'cancelled')
+RETURNING id, task;
+
+-- name: copy_steps
+-- Copy the named steps of one execution to another, in their save order.
+INSERT INTO conductor_steps (execution_id, name, result, created_at, seq)
+SELECT %(new_id)s, name, result, created_at, nextval('conductor_steps_seq')
+FROM (SELECT name, result, created_at FROM conductor_steps
+      WHERE execution_id = %(id)s AND name = ANY(%(names)s::text[])
+      ORDER BY seq NULLS FIRST, created_at, name) AS copied;
+
+-- name: retry_executions
+-- Run failed or cancelled executions again in place: steps kept, attempts start over (the
+-- history stays in conductor_attempts). Skips redacted ones (their payload is gone), those
+-- whose dedupe key an unfinished execution holds now, and of several with one key in the
+-- batch all but the first.
+UPDATE conductor_executions e
+SET state = 'pending', attempt = 0, error = NULL, result = NULL, finished_at = NULL,
+    run_at = %(now)s, cancel_requested = false, lease_token = NULL
+WHERE e.id = ANY(%(ids)s::bigint[]) AND e.state IN ('failed', 'cancelled')
+    AND e.redacted_at IS NULL
+    AND (e.dedupe_key IS NULL OR (NOT EXISTS (
+        SELECT 1 FROM conductor_executions o
+        WHERE o.task = e.task AND o.dedupe_key = e.dedupe_key AND o.state IN ('pending', 'running'))
+        AND e.id = (
+        SELECT min(b.id) FROM conductor_executions b
+        WHERE b.id = ANY(%(ids)s::bigint[]) AND b.task = e.task
+            AND b.dedupe_key = e.dedupe_key AND b.state IN ('failed', 'cancelled'))))
+RETURNING e.id, e.task;
+
+-- name: bulk_page
+-- The next page of executions matching a bulk filter, by id (each filter null: any). With
+-- %(uncancelled)s, running executions already asked to cancel are left out.
+SELECT id FROM conductor_executions
+WHERE id > %(after_id)s
+  AND state::text = ANY(%(states)s::text[])
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+  AND NOT (%(uncancelled)s AND cancel_requested)
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: cancel
+-- Cancel pending executions at once; flag running ones (those flagged before only when
+-- %(again)s: a bulk cancel counts each once).
+UPDATE conductor_executions
+SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END
+        ::conductor_execution_state,
+    cancel_requested = (state = 'running'),
+    finished_at = CASE WHEN state = 'pending' THEN %(now)s ELSE finished_at END
+WHERE id = ANY(%(ids)s::bigint[])
+    AND (state = 'pending' OR (state = 'running' AND (%(again)s OR NOT cancel_requested)))
+RETURNING id, state::text, worker_id;
+
+-- name: delete_many
+-- Delete finished executions (their steps and attempts go with them).
+DELETE FROM conductor_executions
+WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelled')
+RETURNING id;
+
+-- name: retention_policies
+-- Each task's own retention and redaction settings (null: the coordinator's default).
+SELECT name, retention_succeeded, retention_failed, retention_cancelled, redact_after
+FROM conductor_tasks ORDER BY name;
+
+-- name: try_maintenance_lock
+-- Only one coordinator runs retention at a time (held by the connection until unlocked).
+SELECT pg_try_advisory_lock(hashtext('conductor_maintenance'));
+
+-- name: maintenance_unlock
+-- Let another coordinator run the next maintenance pass.
+SELECT pg_advisory_unlock(hashtext('conductor_maintenance'));
+
+-- name: delete_expired
+-- Delete up to %(limit)s executions of one task that finished in one state before the
+-- cutoff, oldest first; rows another transaction holds are left for the next pass.
+WITH deleted AS (
+    DELETE FROM conductor_executions WHERE id IN (
+        SELECT id FROM conductor_executions
+        WHERE task = %(task)s AND state = %(state)s::conductor_execution_state
+            AND finished_at < %(cutoff)s
+        ORDER BY finished_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM deleted;
+
+-- name: redact_finished
+-- Drop payload, result, step results and error texts (error types stay) of up to
+-- %(limit)s executions of one task that finished in one state between %(since)s and the
+-- cutoff; returns how many and the last finish time redacted.
+WITH picked AS (
+    SELECT id, finished_at FROM conductor_executions
+    WHERE task = %(task)s AND state = %(state)s::conductor_execution_state
+        AND finished_at >= %(since)s AND finished_at < %(cutoff)s AND redacted_at IS NULL
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), executions AS (
+    UPDATE conductor_executions e
+    SET payload = 'null', result = NULL, redacted_at = %(now)s,
+        error = CASE WHEN e.error IS NULL THEN NULL ELSE jsonb_build_object(
+            'type', e.error -> 'type', 'message', '', 'traceback', '') END
+    FROM picked WHERE e.id = picked.id
+), steps AS (
+    UPDATE conductor_steps s SET result = 'null'
+    FROM picked WHERE s.execution_id = picked.id
+), attempts AS (
+    UPDATE conductor_attempts a
+    SET error = jsonb_build_object('type', a.error -> 'type', 'message', '', 'traceback', '')
+    FROM picked WHERE a.execution_id = picked.id AND a.error IS NOT NULL
+)
+SELECT count(*), max(finished_at) FROM picked;
+
+-- name: redaction_marks
+-- How far redaction got, per task and state.
+SELECT task, state::text, through FROM conductor_redaction_marks;
+
+-- name: set_redaction_mark
+-- Move a redaction mark forward.
+INSERT INTO conductor_redaction_marks AS m (task, state, through)
+VALUES (%(task)s, %(state)s::conductor_execution_state, %(through)s)
+ON CONFLICT (task, state) DO UPDATE SET through = greatest(m.through, EXCLUDED.through);
+
+-- name: list_tasks
+-- Registered tasks with the workers serving them now and when one was last seen.
+SELECT t.name,
+    coalesce(array_agg(w.worker_id ORDER BY w.worker_id) FILTER (
+        WHERE w.disconnected_at IS NULL AND w.last_seen > %(seen_after)s), '{}'),
+    greatest(t.registered_at, max(w.last_seen)),
+    t.retention_succeeded, t.retention_failed, t.retention_cancelled, t.redact_after
+FROM conductor_tasks t
+LEFT JOIN conductor_workers w ON t.name = ANY(w.tasks)
+GROUP BY t.name
+ORDER BY t.name;
+
+-- name: task_in_use
+-- Whether executions of a task remain.
+SELECT EXISTS (SELECT 1 FROM conductor_executions WHERE task = %(name)s);
+
+-- name: delete_task
+-- Remove a task definition with its schedules; returns how many schedules went.
+WITH schedules AS (
+    DELETE FROM conductor_schedules WHERE task = %(name)s RETURNING 1
+), task AS (
+    DELETE FROM conductor_tasks WHERE name = %(name)s RETURNING 1
+)
+SELECT (SELECT count(*) FROM task), (SELECT count(*) FROM schedules);
+
+-- name: delete_departed_workers
+-- Forget workers not seen since %(seen_before)s (real time): the workers table stays bounded
+-- by the workers of one --task-stale-after period.
+WITH deleted AS (
+    DELETE FROM conductor_workers WHERE worker_id IN (
+        SELECT worker_id FROM conductor_workers WHERE last_seen < %(seen_before)s
+        LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM deleted;

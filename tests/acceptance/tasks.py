@@ -89,6 +89,11 @@ def three_processes(event: Event, ctx: Context) -> None:
     _timed(event)
 
 
+@task(name="two-processes", processes=2)
+def two_processes(event: Event, ctx: Context) -> None:
+    _timed(event)
+
+
 @task(name="capped-four", processes=3, concurrency=4)
 def capped_four(event: Event, ctx: Context) -> None:
     _timed(event)
@@ -147,3 +152,14 @@ async def threaded_async(event: Event, ctx: Any) -> int:
     if event.payload.get("hang"):
         await asyncio.sleep(120)
     return os.getpid()
+
+
+@task(name="prefetch-hold", processes=1, prefetch=4, max_attempts=3, **FAST_RETRY)
+def prefetch_hold(event: Event, ctx: Context) -> int:
+    """Records that it started (execution id and pid), then runs until the release file
+    exists: one at a time, with four more leases prefetched behind it."""
+    effect(event.payload["started"], f"{ctx.execution_id} {os.getpid()}")
+    deadline = time.monotonic() + 120
+    while not Path(event.payload["release"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ctx.attempt

@@ -20,6 +20,8 @@ from conductor_worker import (
     ScheduleNotFound,
     TaskNotFound,
 )
+from conductor_worker.history import HistoryCalls
+from conductor_worker.workflow_client import WorkflowClient
 from tests.acceptance import tasks
 
 pytestmark = pytest.mark.acceptance
@@ -92,10 +94,13 @@ def test_both_clients_have_the_same_methods_and_signatures() -> None:
         }
 
     sync, aio = public(Client), public(AsyncClient)
-    assert sync.keys() == aio.keys()
+    # Client also has the workflow and history calls, written against the stub (not yet
+    # operations, so not yet on AsyncClient)
+    blocking_only = set(public(WorkflowClient)) | set(public(HistoryCalls))
+    assert sync.keys() - blocking_only == aio.keys()
     assert {"invoke", "wait", "list", "iter", "schedule", "queues"} <= sync.keys()
-    for name, signature in sync.items():
-        assert aio[name].parameters == signature.parameters, name
+    for name, signature in aio.items():
+        assert sync[name].parameters == signature.parameters, name
     assert inspect.iscoroutinefunction(AsyncClient.invoke)
     assert list(inspect.signature(Client.invoke).parameters)[:2] == ["self", "task"]
 

@@ -154,6 +154,20 @@ def test_capped_work_is_shared_by_the_workers_with_room(address, spawn_worker, c
     assert makespan < 2.8, f"8 runs of 1 s, 4 at a time, took {makespan:.1f} s"
 
 
+def test_work_is_spread_over_the_workers_of_every_coordinator(start_coordinator, spawn_worker,
+                                                              tmp_path):
+    """Two coordinators on one database, a worker of 2 processes on each, default lease
+    windows (which would take 4 leases each): 4 one-second runs invoked through the first
+    coordinator go 2 + 2, by idle processes, not all to the first worker to ask."""
+    first, second = start_coordinator(), start_coordinator()
+    spawn_worker(first.coordinator.address)
+    spawn_worker(second.coordinator.address)
+    with Client(first.coordinator.address) as client:
+        at_once, makespan = _timed_runs(client, "two-processes", tmp_path / "e.txt", 4, 2)
+    assert at_once == 4
+    assert makespan < 1.8, f"4 runs of 1 s on 2 x 2 processes took {makespan:.1f} s"
+
+
 def test_a_return_value_that_cannot_be_stored_fails_without_a_retry(
     address, spawn_worker, client
 ):

@@ -251,14 +251,18 @@ class Worker:
         wait_until(ready, timeout, f"worker {self.name} to register ({count})")
 
     def pool_children(self) -> list[int]:
-        """The worker's pool processes (children of its main process)."""
-        found = []
+        """The worker's pool processes: its descendants (its fork server forks them)."""
+        parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError, IndexError, ValueError):
                     stat = (entry / "stat").read_text()
-                    if int(stat[stat.rindex(")") + 2:].split()[1]) == self.pid:
-                        found.append(int(entry.name))
+                    parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        found: list[int] = []
+        layer = {self.pid}
+        while layer:
+            layer = {pid for pid, parent in parents.items() if parent in layer}
+            found += sorted(layer)
         return found
 
     def signal_group(self, sig: int) -> None:

@@ -95,6 +95,13 @@ def test_bad_task_definition_refuses_registration(coordinator, db):
     with pytest.raises(grpc.RpcError) as info:
         RawWorker(address, bad_zone)
     assert "register.tasks[0].timezone" in info.value.details()
+    for name, value in (("failed_seconds", -1.0), ("redact_after_seconds", float("nan")),
+                        ("succeeded_seconds", 1e300)):
+        kept = definition("kept", retention=worker_pb2.Retention(**{name: value}))
+        with pytest.raises(grpc.RpcError) as info:
+            RawWorker(address, kept)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith(f"register.tasks[0].retention.{name}:")
     assert db.execute("SELECT count(*) FROM conductor_tasks").fetchone()[0] == 0
 
 

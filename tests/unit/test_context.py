@@ -23,6 +23,7 @@ class FakeLink:
         self.shutdown = False
         self.interrupts: dict[tuple[str, str], tuple[str, float | None]] = {}
         self.clock_sync: tuple[float, float] | None = None
+        self.clock_bound: tuple[float, float] | None = None
         self.saved: list[tuple[str, str, str, str]] = []
         #: What the coordinator answers per step name (default: what was sent).
         self.recorded: dict[str, str] = {}
@@ -259,3 +260,38 @@ def test_no_step_function_starts_while_the_lease_may_have_expired(renew: bool, c
     if renew:  # recorded now: no second wait, no second call
         assert run() == 5
         assert link.waited == 1 and fn.calls == 1
+
+
+def _windowed(coordinator_time: float, received: float) -> tuple[Any, FakeLink]:
+    spec = RunSpec(
+        execution_id=EXECUTION, token=TOKEN, task="unit-ctx", attempt=0, max_attempts=3,
+        payload_json="{}", steps={}, coordinator_time=coordinator_time,
+        received_monotonic=received, window_closes_at=1000.0, window_reopens_at=5000.0,
+    )
+    link = FakeLink()
+    return Context(spec, link), link
+
+
+def test_a_lease_that_arrived_late_does_not_make_the_window_close_late() -> None:
+    """The lease's time was read when it was granted; if it spent 2 s in transit, the run's
+    lease-based clock is 2 s behind. A heartbeat answer (coordinator time plus its round
+    trip) bounds the clock from above, and the later reading wins."""
+    received = time.monotonic()
+    ctx, link = _windowed(coordinator_time=999.0, received=received)  # granted 2 s ago
+    ctx.checkpoint()  # 999 + a little: open, by the lease alone
+    link.clock_bound = (1001.0, received)  # the coordinator's clock is at most 1001 now
+    with pytest.raises(Interrupted) as raised:
+        ctx.checkpoint()
+    assert (raised.value.reason, raised.value.run_at) == ("window", 5000.0)
+
+
+def test_a_clock_jump_overrides_an_older_lease_reading() -> None:
+    received = time.monotonic()
+    ctx, link = _windowed(coordinator_time=999.0, received=received - 10)
+    with pytest.raises(Interrupted):  # 999 + 10 s: closed
+        ctx.checkpoint()
+    link.clock_sync = (500.0, received)  # a test moved the clock back after the lease came
+    ctx.checkpoint()
+    link.clock_sync = (1000.0, received)
+    with pytest.raises(Interrupted):
+        ctx.checkpoint()

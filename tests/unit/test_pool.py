@@ -35,3 +35,21 @@ def test_none_means_the_process_disappeared() -> None:
     assert text
     assert "code" not in text
     assert "signal" not in text
+
+
+def test_queued_runs_start_by_priority_then_in_arrival_order() -> None:
+    """A pool with no process free keeps runs queued: a higher priority goes before lower
+    ones (and is reported as waiting), equal priorities keep their order."""
+    from conductor_worker.context import RunSpec
+    from conductor_worker.pool import Pool
+    from tests.unit.sample_tasks import plain
+
+    pool = Pool(plain, 1, lambda message: None)  # not started: no process takes anything
+
+    def spec(name: str, priority: int) -> RunSpec:
+        return RunSpec(name, "token", "unit-sample-plain", 1, 3, "null", {}, priority=priority)
+
+    handed = [pool.submit(spec(n, p)) for n, p in
+              [("a", 0), ("b", 0), ("c", 5), ("d", 1), ("e", 5), ("f", 0)]]
+    assert handed == [False] * 6
+    assert [s.execution_id for s in pool.pending] == ["c", "e", "d", "a", "b", "f"]

@@ -43,6 +43,11 @@ def handler(event: Any, ctx: Any) -> Any:
         ({"window": ("09:00",)}, "window"),
         ({"timezone": "Nowhere/Zone"}, "timezone"),
         ({"timezone": ""}, "timezone"),
+        ({"min_processes": -1}, "min_processes"),
+        ({"processes": 2, "min_processes": 3}, "min_processes"),
+        ({"pool": ""}, "pool"),
+        ({"pool": "has space"}, "pool"),
+        ({"pool": 3}, "pool"),
     ],
 )
 def test_bad_option_raises_naming_option(options: dict[str, Any], option_name: str) -> None:

@@ -13,14 +13,25 @@ def test_short_runs_open_the_window_and_long_runs_close_it() -> None:
     assert window.completed(100, now=0.05) == 204
     # a no-op's rate: the window opens up to its ceiling
     assert window.completed(5000, now=0.10) == 2 + MAX_PREFETCH
-    # then one-second runs: the window shrinks back to one lease per slot (not hoarded)
+    # then two-second runs: the window shrinks back to one lease per slot (not hoarded)
     t, sizes = 0.10, []
     for _ in range(40):
-        t += 0.5
+        t += 1.0
         if (size := window.completed(1, now=t)) is not None:
             sizes.append(size)
     assert sizes and sizes == sorted(sizes, reverse=True)
     assert window.current == 2
+
+
+def test_runs_under_a_second_keep_one_spare_lease() -> None:
+    """Half-second runs on 2 slots (4 a second): 100 ms of work is less than one run, but
+    one spare lease lets a slot start its next run without a round trip."""
+    window = LeaseWindow(slots=2, now=0.0)
+    t = 0.0
+    for _ in range(40):
+        t += 0.25
+        window.completed(1, now=t)
+    assert window.current == 3
 
 
 def test_small_moves_are_not_reported() -> None:

@@ -1,0 +1,150 @@
+"""S9: the retention soak. No-op executions pushed through one coordinator in rounds, with
+succeeded executions kept for a few seconds only: the executions table must stay flat,
+dispatch latency and throughput must not drift."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Any
+
+from .harness import BenchError, Result, Stack
+from .scenarios import Run, dispatch_latencies
+
+#: executions in all (CONDUCTOR_BENCH_S9_TOTAL overrides: the issue's soak is 2,000,000)
+S9_TOTAL = int(os.environ.get("CONDUCTOR_BENCH_S9_TOTAL", "2000000"))
+S9_ROUND = 20_000
+#: seconds succeeded executions are kept, and between maintenance passes
+S9_RETENTION = 10.0
+S9_INTERVAL = 1.0
+S9_LATENCY_SAMPLES = 300
+S9_PLAIN_ROUNDS = 5
+#: seconds after which the table counts as settled: the first retention period plus two of
+#: autovacuum's default naptime (60 s), since deleted rows' space is reused only once
+#: vacuumed
+S9_SETTLE = S9_RETENTION + 120.0
+MIB = 1024 * 1024
+
+
+def _sizes(stack: Stack) -> dict[str, int]:
+    row = stack.db.execute(
+        "SELECT pg_total_relation_size('conductor_executions'),"
+        " pg_indexes_size('conductor_executions'),"
+        " pg_total_relation_size('conductor_attempts'), pg_total_relation_size('conductor_steps'),"
+        " (SELECT count(*) FROM conductor_executions)"
+    ).fetchone()
+    assert row is not None
+    return {"executions_bytes": row[0], "executions_index_bytes": row[1],
+            "attempts_bytes": row[2], "steps_bytes": row[3], "rows": row[4]}
+
+
+def _autovacuum(stack: Stack) -> bool:
+    row = stack.db.execute("SHOW autovacuum").fetchone()
+    return bool(row and row[0] == "on")
+
+
+def _vacuum(stack: Stack) -> None:
+    """What autovacuum would do, on a server where it is off: deleted rows' space is reused
+    only once vacuumed."""
+    stack.db.execute("VACUUM conductor_executions, conductor_attempts, conductor_steps")
+
+
+def _round(stack: Stack, task: str) -> float:
+    """One S1-style round: an InvokeBatch, drained; executions/s over its wall time."""
+    began = time.monotonic()
+    stack.client.invoke_batch(task, list(range(S9_ROUND)))
+    stack.wait_idle(task, timeout=300)
+    return S9_ROUND / (time.monotonic() - began)
+
+
+def _prepare(stack: Stack) -> None:
+    stack.start_worker("bench-noop", "bench-latency")
+    stack.wait_registered("bench-noop", "bench-latency")
+    stack.warm_up("bench-noop", 200)
+    dispatch_latencies(stack, "bench-latency", 20)
+
+
+def s9_soak(run: Run) -> Result:
+    """S9_TOTAL no-op executions in rounds of 20,000 through one coordinator that keeps
+    succeeded executions for 10 s (maintenance every second); table size after every round,
+    S3-style dispatch latency at the start, middle and end; round throughput against the same
+    rounds on a coordinator without retention."""
+    with run.stack("s9-plain") as stack:
+        _prepare(stack)
+        plain = [_round(stack, "bench-noop") for _ in range(S9_PLAIN_ROUNDS)]
+    rounds = max(3, S9_TOTAL // S9_ROUND)
+    marks = {0: "start", rounds // 2: "middle", rounds: "end"}
+    latency: dict[str, dict[str, Any]] = {}
+    sizes: list[tuple[float, dict[str, int]]] = []
+    rates: list[float] = []
+    retention = ("--retention-succeeded", str(S9_RETENTION),
+                 "--maintenance-interval", str(S9_INTERVAL))
+    with run.stack("s9", *retention) as stack:
+        _prepare(stack)
+        autovacuum = _autovacuum(stack)
+        began = time.monotonic()
+        for k in range(rounds + 1):
+            if k in marks:
+                latency[marks[k]] = dispatch_latencies(stack, "bench-latency",
+                                                       S9_LATENCY_SAMPLES)
+            if k < rounds:
+                rates.append(_round(stack, "bench-noop"))
+                if not autovacuum:
+                    _vacuum(stack)
+                sizes.append((time.monotonic() - began, _sizes(stack)))
+        row = stack.db.execute("SELECT count(*) FROM conductor_executions"
+                               " WHERE state = ANY('{pending,running}')").fetchone()
+    if row and row[0]:
+        raise BenchError(f"S9: {row[0]} executions still pending or running at the end")
+    result = _result(plain, rates, sizes, latency, rounds * S9_ROUND)
+    result.figures["server_autovacuum"] = autovacuum
+    if not autovacuum:
+        result.notes.append("autovacuum is off on this server: VACUUM ran after every round")
+    return result
+
+
+def _result(plain: list[float], rates: list[float], sizes: list[tuple[float, dict[str, int]]],
+            latency: dict[str, dict[str, Any]], total: int) -> Result:
+    settled = [s for t, s in sizes if t > S9_SETTLE] or [sizes[-1][1]]
+    first = settled[0]["executions_bytes"]
+    largest = max(s["executions_bytes"] for s in settled)
+    growth = largest / first
+    p99_ratio = latency["end"]["p99_ms"] / latency["start"]["p99_ms"]
+    plain_rate = statistics.median(plain)
+    soak_rate = statistics.median(rates)
+    throughput_ratio = soak_rate / plain_rate
+    figures = {
+        "executions": total,
+        "rounds": len(rates),
+        "retention_s": S9_RETENTION,
+        "settled_after_s": S9_SETTLE,
+        "plain_tasks_per_s": round(plain_rate),
+        "soak_tasks_per_s": round(soak_rate),
+        "soak_min_tasks_per_s": round(min(rates)),
+        "throughput_ratio": round(throughput_ratio, 3),
+        "table_mib_first_settled": round(first / MIB, 1),
+        "table_mib_max_settled": round(largest / MIB, 1),
+        "table_mib_end": round(sizes[-1][1]["executions_bytes"] / MIB, 1),
+        "index_mib_end": round(sizes[-1][1]["executions_index_bytes"] / MIB, 1),
+        "attempts_mib_end": round(sizes[-1][1]["attempts_bytes"] / MIB, 1),
+        "rows_end": sizes[-1][1]["rows"],
+        "table_growth": round(growth, 3),
+        "p99_ratio_end_start": round(p99_ratio, 2),
+        **{f"{mark}_p50_ms": figures["p50_ms"] for mark, figures in latency.items()},
+        **{f"{mark}_p99_ms": figures["p99_ms"] for mark, figures in latency.items()},
+        "sizes_mib": [round(s["executions_bytes"] / MIB, 1) for _, s in sizes],
+    }
+    met = growth <= 1.25 and p99_ratio <= 1.5 and throughput_ratio >= 0.9
+    return Result(
+        "S9", "retention soak",
+        f"{total} executions; table {figures['table_mib_first_settled']} -> max"
+        f" {figures['table_mib_max_settled']} MiB after {S9_SETTLE:.0f} s (x"
+        f"{growth:.2f}), {figures['rows_end']} rows at the end; dispatch p99"
+        f" {latency['start']['p99_ms']:.2f} / {latency['middle']['p99_ms']:.2f} /"
+        f" {latency['end']['p99_ms']:.2f} ms (start/middle/end); {soak_rate:.0f} tasks/s"
+        f" per round against {plain_rate:.0f} without retention (x{throughput_ratio:.2f})",
+        figures,
+        "table within 25%, p99 within 1.5x, throughput within 10%",
+        met,
+    )

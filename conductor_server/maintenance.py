@@ -1,0 +1,130 @@
+"""Retention and redaction: deletes finished executions after their task's retention and
+redacts their data after redact_after.
+
+Every coordinator runs this loop; one at a time runs a pass (a session advisory lock held
+for the pass). A pass works in bounded batches, each its own short statement that skips rows
+other transactions hold, so it never holds long locks or stalls leasing; what one pass
+leaves (more than MAX_BATCHES per task and state) the next one takes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from .clock import Clock
+from .loop_errors import log_failed_pass
+from .metrics import CoordinatorMetrics
+from .models import Retention, State
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+#: most batches per task and final state in one pass
+MAX_BATCHES = 1000
+#: where redaction starts for a task without a mark
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def kept_for(own: Retention, state: State, settings: Settings) -> float:
+    """Seconds a finished execution in `state` is kept: the task's setting or the default."""
+    value: float | None = getattr(own, state.value)
+    return value if value is not None else getattr(settings, f"retention_{state.value}")
+
+
+def redacted_after(own: Retention, settings: Settings) -> float | None:
+    return own.redact_after if own.redact_after is not None else settings.redact_after
+
+
+class Maintenance:
+    """The retention loop of one coordinator."""
+
+    def __init__(
+        self, store: Store, clock: Clock, settings: Settings, metrics: CoordinatorMetrics
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.metrics = metrics
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        clock.subscribe(self._clock_jumped)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="maintenance")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _clock_jumped(self) -> None:
+        if self._task is not None:
+            self._task.get_loop().call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.maintenance_passes.labels("failed").inc()
+                log_failed_pass(log, "maintenance pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.maintenance_interval)
+            self._wake.clear()
+
+    async def run_once(self) -> bool:
+        """One pass; False when another coordinator holds the maintenance lock."""
+        async with self.store.maintenance_lock() as locked:
+            if not locked:
+                self.metrics.maintenance_passes.labels("skipped").inc()
+                return False
+            started = time.monotonic()
+            now = self.clock.now()
+            marks = await self.store.redaction_marks()
+            for task, own in await self.store.retention_policies():
+                for state in FINAL_STATES:
+                    cutoff = now - timedelta(seconds=kept_for(own, state, self.settings))
+                    await self._delete(task, state, cutoff)
+                    redact = redacted_after(own, self.settings)
+                    if redact is not None:
+                        since = marks.get((task, state), _BEGINNING)
+                        await self._redact(task, state, since, now - timedelta(seconds=redact),
+                                           now)
+            departed = datetime.now(UTC) - timedelta(seconds=self.settings.task_stale_after)
+            await self.store.delete_departed_workers(departed, self.settings.maintenance_batch)
+            self.metrics.maintenance_passes.labels("ran").inc()
+            self.metrics.maintenance_seconds.observe(time.monotonic() - started)
+            return True
+
+    async def _delete(self, task: str, state: State, cutoff: datetime) -> None:
+        batch = self.settings.maintenance_batch
+        for _ in range(MAX_BATCHES):
+            deleted = await self.store.delete_expired(task, state, cutoff, batch)
+            self.metrics.maintenance_deleted.labels(state.value).inc(deleted)
+            if deleted < batch:
+                return
+            await asyncio.sleep(0)  # let leasing and the API in between batches
+
+    async def _redact(
+        self, task: str, state: State, since: datetime, cutoff: datetime, now: datetime
+    ) -> None:
+        if cutoff <= since:
+            return
+        batch = self.settings.maintenance_batch
+        for _ in range(MAX_BATCHES):
+            redacted = await self.store.redact(task, state, since, cutoff, batch, now)
+            self.metrics.maintenance_redacted.labels(state.value).inc(redacted)
+            if redacted < batch:
+                return
+            await asyncio.sleep(0)
