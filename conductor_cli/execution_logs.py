@@ -11,7 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from conductor_worker.client import LogEntry
+from conductor_worker.records import LogEntry
 
 from .connection import add_server_flags, client
 from .flags import bounded_float

@@ -156,6 +156,7 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
         options: client_pb2.InvokeOptions,
         batch: bool,
         request_id: str,
+        trace_context: str,
     ) -> tuple[list[int], bool]:
         key = check_request_id(request_id)
         limits = self.settings.limits
@@ -179,6 +180,7 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
             max_attempts=options.max_attempts,
             payload_limit=self.settings.max_payload_bytes,
             batch=batch,
+            trace_context=trace_context,
         )
         ids, created = await self.store.insert_executions(new, self.clock.now(), key)
         if created:
@@ -190,7 +192,7 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
     ) -> client_pb2.InvokeResponse:
         ids, created = await self._invoke(
             request.task, [request.payload_json], request.options, batch=False,
-            request_id=request.request_id,
+            request_id=request.request_id, trace_context=request.trace_context,
         )
         return client_pb2.InvokeResponse(execution_id=str(ids[0]), created=created)
 
@@ -199,7 +201,7 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
     ) -> client_pb2.InvokeBatchResponse:
         ids, _ = await self._invoke(
             request.task, list(request.payloads_json), request.options, batch=True,
-            request_id=request.request_id,
+            request_id=request.request_id, trace_context=request.trace_context,
         )
         return client_pb2.InvokeBatchResponse(execution_ids=[str(i) for i in ids])
 

@@ -118,6 +118,8 @@ class NewExecutions:
     queue: str = "default"
     max_attempts: int = 3
     dedupe_key: str | None = None
+    #: the invoker's W3C traceparent (OpenTelemetry), or None
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ class Lease:
     window_closes_at: datetime | None = None
     window_reopens_at: datetime | None = None
     priority: int = 0
+    #: the W3C traceparent the execution was invoked with (OpenTelemetry), or None
+    trace_context: str | None = None
 
     def size(self) -> int:
         """About how many bytes it takes in a message (its payload and recorded steps)."""

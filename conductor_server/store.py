@@ -159,6 +159,7 @@ class Store(HistoryStore):
             "run_at": new.run_at,
             "now": now,
             "max_attempts": new.max_attempts,
+            "trace_context": new.trace_context,
         }
         async with self.pool.connection() as conn, conn.transaction():
             if request_id is not None:
@@ -265,6 +266,7 @@ class Store(HistoryStore):
                 fire_time=row[7],
                 ready_at=row[8],
                 priority=row[9],
+                trace_context=row[10],
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]

@@ -177,6 +177,7 @@ def new_executions(
     max_attempts: int,
     payload_limit: int,
     batch: bool,
+    trace_context: str = "",
 ) -> NewExecutions:
     """Validate an invoke request; the field names are those of the protobuf messages."""
     if not task_name:
@@ -196,12 +197,29 @@ def new_executions(
         queue=check_text(queue, "options.queue", MAX_QUEUE_NAME) or "default",
         max_attempts=_max_attempts(max_attempts, task),
         dedupe_key=check_text(dedupe_key, "options.dedupe_key", MAX_DEDUPE_KEY) or None,
+        trace_context=check_trace_context(trace_context),
     )
     new.payloads.extend(
         check_payload(p, f"{payload_field}[{i}]" if batch else payload_field, payload_limit)
         for i, p in enumerate(payloads)
     )
     return new
+
+
+#: a W3C traceparent: version, trace id, parent span id, flags (lower-case hex)
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def check_trace_context(value: str) -> str | None:
+    """An invoke's trace context: empty (None) or a W3C traceparent."""
+    if not value:
+        return None
+    if not _TRACEPARENT.fullmatch(value):
+        raise InvalidArgument(
+            "trace_context", f"not a W3C traceparent (00-<trace id>-<span id>-<flags>): "
+            f"{shown(value)}"
+        )
+    return value
 
 
 def _run_at(now: datetime, run_at: datetime | None, delay_seconds: float) -> datetime:

@@ -173,6 +173,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         window_closes_at=timestamp(lease.window_closes_at),
         window_reopens_at=timestamp(lease.window_reopens_at),
         priority=lease.priority,
+        trace_context=lease.trace_context or "",
     )
 
 

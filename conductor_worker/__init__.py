@@ -1,9 +1,10 @@
 """Conductor's Python SDK: define tasks, run workers, invoke tasks.
 
-    from conductor_worker import task, Client
+    from conductor_worker import task, Client   # AsyncClient for asyncio code
 """
 
-from .client import Client, ErrorInfo, Execution, Schedule
+from .async_client import AsyncClient
+from .client import Client
 from .context import AsyncContext, Context, Event
 from .errors import (
     ChildCancelled,
@@ -14,6 +15,7 @@ from .errors import (
     ExecutionNotFound,
     FailedPrecondition,
     InvalidArgument,
+    InvalidPayload,
     NonRetryableError,
     ScheduleNotFound,
     SignalTimeout,
@@ -21,11 +23,13 @@ from .errors import (
     TaskNotFound,
     Unauthenticated,
 )
-from .history import Attempt, BulkResult, TaskInfo
+from .history import Attempt, BulkResult, ErrorInfo, TaskInfo
+from .records import Execution, Schedule
 from .runtime import Worker
 from .task import Task, task
 
 __all__ = [
+    "AsyncClient",
     "AsyncContext",
     "Attempt",
     "BulkResult",
@@ -42,6 +46,7 @@ __all__ = [
     "ExecutionNotFound",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidPayload",
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",

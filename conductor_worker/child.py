@@ -28,6 +28,7 @@ and to the parent:
     ("error", key, type, message, traceback, retryable)
     ("released", key, reason, run_at | None)
     ("abandoned", key)
+    ("trace", key, AttemptSpans)          a traced run's span times, just before its outcome
     ("call", key, request_id, method, kwargs)   ask the worker to call the client API
     ("clock_ack", sequence)               the clock sync is in use
 """
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import itertools
 import logging
 import os
@@ -51,7 +53,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .context import AsyncContext, Context, RunKey, RunSpec, encode_result
+from .context import AsyncContext, Context, Event, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .log_format import formatter
 from .metrics import ENV as METRICS_ENV
@@ -59,6 +61,7 @@ from .metrics import metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .preload import forker_threads
 from .task import Task, _load_task
+from .typed import parse_payload
 
 #: a pool process's tasks by name (one, or the tasks of a shared pool: all plain or all async)
 Tasks = dict[str, Task[..., Any]]
@@ -398,12 +401,15 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
     started = time.perf_counter()
+    ctx = Context(spec, link)
     try:
-        return ("done", key, encode_result(task.fn(spec.event(), Context(spec, link))))
+        outcome = ("done", key, encode_result(task.fn(_event(task, spec), ctx)))
     except BaseException as exc:  # the attempt ended early, whatever was raised
-        return _ended_by(key, exc)
-    finally:
-        metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+        outcome = _ended_by(key, exc)
+    metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    if ctx.recorder is not None:  # a traced run: its spans go to the worker first
+        link.send(ctx.recorder.message(key, outcome))
+    return outcome
 
 
 async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
@@ -413,14 +419,26 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
         link.send_soon(let_go)
         return
     started = time.perf_counter()
+    ctx = AsyncContext(spec, link)
     try:
-        result = await task.fn(spec.event(), AsyncContext(spec, link))
+        result = await task.fn(_event(task, spec), ctx)
         outcome: tuple[Any, ...] = ("done", key, encode_result(result))
     except BaseException as exc:  # the attempt ended early, whatever was raised
         outcome = _ended_by(key, exc)
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    if ctx.recorder is not None:  # a traced run: its spans go to the worker first
+        link.send_soon(ctx.recorder.message(key, outcome))
     link.send_soon(outcome)
     link.interrupts.pop(key, None)
+
+
+def _event(task: Task[..., Any], spec: RunSpec) -> Event[Any]:
+    """The handler's event; its payload parsed into the handler's `Event[X]` type, if any
+    (InvalidPayload, not retried, when it does not fit)."""
+    event = spec.event()
+    if task.payload_type is None:
+        return event
+    return dataclasses.replace(event, payload=parse_payload(task.payload_type, event.payload))
 
 
 def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:

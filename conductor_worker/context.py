@@ -11,24 +11,30 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import Interrupted, InvalidResult
 from .metrics import metrics
+from .spans import Recorder
+from .typed import jsonable
 from .workflow import AsyncWorkflowContext, WorkflowContext
 
 T = TypeVar("T")
+#: the payload's type
+PayloadT = TypeVar("PayloadT")
 
 #: the part of the lease timeout kept in reserve when a run checks its lease before a step
 LEASE_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
-class Event:
-    """The invocation a handler runs for."""
+class Event(Generic[PayloadT]):
+    """The invocation a handler runs for. Annotate the handler's first parameter
+    `Event[Model]` (a pydantic model, or any type pydantic validates) to have the payload
+    validated and parsed into it before the handler runs (see typed.py)."""
 
-    #: The JSON payload, decoded.
-    payload: Any
+    #: The JSON payload, decoded (and parsed, with an `Event[Model]` annotation).
+    payload: PayloadT
     #: The task's name.
     task: str
     #: The execution's id.
@@ -76,12 +82,14 @@ class RunSpec:
     lease_seconds: float = 0.0
     #: the execution's priority: the pool starts its queued runs highest first
     priority: int = 0
+    #: the W3C traceparent the execution was invoked with (OpenTelemetry); empty: untraced
+    trace_context: str = ""
 
     @property
     def key(self) -> RunKey:
         return (self.execution_id, self.token)
 
-    def event(self) -> Event:
+    def event(self) -> Event[Any]:
         fired = datetime.fromtimestamp(self.fire_time, UTC) if self.fire_time else None
         return Event(
             json.loads(self.payload_json), self.task, self.execution_id, self.schedule, fired
@@ -197,6 +205,8 @@ class Context(WorkflowContext):
         self._steps_counter = metrics().steps.labels(spec.task)
         self._closes_at = spec.window_closes_at
         self._lease_margin = LEASE_MARGIN * spec.lease_seconds
+        #: step times of a traced run, for its spans (spans.py); None when not traced
+        self.recorder = Recorder() if spec.trace_context else None
 
     @property
     def fencing_token(self) -> str:
@@ -243,12 +253,19 @@ class Context(WorkflowContext):
         as decoded from JSON (tuples come back as lists), the same on every attempt."""
         _check_name(name)
         if name in self._steps:
+            self._traced(name, time.time_ns(), replayed=True)
             return json.loads(self._steps[name])  # type: ignore[no-any-return]
         self.checkpoint()
         if not self._lease_valid():
             self._link.wait_lease(self._key, self._lease_valid)
+        started = time.time_ns()
         recorded: T = self._record(name, fn())
+        self._traced(name, started)
         return recorded
+
+    def _traced(self, name: str, started_ns: int, replayed: bool = False) -> None:
+        if self.recorder is not None:
+            self.recorder.step(name, started_ns, replayed)
 
     def sleep(self, name: str, seconds: float) -> None:
         """Release the execution and resume it after `seconds` (on the coordinator's clock).
@@ -332,14 +349,18 @@ class AsyncContext(AsyncWorkflowContext, Context):  # type: ignore[misc]
         """Like Context.step; `fn` may be a plain function or return an awaitable."""
         _check_name(name)
         if name in self._steps:
+            self._traced(name, time.time_ns(), replayed=True)
             return json.loads(self._steps[name])
         self.checkpoint()
         if not self._lease_valid():
             await self._link.wait_lease_async(self._key, self._lease_valid)
+        started = time.time_ns()
         value = fn()
         if isinstance(value, Awaitable):
             value = await value
-        return await self._record_async(name, value)
+        recorded = await self._record_async(name, value)
+        self._traced(name, started)
+        return recorded
 
     async def sleep(self, name: str, seconds: float) -> None:  # type: ignore[override]
         """Like Context.sleep (`await ctx.sleep(...)`)."""
@@ -356,7 +377,7 @@ def _check_name(name: str) -> None:
 
 def _encode(value: Any, what: str) -> str:
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, default=jsonable)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
     if "\\u0000" in text and _UNESCAPED_NUL.search(text):

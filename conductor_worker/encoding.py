@@ -9,6 +9,7 @@ from typing import Any
 from conductor.v1 import common_pb2
 
 from .errors import InvalidArgument
+from .typed import jsonable
 
 STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 STATE_FROM_PB = {
@@ -23,7 +24,7 @@ STATE_TO_PB = {v: k for k, v in STATE_FROM_PB.items()}
 
 def dumps(payload: Any) -> str:
     try:
-        return json.dumps(payload, allow_nan=False)
+        return json.dumps(payload, allow_nan=False, default=jsonable)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"payload: not JSON-serialisable: {exc}") from exc
 

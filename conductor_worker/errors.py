@@ -44,6 +44,11 @@ class InvalidResult(NonRetryableError, TypeError):
     NUL character). Not retried: another attempt would return the same kind of value."""
 
 
+class InvalidPayload(NonRetryableError, ValueError):
+    """The payload does not fit the handler's `Event[Model]` annotation; the message names
+    the fields that are wrong. Not retried: the payload will not change."""
+
+
 class LeaseLost(BaseException):
     """Raised inside a handler when its lease was taken away; the run is abandoned.
 

@@ -18,8 +18,16 @@ FIRST_PAUSE = 0.05
 MAX_PAUSE = 2.0
 
 
+def status_code(exc: grpc.RpcError) -> grpc.StatusCode | None:
+    """The status of a failed call: a blocking call's error is a grpc.Call, an awaited
+    one's a grpc.aio.AioRpcError; both have code() and details()."""
+    if isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
+        return exc.code()
+    return None
+
+
 def unavailable(exc: grpc.RpcError) -> bool:
-    return isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNAVAILABLE
+    return status_code(exc) == grpc.StatusCode.UNAVAILABLE
 
 
 class Retrying:
@@ -33,12 +41,11 @@ class Retrying:
         """Seconds until the deadline (at least a millisecond, for a call's timeout)."""
         return max(0.001, self.deadline - time.monotonic())
 
-    def pause(self) -> bool:
-        """Wait before the next try; False (without waiting) when the deadline would pass
-        before that try could start."""
+    def next_pause(self) -> float | None:
+        """Seconds to wait before the next try; None when the deadline would pass before
+        that try could start."""
         pause = self._pause * random.uniform(0.5, 1.0)
         self._pause = min(self._pause * 2, MAX_PAUSE)
         if time.monotonic() + pause >= self.deadline:
-            return False
-        time.sleep(pause)
-        return True
+            return None
+        return pause

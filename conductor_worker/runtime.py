@@ -32,7 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 from . import metrics as worker_metrics
-from . import preload
+from . import preload, tracing
 from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
@@ -85,6 +85,8 @@ class _Held:
     steps_bytes: int = 0
     #: what its lifecycle log lines say (None: released without running)
     run: Run | None = None
+    #: its span, when the execution is traced (tracing.py)
+    trace: tracing.LeaseTrace | None = None
 
 
 def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
@@ -591,7 +593,13 @@ class Worker:
                 # than the lease timeout): the old lease is gone, so that run is abandoned.
                 self._abandon((lease.execution_id, older))
             self.tokens[lease.execution_id] = lease.lease_token
-            held = self.held[key] = _Held(lease.task, steps_bytes=_steps_bytes(lease.steps))
+            held = self.held[key] = _Held(
+                lease.task,
+                steps_bytes=_steps_bytes(lease.steps),
+                trace=tracing.start_lease(
+                    lease.trace_context, lease.task, lease.execution_id, lease.attempt
+                ),
+            )
             if pool is None or self._stopping:
                 self._outcome(key, released=worker_pb2.Released(
                     reason=worker_pb2.RELEASE_REASON_SHUTDOWN if self._stopping
@@ -622,6 +630,7 @@ class Worker:
                     else None,
                     lease_seconds=self._lease_seconds,
                     priority=lease.priority,
+                    trace_context=lease.trace_context,
                 )
             )
             if not handed:
@@ -705,7 +714,16 @@ class Worker:
             call.add_done_callback(self._calls.discard)
         elif kind == "step":
             self._on_step(held, key, message[2], message[3])
-        elif held.abandoned or kind == "abandoned":
+        elif kind == "trace":
+            tracing.attempt(held.trace, message[2])
+        else:
+            self._on_run_ended(held, key, message)
+
+    def _on_run_ended(self, held: _Held, key: RunKey, message: tuple[Any, ...]) -> None:
+        """A run ended (or its lease was lost): report how, once."""
+        kind = message[0]
+        if held.abandoned or kind == "abandoned":
+            tracing.end_lease(held.trace, "abandoned")
             self._drop(key)
             if held.run is not None:
                 held.run.log_abandoned()
@@ -798,6 +816,9 @@ class Worker:
             return
         held = self.held[key]
         self._count(held.task, result)
+        if held.trace is not None:
+            failed = result.get("failed")
+            tracing.end_lease(held.trace, next(iter(result)), failed.error.type if failed else "")
         outcome = worker_pb2.Outcome(execution_id=key[0], lease_token=key[1], **result)
         self.unacked[key] = outcome
         self._send(("outcome", outcome))

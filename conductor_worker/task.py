@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -16,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from . import durations
+from . import durations, typed
+from .context import Event
 from .errors import TaskDefinitionError
 
 P = ParamSpec("P")
@@ -85,6 +87,17 @@ class Task(Generic[P, R]):
         self.__qualname__ = fn.__qualname__
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
+
+    @functools.cached_property
+    def payload_type(self) -> Any | None:
+        """X when the handler's first parameter is annotated `Event[X]`: payloads are
+        validated and parsed into X before the handler runs (needs pydantic)."""
+        return typed.payload_type(self.fn, Event)
+
+    @functools.cached_property
+    def result_type(self) -> Any | None:
+        """The handler's return annotation, for `Client.wait(id, result_type=task)`."""
+        return typed.result_type(self.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -342,3 +355,5 @@ def check_registrable(t: Task[..., Any]) -> None:
             f"task {t.name!r}: {where} does not name this task; keep the @task object under "
             "the name it was defined with"
         )
+    if t.payload_type is not None:
+        typed.check_type(t.payload_type, f"task {t.name!r}: payload annotation")

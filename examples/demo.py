@@ -10,7 +10,8 @@ What it does:
    child process: an embedded PostgreSQL (kept in `.conductor/` so later runs reuse it), a
    coordinator on a free port and a worker for the tasks in examples/tasks.py;
 2. reads the child's stdout until it prints the coordinator's address;
-3. invokes a few example tasks with the Python `Client` and waits for each one;
+3. invokes a few example tasks with the Python `Client` and waits for each one, watching
+   `flaky` as it goes: its first attempt fails and is retried about a second later;
 4. stops the child with SIGINT (what Ctrl-C sends) and waits for it to exit.
 
 It exits 0 only if every execution succeeded with the expected result and the dev process
@@ -156,6 +157,26 @@ def invoke(client: Any, task: str, payload: Any, register_timeout: float) -> str
             time.sleep(0.2)
 
 
+def watch(client: Any, task: str, execution_id: str, timeout: float) -> None:
+    """Print each change of the execution's state, attempt or error until it is finished:
+    for `flaky`, its failed first attempt waiting for the retry."""
+    deadline = time.monotonic() + timeout
+    seen: tuple[Any, ...] | None = None
+    while time.monotonic() < deadline:
+        execution = client.get(execution_id)
+        error = execution.error and f"{execution.error.type}: {execution.error.message}"
+        now = (execution.state, execution.attempt, error)
+        if now != seen:
+            seen = now
+            line = f"  watch {task:<10} {execution.state:<10} attempt {execution.attempt}"
+            if error and not execution.finished:
+                line += f"  attempt {execution.attempt} failed ({error}); a retry follows"
+            print(line, flush=True)
+        if execution.finished:
+            return
+        time.sleep(0.05)
+
+
 def run_tasks(address: str, wait_timeout: float) -> bool:
     """Invoke the example tasks, wait for them, print one line each; True if all good."""
     from conductor_worker import Client
@@ -168,6 +189,10 @@ def run_tasks(address: str, wait_timeout: float) -> bool:
         ]
         for task, payload, _check, execution_id in started:
             print(f"invoked {task:<16} payload={json.dumps(payload):<20} id={execution_id}")
+        print()
+        for task, _payload, _check, execution_id in started:
+            if task == "flaky":
+                watch(client, task, execution_id, wait_timeout)
         print()
         for task, _payload, check, execution_id in started:
             try:

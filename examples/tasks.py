@@ -26,7 +26,7 @@ def process_dataset(event: Event, ctx: Context) -> dict[str, Any]:
     return {"processed": len(items)}
 
 
-@task(name="flaky", max_attempts=5, backoff=0.2)
+@task(name="flaky", max_attempts=5, backoff=1.0)
 def flaky(event: Event, ctx: Context) -> str:
     """Fails on its first attempt, then succeeds: shows retries with backoff."""
     if ctx.attempt == 1:

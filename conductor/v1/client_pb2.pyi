@@ -1278,6 +1278,7 @@ class InvokeRequest(_message.Message):
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Name of a task that a worker has registered."""
     payload_json: _builtins.str
@@ -1290,6 +1291,12 @@ class InvokeRequest(_message.Message):
     INVALID_ARGUMENT (other fields are not compared). 1-128 characters of A-Z a-z 0-9 and
     - _ . : ; kept for at least 24 hours. Empty: no key (a retry may create a second one).
     """
+    trace_context: _builtins.str
+    """OpenTelemetry: the W3C `traceparent` of the caller's invoke span
+    ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), stored with the execution and
+    handed to every lease of it, so that the worker's spans join the caller's trace. Empty:
+    not traced. Anything else is INVALID_ARGUMENT.
+    """
     @_builtins.property
     def options(self) -> Global___InvokeOptions:
         """Scheduling options."""
@@ -1301,10 +1308,11 @@ class InvokeRequest(_message.Message):
         payload_json: _builtins.str = ...,
         options: Global___InvokeOptions | None = ...,
         request_id: _builtins.str = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payload_json", b"payload_json", "request_id", b"request_id", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payload_json", b"payload_json", "request_id", b"request_id", "task", b"task", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1346,6 +1354,7 @@ class InvokeBatchRequest(_message.Message):
     PAYLOADS_JSON_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Name of a task that a worker has registered."""
     request_id: _builtins.str
@@ -1353,6 +1362,8 @@ class InvokeBatchRequest(_message.Message):
     the same request_id returns the first call's execution_ids and creates nothing. Invoke
     and InvokeBatch share one key space.
     """
+    trace_context: _builtins.str
+    """As InvokeRequest.trace_context, for every execution of the batch."""
     @_builtins.property
     def payloads_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """One execution per payload, each JSON text (empty means null)."""
@@ -1368,10 +1379,11 @@ class InvokeBatchRequest(_message.Message):
         payloads_json: _abc.Iterable[_builtins.str] | None = ...,
         options: Global___InvokeOptions | None = ...,
         request_id: _builtins.str = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payloads_json", b"payloads_json", "request_id", b"request_id", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payloads_json", b"payloads_json", "request_id", b"request_id", "task", b"task", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

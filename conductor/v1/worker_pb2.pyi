@@ -1011,6 +1011,7 @@ class Lease(_message.Message):
     FIRE_TIME_FIELD_NUMBER: _builtins.int
     WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
     WINDOW_REOPENS_AT_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     task: _builtins.str
@@ -1028,6 +1029,11 @@ class Lease(_message.Message):
     priority: _builtins.int
     """The execution's priority (higher first): a worker starts the leases it holds in this
     order too, FIFO within one priority.
+    """
+    trace_context: _builtins.str
+    """OpenTelemetry: the W3C `traceparent` the execution was invoked with (see
+    InvokeRequest.trace_context); the worker's lease, attempt and step spans are its
+    descendants. Empty: the execution is not traced.
     """
     @_builtins.property
     def steps(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -1068,10 +1074,11 @@ class Lease(_message.Message):
         fire_time: _timestamp_pb2.Timestamp | None = ...,
         window_closes_at: _timestamp_pb2.Timestamp | None = ...,
         window_reopens_at: _timestamp_pb2.Timestamp | None = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "trace_context", b"trace_context", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -57,9 +57,9 @@ FROM conductor_tasks WHERE name = %(name)s;
 -- and forth; without one (null) the update matches nothing.
 WITH created AS (
     INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-        max_attempts)
+        max_attempts, trace_context)
     SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
-        %(max_attempts)s
+        %(max_attempts)s, %(trace_context)s
     FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
     ORDER BY u.n
     RETURNING id
@@ -73,9 +73,9 @@ SELECT id FROM created;
 -- name: insert_deduped_execution
 -- One execution with a dedupe key; no row when an unfinished one holds the key.
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, dedupe_key)
+    max_attempts, dedupe_key, trace_context)
 VALUES (%(task)s, %(queue)s, %(payload)s::jsonb, %(priority)s, %(run_at)s, %(now)s,
-    %(max_attempts)s, %(dedupe_key)s)
+    %(max_attempts)s, %(dedupe_key)s, %(trace_context)s)
 ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;
@@ -142,7 +142,8 @@ FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
-     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority;
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,
+    e.trace_context;
 
 -- name: lock_capped_task
 -- Serialise leasing of a task with a concurrency cap across coordinators until the end of the

@@ -2,10 +2,11 @@
 // Invoke a Conductor task over the public gRPC API (conductor.v1.ConductorService), wait for
 // the execution to finish and print it as one JSON object on stdout.
 //
-//   node invoke.js --server HOST:PORT --task NAME [--payload JSON] [--timeout SECONDS]
+//   node invoke.js [--server HOST:PORT] --task NAME [--payload JSON] [--timeout SECONDS]
 //                  [--token TOKEN] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 //
-// The token and TLS files default to the environment variables the Python client reads:
+// The server, token and TLS files default to the environment variables the Python client
+// reads: CONDUCTOR_SERVER (else 127.0.0.1:50051, where `conductor dev` listens),
 // CONDUCTOR_AUTH_TOKEN, CONDUCTOR_TLS_CA, CONDUCTOR_CLIENT_TLS_CERT, CONDUCTOR_CLIENT_TLS_KEY.
 //
 // Exit codes: 0 the execution succeeded; 1 it failed, was cancelled or did not finish within
@@ -24,9 +25,10 @@ const PROTO_ROOT = path.resolve(HERE, '..', '..', 'proto');
 const CLIENT_PROTO = path.join(PROTO_ROOT, 'conductor', 'v1', 'client.proto');
 
 const USAGE =
-  'usage: node invoke.js --server HOST:PORT --task NAME [--payload JSON] [--timeout SECONDS]' +
+  'usage: node invoke.js [--server HOST:PORT] --task NAME [--payload JSON] [--timeout SECONDS]' +
   ' [--token TOKEN] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]';
 const DEFAULT_TIMEOUT_SECONDS = 60;
+const DEFAULT_SERVER = '127.0.0.1:50051';
 // The gRPC deadline of WaitExecution is this much longer than its timeout_seconds, so the
 // coordinator answers with the execution (in whatever state) rather than the call expiring.
 const DEADLINE_MARGIN_SECONDS = 5;
@@ -61,7 +63,6 @@ function parseCommandLine(argv) {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  if (!values.server) throw new UsageError('--server is required');
   if (!values.task) throw new UsageError('--task is required');
 
   let payloadJson = '';
@@ -91,7 +92,7 @@ function parseCommandLine(argv) {
   }
   if (tlsCert && !tlsCa) throw new UsageError('--tls-cert needs --tls-ca');
   return {
-    server: values.server, task: values.task, payloadJson, timeout, token, tlsCa, tlsCert, tlsKey,
+    server: values.server || process.env.CONDUCTOR_SERVER || DEFAULT_SERVER, task: values.task, payloadJson, timeout, token, tlsCa, tlsCert, tlsKey,
   };
 }
 

@@ -137,7 +137,7 @@ def test_node_client_reports_failed_execution(node, address, spawn_worker):
 
 def test_node_client_usage_error(node):
     out = subprocess.run(
-        [node, str(INVOKE_JS), "--task", "noop"],
+        [node, str(INVOKE_JS), "--payload", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -145,7 +145,22 @@ def test_node_client_usage_error(node):
         check=False,
     )
     assert out.returncode == 2
-    assert "--server is required" in out.stderr
+    assert "--task is required" in out.stderr
+
+
+def test_node_client_server_defaults(node, address, spawn_worker):
+    """Without --server: $CONDUCTOR_SERVER, else 127.0.0.1:50051 (where `conductor dev` is)."""
+    spawn_worker(address)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    out = subprocess.run(
+        [node, str(INVOKE_JS), "--task", "noop", "--payload", "7", "--timeout", "30"],
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+        env={**clean, "CONDUCTOR_SERVER": address},
+    )
+    assert out.returncode == 0, out.stderr
+    assert _printed(out)["result"] == 7
+    source = INVOKE_JS.read_text()
+    assert "const DEFAULT_SERVER = '127.0.0.1:50051';" in source
 
 
 TOKEN = "node-token-value"

@@ -9,6 +9,7 @@ import pytest
 import conductor_worker
 
 PUBLIC = [
+    "AsyncClient",
     "AsyncContext",
     "Attempt",
     "BulkResult",
@@ -25,6 +26,7 @@ PUBLIC = [
     "ExecutionNotFound",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidPayload",
     "NonRetryableError",
     "Schedule",
     "ScheduleNotFound",
