@@ -66,15 +66,14 @@ class HistoryCalls:
             if request.HasField("payload_json")
             else None
         )
-        new_id = await self._operations().rerun(execution_id, request.from_step or None, payload)
-        return await self._with_attempts(await self._get(new_id))
+        created = await self._operations().rerun(execution_id, request.from_step or None, payload)
+        return await self._with_attempts(created)
 
     async def RetryExecution(  # noqa: N802
         self, request: client_pb2.RetryExecutionRequest, context: Context
     ) -> common_pb2.Execution:
         execution_id = validation.parse_execution_id(request.execution_id)
-        await self._operations().retry(execution_id)
-        return await self._with_attempts(await self._get(execution_id))
+        return await self._with_attempts(await self._operations().retry(execution_id))
 
     async def BulkExecutions(  # noqa: N802
         self, request: client_pb2.BulkExecutionsRequest, context: Context

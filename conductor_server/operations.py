@@ -9,7 +9,7 @@ from datetime import datetime
 
 from .clock import Clock
 from .dispatch import Dispatcher
-from .models import FailedPrecondition, InvalidArgument, NotFound, State
+from .models import Execution, FailedPrecondition, InvalidArgument, NotFound, State
 from .settings import Settings
 from .store import Store
 from .store_history import BulkFilter
@@ -48,9 +48,11 @@ class Operations:
             raise NotFound(f"execution_id: no execution {execution_id}")
         return found.state, found.redacted_at is not None
 
-    async def rerun(self, execution_id: int, from_step: str | None, payload: str | None) -> int:
+    async def rerun(
+        self, execution_id: int, from_step: str | None, payload: str | None
+    ) -> Execution:
         """A new execution of a finished one's task; with `from_step`, the steps saved before
-        it are copied. Returns the new id."""
+        it are copied. Returns it as created (pending)."""
         state, redacted = await self._original(execution_id)
         copy: list[str] = []
         if from_step is not None:
@@ -73,12 +75,12 @@ class Operations:
         created = await self.store.rerun(execution_id, payload, copy, self.clock.now())
         if created is None:  # deleted or changed since it was read
             raise NotFound(f"execution_id: no finished execution {execution_id}")
-        new_id, task = created
-        self.dispatcher.wake(task)
-        return new_id
+        self.dispatcher.wake(created.task)
+        return created
 
-    async def retry(self, execution_id: int) -> None:
-        """Run a failed or cancelled execution again in place."""
+    async def retry(self, execution_id: int) -> Execution:
+        """Run a failed or cancelled execution again in place; returns it as the retry left
+        it (pending), not as a worker may already have changed it."""
         state, redacted = await self._original(execution_id)
         if state not in ACTION_STATES[BulkAction.RETRY]:
             raise FailedPrecondition(
@@ -90,13 +92,14 @@ class Operations:
                 f"execution_id: the payload of execution {execution_id} was redacted; rerun "
                 "it with a payload instead"
             )
-        retried = await self.store.retry([execution_id], self.clock.now())
-        if not retried:
+        retried = await self.store.retry_one(execution_id, self.clock.now())
+        if retried is None:
             raise FailedPrecondition(
                 f"execution_id: execution {execution_id} cannot be retried now (its dedupe key "
                 "is held by an unfinished execution, or it changed meanwhile)"
             )
-        self.dispatcher.wake(retried[0][1])
+        self.dispatcher.wake(retried.task)
+        return retried
 
     async def bulk(
         self, action: BulkAction, f: BulkFilter, *, dry_run: bool, everything: bool

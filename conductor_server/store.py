@@ -467,6 +467,12 @@ class Store(HistoryStore):
             row = await cur.fetchone()
         return _execution(row) if row else None
 
+    async def _execution_in(self, conn: AsyncConnection[TupleRow], execution_id: int) -> Execution:
+        cur = await conn.execute(_q("get_execution"), {"id": execution_id})
+        row = await cur.fetchone()
+        assert row is not None, "read in the transaction that wrote it"
+        return _execution(row)
+
     async def list_executions(
         self,
         *,

@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from .models import Retention, State, TaskInfo
+from .models import Execution, Retention, State, TaskInfo
 from .sql import QUERIES
 
 
@@ -38,13 +38,17 @@ class HistoryStore:
 
     pool: AsyncConnectionPool[AsyncConnection[TupleRow]]
 
+    async def _execution_in(self, conn: AsyncConnection[TupleRow], execution_id: int) -> Execution:
+        raise NotImplementedError  # Store's: the execution as `conn`'s transaction sees it
+
     # -- reruns and retries ---------------------------------------------------------------
 
     async def rerun(
         self, execution_id: int, payload_json: str | None, copy_steps: Sequence[str], now: datetime
-    ) -> tuple[int, str] | None:
+    ) -> Execution | None:
         """A new execution linked to a finished one, with the named steps copied; returns
-        (its id, task), or None when the original is not finished (or gone)."""
+        it as created (before any worker can lease it), or None when the original is not
+        finished (or gone)."""
         params = {"id": execution_id, "payload": payload_json, "now": now}
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(_q("insert_rerun"), params)
@@ -58,7 +62,7 @@ class HistoryStore:
                     {"id": execution_id, "new_id": new_id, "names": list(copy_steps)},
                 )
             await conn.execute(_q("notify_ready"), {"task": task})
-        return new_id, task
+            return await self._execution_in(conn, new_id)
 
     async def retry(self, ids: Sequence[int], now: datetime) -> list[tuple[int, str]]:
         """Retry failed/cancelled executions in place; returns (id, task) of those retried."""
@@ -68,6 +72,18 @@ class HistoryStore:
             for task in sorted({task for _, task in rows}):
                 await conn.execute(_q("notify_ready"), {"task": task})
         return rows
+
+    async def retry_one(self, execution_id: int, now: datetime) -> Execution | None:
+        """Retry one failed/cancelled execution in place; returns it as the retry left it
+        (pending: read before the commit, so no worker can have leased it yet), or None
+        when it was not retried."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_q("retry_executions"), {"ids": [execution_id], "now": now})
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await conn.execute(_q("notify_ready"), {"task": row[1]})
+            return await self._execution_in(conn, execution_id)
 
     # -- bulk operations ------------------------------------------------------------------
 
