@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from conductor_server.settings import Settings, from_environment
 from tests.chart.chart_lib import (
     CI_VALUES,
     default_values,
@@ -79,6 +80,7 @@ def test_default_render() -> None:
     assert variables["CONDUCTOR_DATABASE_URL"]["secretKeyRef"]["key"] == "database-url"
     assert variables["CONDUCTOR_LOG_FORMAT"] == "json"
     assert "CONDUCTOR_AUTH_TOKEN" not in variables
+    assert not [v for v in variables if "RETENTION" in v or "REDACT" in v]  # the defaults
     pdb = find(manifests, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -88,6 +90,24 @@ def test_default_render() -> None:
         "grpc": values["port"], "metrics": values["metricsPort"]
     }
     assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_retention_values_reach_the_coordinator() -> None:
+    manifests = render(*DEFAULT, "--set", "coordinator.retention.succeeded=2d",
+                       "--set", "coordinator.retention.failed=90d",
+                       "--set", "coordinator.retention.redactAfter=12h",
+                       "--set", "coordinator.retention.interval=300")
+    (container,) = containers(find(manifests, "Deployment", "-coordinator"))
+    variables = {k: v for k, v in env(container).items() if isinstance(v, str)}
+    assert {k: v for k, v in variables.items() if "RETENTION" in k or "REDACT" in k
+            or "MAINTENANCE" in k} == {
+        "CONDUCTOR_RETENTION_SUCCEEDED": "2d", "CONDUCTOR_RETENTION_FAILED": "90d",
+        "CONDUCTOR_REDACT_AFTER": "12h", "CONDUCTOR_MAINTENANCE_INTERVAL": "300"}
+    # what the coordinator makes of them
+    settings = from_environment(variables)
+    assert (settings.retention_succeeded, settings.retention_failed, settings.redact_after,
+            settings.maintenance_interval) == (2 * 86400, 90 * 86400, 12 * 3600, 300)
+    assert settings.retention_cancelled == Settings().retention_cancelled
 
 
 def test_full_render() -> None:
