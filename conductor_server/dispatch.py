@@ -40,6 +40,7 @@ from .sessions import (
     ClockSync,
     Drained,
     HeartbeatAck,
+    LeasingStopped,
     OutcomeAck,
     Session,
     StepAck,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SAFETY_SWEEP = timedelta(seconds=10)  # re-check every task now and then, whatever happened
 DRAINED = Drained()
+LEASING_STOPPED = LeasingStopped()
 QUEUE_GAUGE_INTERVAL = 5.0  # seconds between queue depth refreshes
 BATCH_WAIT = 0.002  # seconds a small lease round may wait for more room (real time)
 #: seconds the prefetch waits, when work arrives after the queue ran dry, for idle pool
@@ -327,7 +329,10 @@ class Dispatcher:
                 self.wake(task)
 
     def stop_leasing(self, session: Session) -> None:
+        """No more leases for this stream; the answer follows every lease already sent (a
+        lease query in progress gives its leases back: see _lease)."""
         session.leasing = False
+        session.send(LEASING_STOPPED)
 
     async def heartbeat(self, session: Session, refs: Sequence[LeaseRef]) -> None:
         """Renew the worker's leases and answer: the ack tells it the stream is alive, and
@@ -559,7 +564,9 @@ class Dispatcher:
         session.renewed(expiry)
         self._served += 1
         session.served = self._served
-        if session.id not in self.sessions:  # the stream closed meanwhile: give them back
+        if session.id not in self.sessions or not session.leasing:
+            # the stream closed, or the worker asked for no more leases, meanwhile: give them
+            # back (no attempt counted)
             await self._release_unsent(leases)
             return []
         if any(lease.size() > MAX_LEASE_BYTES for lease in leases):
@@ -663,6 +670,7 @@ class Dispatcher:
             ]
             if not runnable or not await self.store.ready_exists(runnable, now):
                 session.drained = True
+                session.leasing = False  # the worker stops now: a lease would be lost
                 session.send(DRAINED)
 
     async def _queue_gauges_loop(self) -> None:

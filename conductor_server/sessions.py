@@ -61,6 +61,10 @@ class Drained:
     """Drain mode: nothing of the worker's tasks is runnable and it holds no lease."""
 
 
+class LeasingStopped:
+    """The answer to StopLeasing: no lease follows it on this stream."""
+
+
 @dataclass(frozen=True)
 class HeartbeatAck:
     """The answer to a heartbeat: the stream works both ways; these leases are gone."""
@@ -85,6 +89,7 @@ Outgoing = (
     | CancelRequest
     | WindowRelease
     | Drained
+    | LeasingStopped
     | HeartbeatAck
     | ClockSync
     | None

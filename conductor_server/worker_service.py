@@ -38,6 +38,7 @@ from .sessions import (
     ClockSync,
     Drained,
     HeartbeatAck,
+    LeasingStopped,
     OutcomeAck,
     Outgoing,
     Session,
@@ -196,6 +197,8 @@ def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
         )
     if isinstance(message, Drained):
         return worker_pb2.CoordinatorMessage(drained=worker_pb2.Drained())
+    if isinstance(message, LeasingStopped):
+        return worker_pb2.CoordinatorMessage(leasing_stopped=worker_pb2.LeasingStopped())
     if isinstance(message, WindowRelease):
         at = timestamp(message.run_at)
         return worker_pb2.CoordinatorMessage(

@@ -62,6 +62,8 @@ STEP_BATCH_ALONE = 16
 #: lease that waits less is never announced, so it counts as started if the worker dies
 #: (short runs stream through without any notice)
 ANNOUNCE_EVERY = 0.25
+#: seconds a stopping worker waits at most for the answer to StopLeasing (LeasingStopped)
+STOP_ANSWER_WAIT = 5.0
 #: answers that reconnecting cannot fix: the worker stops with exit code 1
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -186,6 +188,9 @@ class Worker:
         self._client: Client | None = None
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | tuple[str, Any]] | None = None
         self._stopping = False
+        #: no lease can arrive any more: the coordinator answered StopLeasing on this stream,
+        #: there is no stream, or the answer took longer than STOP_ANSWER_WAIT
+        self._leasing_stopped = False
         self.exit_code = 0
         self._stop_requested: asyncio.Event | None = None
         self._abort: asyncio.Event | None = None
@@ -271,7 +276,9 @@ class Worker:
     async def _shutdown(self) -> None:
         assert self._abort is not None and self._idle is not None
         self._stopping = True
+        self._leasing_stopped = self._outbox is None  # without a stream nothing can arrive
         self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
+        asyncio.get_running_loop().call_later(STOP_ANSWER_WAIT, self._on_leasing_stopped, None)
         for pool in self.pool_list:
             pool.shutdown()
         self._check_idle()
@@ -298,8 +305,16 @@ class Worker:
             await asyncio.wait_for(self._idle.wait(), timeout=10)
 
     def _check_idle(self) -> None:
-        if self._stopping and not self.held and self._idle is not None:
+        """Stopping, idle once nothing is held and no lease can still arrive: one already
+        on its way when StopLeasing was sent is released when it arrives, never left to
+        expire unread (which would count an attempt)."""
+        if self._stopping and not self.held and self._leasing_stopped and self._idle is not None:
             self._idle.set()
+
+    def _on_leasing_stopped(self, _: worker_pb2.LeasingStopped | None) -> None:
+        """The coordinator answered StopLeasing (or STOP_ANSWER_WAIT passed)."""
+        self._leasing_stopped = True
+        self._check_idle()
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -326,6 +341,7 @@ class Worker:
             except Exception:
                 log.exception("worker stream failed; reconnecting in %.1fs", wait)
             self._outbox = None
+            self._on_leasing_stopped(None)  # no stream: no lease can arrive
             await asyncio.sleep(wait)
             # a stream that registered was a success: the next cut starts from the minimum
             delay = RECONNECT_MIN if self._registered else min(delay * 2, RECONNECT_MAX)
@@ -365,6 +381,7 @@ class Worker:
             ) from None
         registered_msg = self._registered_msg
         self._registered = True
+        self._leasing_stopped = False  # a new stream: leases may come until it answers
         self._lease_seconds = registered_msg.lease_timeout_seconds
         self._limits = _Limits.announced(registered_msg)
         self._heartbeats_sent.clear()
@@ -376,6 +393,8 @@ class Worker:
         self._steps_in_flight = 0  # a new stream: whatever was unacknowledged is resent below
         if self._stopping:
             self._send(worker_pb2.WorkerMessage(stop_leasing=worker_pb2.StopLeasing()))
+            asyncio.get_running_loop().call_later(
+                STOP_ANSWER_WAIT, self._on_leasing_stopped, None)
         for key in self._waiting:
             outbox.put_nowait(("waiting", _ref(key)))
         for save in self.pending_steps.values():
@@ -556,6 +575,7 @@ class Worker:
         "heartbeat_ack": lambda w, m: w._on_heartbeat_ack(m),
         "clock_sync": lambda w, m: w._sync_clock(m),
         "drained": lambda w, m: w._on_drained(m),
+        "leasing_stopped": lambda w, m: w._on_leasing_stopped(m),
     }
 
     def _renewed(self, sent: float, bound: tuple[float, float] | None) -> None:

@@ -1327,7 +1327,9 @@ Global___ReleaseRequests: _TypeAlias = ReleaseRequests  # noqa: Y015
 
 @_typing.final
 class Drained(_message.Message):
-    """Sent to a worker in drain mode once nothing of its tasks is runnable and it holds no lease."""
+    """Sent to a worker in drain mode once nothing of its tasks is runnable and it holds no lease.
+    The coordinator sends it no more leases from then on.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1341,6 +1343,26 @@ class Drained(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Drained: _TypeAlias = Drained  # noqa: Y015
+
+@_typing.final
+class LeasingStopped(_message.Message):
+    """The answer to StopLeasing: every lease sent on this stream before it has been sent, and
+    none follows it. A stopping worker keeps reading until it arrives, so a lease already on
+    its way is released (not started, no attempt counted) instead of expiring unread.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeasingStopped: _TypeAlias = LeasingStopped  # noqa: Y015
 
 @_typing.final
 class CoordinatorMessage(_message.Message):
@@ -1357,6 +1379,7 @@ class CoordinatorMessage(_message.Message):
     DRAINED_FIELD_NUMBER: _builtins.int
     HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
     CLOCK_SYNC_FIELD_NUMBER: _builtins.int
+    LEASING_STOPPED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___Registered:
         """Answer to Register."""
@@ -1393,6 +1416,10 @@ class CoordinatorMessage(_message.Message):
     def clock_sync(self) -> Global___ClockSync:
         """The coordinator's clock was moved (test clocks only): use this time from now on."""
 
+    @_builtins.property
+    def leasing_stopped(self) -> Global___LeasingStopped:
+        """Answer to StopLeasing: no lease follows it on this stream."""
+
     def __init__(
         self,
         *,
@@ -1405,12 +1432,13 @@ class CoordinatorMessage(_message.Message):
         drained: Global___Drained | None = ...,
         heartbeat_ack: Global___HeartbeatAck | None = ...,
         clock_sync: Global___ClockSync | None = ...,
+        leasing_stopped: Global___LeasingStopped | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "clock_sync", b"clock_sync", "drained", b"drained", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "clock_sync", b"clock_sync", "drained", b"drained", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "leases", b"leases", "leasing_stopped", b"leasing_stopped", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "clock_sync", b"clock_sync", "drained", b"drained", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "leases", b"leases", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requests", b"cancel_requests", "clock_sync", b"clock_sync", "drained", b"drained", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "leases", b"leases", "leasing_stopped", b"leasing_stopped", "outcome_acks", b"outcome_acks", "registered", b"registered", "release_requests", b"release_requests", "step_acks", b"step_acks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "leases", "step_acks", "outcome_acks", "cancel_requests", "release_requests", "drained", "heartbeat_ack", "clock_sync"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "leases", "step_acks", "outcome_acks", "cancel_requests", "release_requests", "drained", "heartbeat_ack", "clock_sync", "leasing_stopped"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

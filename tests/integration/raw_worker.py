@@ -35,13 +35,13 @@ class RawWorker:
     def __init__(self, address: str, *tasks: worker_pb2.TaskDefinition,
                  worker_id: str = "raw-worker",
                  held: list[worker_pb2.LeaseRef] | None = None,
-                 heartbeat: bool = True) -> None:
+                 heartbeat: bool = True, drain: bool = False) -> None:
         self.channel = grpc.insecure_channel(address)
         self._out: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
         self.received: queue.Queue[worker_pb2.CoordinatorMessage | Exception] = queue.Queue()
         self.send(worker_pb2.WorkerMessage(register=worker_pb2.Register(
             worker_id=worker_id, hostname="test", pid=1, tasks=list(tasks),
-            held_leases=held or [])))
+            held_leases=held or [], drain=drain)))
         self._responses = worker_pb2_grpc.WorkerServiceStub(self.channel).Connect(self._requests())
         threading.Thread(target=self._read, daemon=True).start()
         self.registered = self.next("registered").registered
