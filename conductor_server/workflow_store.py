@@ -67,6 +67,9 @@ class WorkflowStore:
             "now": now,
         }
         async with self.pool.connection() as conn, conn.transaction():
+            if request.kind == "event" and await self._opens(conn, params):
+                # before the row lock, the order conductor_emit takes them in
+                await conn.execute(_q("lock_event_waits"), {"key": request.key})
             cur = await conn.execute(_q("lock_lease"), params)
             if await cur.fetchone() is None:
                 raise FailedPrecondition("lease_token: the lease is no longer current")
@@ -112,7 +115,20 @@ class WorkflowStore:
             if sent is not None:
                 result = json.dumps({"signal": json.loads(sent[0])})
                 await conn.execute(_q("resolve_wait"), {**params, "result": result})
+        if request.kind == "event":  # emitted since the wait began, committed before it
+            cur = await conn.execute(_q("first_event_since"), {
+                **params, "key": request.key, "match": request.match_json})
+            emitted = await cur.fetchone()
+            if emitted is not None:
+                result = json.dumps({"event": json.loads(emitted[0])})
+                await conn.execute(_q("resolve_wait"), {**params, "result": result})
         return None
+
+    async def _opens(self, conn: AsyncConnection[TupleRow], params: dict[str, Any]) -> bool:
+        """Whether this call may open the wait (none recorded yet; checked again under the
+        row lock)."""
+        cur = await conn.execute(_q("get_wait"), params)
+        return await cur.fetchone() is None
 
     async def _step(self, conn: AsyncConnection[TupleRow], params: dict[str, Any]) -> str | None:
         cur = await conn.execute(_q("get_step"), params)

@@ -543,6 +543,19 @@ INSERT INTO conductor_waits (execution_id, step, kind, key, match, remaining, de
 VALUES (%(id)s, %(step)s, %(kind)s, %(key)s, %(match)s::jsonb, %(remaining)s, %(deadline)s,
     %(now)s);
 
+-- name: lock_event_waits
+-- Opening a wait for an event: ordered with conductor_emit of that event (which takes this
+-- lock shared, migration 0016), taken before the execution's row lock (the order emit uses).
+SELECT pg_advisory_xact_lock(hashtext('conductor_event'), hashtext(%(key)s));
+
+-- name: first_event_since
+-- The first event of a name emitted at or after a wait began that matches its filter (an
+-- emit that committed just before the wait was opened).
+SELECT payload::text FROM conductor_events
+WHERE event = %(key)s AND created_at >= %(now)s AND conductor_matches(payload, %(match)s::jsonb)
+ORDER BY created_at, id
+LIMIT 1;
+
 -- name: get_step
 -- One recorded step's result.
 SELECT result::text FROM conductor_steps WHERE execution_id = %(id)s AND name = %(step)s;

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +237,29 @@ def test_wait_for_event_only_sees_events_after_the_wait_across_coordinators(
         elsewhere.emit("order.paid", {"order": 8, "n": "other order"})
         elsewhere.emit("order.paid", {"order": 7, "n": "after"})
     assert client.wait(run, timeout=60).result == {"paid": {"order": 7, "n": "after"}}
+
+
+def test_an_event_committed_while_the_wait_opens_is_delivered(
+    address, spawn_worker, client, database_url, db
+):
+    """An emit whose transaction is still open when the wait is being recorded: the wait's
+    opening waits for it (their lock), then finds the event emitted since it began."""
+    spawn_worker(address, TASKS)
+    emitted_at = datetime.now(UTC) + timedelta(minutes=5)  # after the wait began
+    with psycopg.connect(database_url) as emitting:
+        emitting.execute("SELECT conductor_emit('order.paid', %s::jsonb, NULL, %s)",
+                         (json.dumps({"order": 5, "n": "racing"}), emitted_at))
+        run = client.invoke("wf-wait-event", {"order": 5})
+        wait_for(lambda: _waits_for_advisory_lock(db), timeout=60,
+                 what="the wait's opening to wait for the emit's transaction")
+        emitting.commit()
+    assert client.wait(run, timeout=60).result == {"paid": {"order": 5, "n": "racing"}}
+
+
+def _waits_for_advisory_lock(db: Any) -> bool:
+    (waiting,) = db.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                            " 'Lock' AND wait_event = 'advisory'").fetchone()
+    return bool(waiting)
 
 
 def test_wait_for_event_times_out(address, spawn_worker, client, clock):
