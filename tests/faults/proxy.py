@@ -180,6 +180,9 @@ class FaultProxy:
             await self._flowing.wait()  # a stalled connection is not connected upstream yet
             if pair not in self._pairs or not await self._connect(pair):
                 return
+            if pair not in self._pairs:  # cut while the upstream connection was being made
+                _reset(pair.up_w)
+                return
             pair.tasks = [
                 asyncio.create_task(self._pump(pair.down_r, pair.up_w)),  # type: ignore[arg-type]
                 asyncio.create_task(self._pump(pair.up_r, pair.down_w)),  # type: ignore[arg-type]
