@@ -46,6 +46,7 @@ _RETENTION_FLAGS = (
     ("retention-succeeded", "keep succeeded executions this long (default 7d)"),
     ("retention-failed", "keep failed executions this long (default 30d)"),
     ("retention-cancelled", "keep cancelled executions this long (default 7d)"),
+    ("retention-events", "keep emitted events and their dedupe keys this long (default 7d)"),
     ("redact-after", "drop payloads, results and error texts this long after the end "
                      "(default: never)"),
     ("maintenance-interval", "time between retention passes (default 60s)"),

@@ -1,5 +1,5 @@
-"""Retention and redaction: deletes finished executions after their task's retention and
-redacts their data after redact_after.
+"""Retention and redaction: deletes finished executions after their task's retention (and
+emitted events after retention_events) and redacts their data after redact_after.
 
 Every coordinator runs this loop; one at a time runs a pass (a session advisory lock held
 for the pass). A pass works in bounded batches, each its own short statement that skips rows
@@ -96,6 +96,7 @@ class Maintenance:
                         since = marks.get((task, state), _BEGINNING)
                         await self._redact(task, state, since, now - timedelta(seconds=redact),
                                            now)
+            await self._delete_events(now - timedelta(seconds=self.settings.retention_events))
             departed = datetime.now(UTC) - timedelta(seconds=self.settings.task_stale_after)
             await self.store.delete_departed_workers(departed, self.settings.maintenance_batch)
             self.metrics.maintenance_passes.labels("ran").inc()
@@ -110,6 +111,15 @@ class Maintenance:
             if deleted < batch:
                 return
             await asyncio.sleep(0)  # let leasing and the API in between batches
+
+    async def _delete_events(self, cutoff: datetime) -> None:
+        batch = self.settings.maintenance_batch
+        for _ in range(MAX_BATCHES):
+            deleted = await self.store.delete_old_events(cutoff, batch)
+            self.metrics.maintenance_events_deleted.inc(deleted)
+            if deleted < batch:
+                return
+            await asyncio.sleep(0)
 
     async def _redact(
         self, task: str, state: State, since: datetime, cutoff: datetime, now: datetime

@@ -100,6 +100,10 @@ class CoordinatorMetrics:
             "conductor_maintenance_deleted_total",
             "Finished executions deleted by retention, by final state.", ["state"], registry=r,
         )
+        self.maintenance_events_deleted = Counter(
+            "conductor_maintenance_events_deleted_total",
+            "Emitted events deleted by retention.", registry=r,
+        )
         self.maintenance_redacted = Counter(
             "conductor_maintenance_redacted_total",
             "Finished executions whose data was redacted, by final state.", ["state"],

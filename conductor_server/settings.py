@@ -87,6 +87,9 @@ class Settings:
     retention_succeeded: float = 7 * DAY
     retention_failed: float = 30 * DAY
     retention_cancelled: float = 7 * DAY
+    #: Seconds emitted events are kept (with their dedupe keys: an emit repeating a key
+    #: older than this creates its executions again); 0 deletes them at the next pass.
+    retention_events: float = 7 * DAY
     #: Default seconds after the end when payload, result, step results and error texts are
     #: dropped (the run's metadata stays); None: never.
     redact_after: float | None = None
@@ -158,6 +161,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "retention_succeeded": ("CONDUCTOR_RETENTION_SUCCEEDED", parse_duration),
     "retention_failed": ("CONDUCTOR_RETENTION_FAILED", parse_duration),
     "retention_cancelled": ("CONDUCTOR_RETENTION_CANCELLED", parse_duration),
+    "retention_events": ("CONDUCTOR_RETENTION_EVENTS", parse_duration),
     "redact_after": ("CONDUCTOR_REDACT_AFTER", parse_duration),
     "maintenance_interval": ("CONDUCTOR_MAINTENANCE_INTERVAL", parse_duration),
     "maintenance_batch": ("CONDUCTOR_MAINTENANCE_BATCH", int),
@@ -210,7 +214,8 @@ _POSITIVE: dict[str, float] = {
     "task_stale_after": LONGEST,
 }
 #: durations that may be 0 (None: not set)
-_DURATIONS = ("retention_succeeded", "retention_failed", "retention_cancelled", "redact_after")
+_DURATIONS = ("retention_succeeded", "retention_failed", "retention_cancelled", "retention_events",
+              "redact_after")
 
 
 def _problems(s: Settings) -> list[str]:

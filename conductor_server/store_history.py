@@ -158,6 +158,12 @@ class HistoryStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def delete_old_events(self, cutoff: datetime, limit: int) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("delete_old_events"), {"cutoff": cutoff, "limit": limit})
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def redaction_marks(self) -> dict[tuple[str, State], datetime]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("redaction_marks"))

@@ -702,6 +702,19 @@ WITH deleted AS (
 )
 SELECT count(*) FROM deleted;
 
+-- name: delete_old_events
+-- Delete up to %(limit)s events emitted before the cutoff, oldest first (their dedupe keys
+-- go with them; the executions they created stay).
+WITH deleted AS (
+    DELETE FROM conductor_events WHERE id IN (
+        SELECT id FROM conductor_events WHERE created_at < %(cutoff)s
+        ORDER BY created_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM deleted;
+
 -- name: redact_finished
 -- Drop payload, result, step results and error texts (error types stay) of up to
 -- %(limit)s executions of one task that finished in one state between %(since)s and the

@@ -138,3 +138,24 @@ def test_two_coordinators_run_the_maintenance_one_at_a_time(start_coordinator, s
     for node in (first, second):
         skipped = node.coordinator.metrics.maintenance_passes.labels("skipped")._value.get()
         assert skipped >= 1
+
+
+def test_events_are_deleted_after_their_retention_and_their_dedupe_keys_with_them(
+    start_coordinator, spawn_worker, clock, db
+):
+    node = start_coordinator(retention_events=3600)
+    address = node.coordinator.address
+    with Client(address) as client:
+        client.emit("retention.event", {"n": 1}, dedupe_key="once")
+        client.emit("retention.event", {"n": 2}, dedupe_key="once")  # the key is taken
+        assert db.execute("SELECT count(*) FROM conductor_events").fetchone()[0] == 1
+        clock.advance(timedelta(minutes=30))
+        client.emit("retention.event", {"n": 3})
+        clock.advance(timedelta(minutes=31))  # the first is 61 minutes old, the other 31
+        _pass(node)
+        kept = db.execute("SELECT payload->>'n' FROM conductor_events ORDER BY id").fetchall()
+        assert [r[0] for r in kept] == ["3"]
+        client.emit("retention.event", {"n": 4}, dedupe_key="once")  # its key is free again
+    kept = db.execute("SELECT payload->>'n' FROM conductor_events ORDER BY id").fetchall()
+    assert [r[0] for r in kept] == ["3", "4"]
+    assert node.coordinator.metrics.maintenance_events_deleted._value.get() == 1

@@ -96,18 +96,21 @@ def test_retention_values_reach_the_coordinator() -> None:
     manifests = render(*DEFAULT, "--set", "coordinator.retention.succeeded=2d",
                        "--set", "coordinator.retention.failed=90d",
                        "--set", "coordinator.retention.redactAfter=12h",
+                       "--set", "coordinator.retention.events=30d",
                        "--set", "coordinator.retention.interval=300")
     (container,) = containers(find(manifests, "Deployment", "-coordinator"))
     variables = {k: v for k, v in env(container).items() if isinstance(v, str)}
     assert {k: v for k, v in variables.items() if "RETENTION" in k or "REDACT" in k
             or "MAINTENANCE" in k} == {
         "CONDUCTOR_RETENTION_SUCCEEDED": "2d", "CONDUCTOR_RETENTION_FAILED": "90d",
-        "CONDUCTOR_REDACT_AFTER": "12h", "CONDUCTOR_MAINTENANCE_INTERVAL": "300"}
+        "CONDUCTOR_REDACT_AFTER": "12h", "CONDUCTOR_MAINTENANCE_INTERVAL": "300",
+        "CONDUCTOR_RETENTION_EVENTS": "30d"}
     # what the coordinator makes of them
     settings = from_environment(variables)
     assert (settings.retention_succeeded, settings.retention_failed, settings.redact_after,
             settings.maintenance_interval) == (2 * 86400, 90 * 86400, 12 * 3600, 300)
     assert settings.retention_cancelled == Settings().retention_cancelled
+    assert settings.retention_events == 30 * 86400
 
 
 def test_full_render() -> None:

@@ -60,3 +60,5 @@ $$;
 
 -- The look-back of a newly opened wait: events by name and time.
 CREATE INDEX conductor_events_by_name ON conductor_events (event, created_at);
+-- Retention of events (retention_events): the oldest first.
+CREATE INDEX conductor_events_created ON conductor_events (created_at);
