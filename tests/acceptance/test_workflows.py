@@ -138,6 +138,32 @@ def test_cancelling_a_parent_cancels_its_descendants(address, spawn_worker, clie
     assert "grandchild-effect" not in lines(effects)
 
 
+def test_cancelling_a_parent_while_its_children_complete_leaves_nothing_stuck(
+    address, spawn_worker, client, db
+):
+    """Cancel cascades down (parent row, then children) while children finishing resolve
+    the parent's wait (child row, then the parent's): both orders meet here, and whichever
+    side PostgreSQL may abort is retried, so every execution ends."""
+    spawn_worker(address, TASKS)
+    spawn_worker(address, TASKS)
+    parent_id = client.invoke("wf-fan", {"payloads": list(range(300))})
+
+    def finished_children() -> int:
+        (count,) = db.execute("SELECT count(*) FROM conductor_executions WHERE parent_id = %s"
+                              " AND state = 'succeeded'", (int(parent_id),)).fetchone()
+        return int(count)
+
+    wait_for(lambda: finished_children() >= 30, timeout=120, what="children to complete")
+    assert client.cancel(parent_id).state == "cancelled"
+    children = client.list(parent_id=parent_id, limit=None)
+    assert len(children) == 300
+    for child in children:
+        assert client.wait(child.id, timeout=120).state in ("succeeded", "cancelled")
+    assert {c.state for c in client.list(parent_id=parent_id, limit=None)} <= {
+        "succeeded", "cancelled"}
+    assert client.get(parent_id).state == "cancelled"
+
+
 def test_invoking_an_unknown_task_fails_the_parent_with_a_clear_error(
     address, spawn_worker, client, db
 ):
