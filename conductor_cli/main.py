@@ -7,6 +7,7 @@ import argparse
 import importlib.metadata
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, cast
@@ -110,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"argument {bad[:80]!r} is not valid UTF-8")
     args = parser.parse_args(argv)
     configure(args.log_level, args.log_format)
+    # SIGINT (Ctrl-C) stops every command even when this process started with it ignored
+    # (a script's background job, a test runner's worker), where Python installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result: int = args.run(args)
         return result
