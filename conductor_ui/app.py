@@ -44,7 +44,7 @@ async def login(request: Request, form: dict[str, str]) -> Response:
     target = safe_next(form.get("next"))
     if not keys.token_ok(form.get("token", "")):
         return render(request, "login.html", 401, next=target,
-                      error="token: not the dashboard's login token")
+                      error="token: this is not the dashboard login token")
     session = new_session()
     response = RedirectResponse(target, status_code=303)
     secure = request.url.scheme == "https"

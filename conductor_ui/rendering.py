@@ -23,6 +23,7 @@ from conductor_worker import (
     TaskNotFound,
     Unauthenticated,
 )
+from conductor_worker.retrying import status_code
 
 from .detail import pretty
 
@@ -97,13 +98,14 @@ def explain(exc: BaseException) -> tuple[int, str, str]:
     for kind, status, heading in _KNOWN:
         if isinstance(exc, kind):
             return status, heading, str(exc)
-    if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    code = status_code(exc) if isinstance(exc, grpc.RpcError) else None
+    if code is not None:
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return 503, "The coordinator is not reachable", (
                 "The dashboard could not reach its coordinator; it retries on the next "
                 "request.")
-        log.warning("coordinator call failed: %s", exc.code().name)
-        return 502, "The coordinator answered with an error", exc.code().name
+        log.warning("coordinator call failed: %s", code.name)
+        return 502, "The coordinator answered with an error", code.name
     log.exception("dashboard request failed", exc_info=exc)
     return 500, "Something went wrong", "The dashboard logged the details."
 
