@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from conductor_worker import AsyncClient
 
 from .connection import Reach, add_server_flags, client_settings
-from .flags import UsageError, bounded_float, port
+from .flags import UsageError, bounded_float, bounded_int, port
 
 if TYPE_CHECKING:
     from conductor_ui import UIServer
@@ -34,6 +34,8 @@ def add_ui(sub: Subcommands) -> None:
     ui.add_argument("--refresh", type=bounded_float(0.05, 60), default=0.5,
                     help="seconds between looks at the coordinator for live updates "
                     "(default 0.5)")
+    ui.add_argument("--page-size", type=bounded_int(1, 1000), default=50,
+                    help="executions per page of the list (default 50)")
     ui.set_defaults(run=run_ui)
 
 
@@ -61,7 +63,7 @@ def login_token(path: str | None) -> str | None:
 
 def ui_server(
     address: str, host: str, ui_port: int, reach: Reach, *, login: str | None,
-    refresh: float = 0.5,
+    refresh: float = 0.5, page_size: int = 50,
 ) -> UIServer:
     """The dashboard for the coordinator at `address` (not started yet)."""
     from conductor_ui import UIServer, UISettings
@@ -73,7 +75,7 @@ def ui_server(
 
     try:
         settings = UISettings(client=client, host=host, port=ui_port, login_token=login,
-                              refresh_seconds=refresh)
+                              refresh_seconds=refresh, page_size=page_size)
         return UIServer(settings)
     except UISettingsError as exc:
         raise UsageError(str(exc)) from None
@@ -83,7 +85,8 @@ def ui_server(
 
 def run_ui(args: argparse.Namespace) -> int:
     server = ui_server(args.server, args.host, args.port, client_settings(args),
-                       login=login_token(args.login_token_file), refresh=args.refresh)
+                       login=login_token(args.login_token_file), refresh=args.refresh,
+                       page_size=args.page_size)
     print(f"conductor ui: dashboard on {server.url} for the coordinator at {args.server}; "
           "Ctrl-C stops", flush=True)
     server.run()

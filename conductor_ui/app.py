@@ -10,7 +10,7 @@ from importlib.resources import files
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -61,7 +61,13 @@ async def logout(request: Request, form: dict[str, str]) -> Response:
     return response
 
 
+async def healthz(request: Request) -> Response:
+    """For probes: the dashboard serves (it does not ask the coordinator)."""
+    return PlainTextResponse("ok")
+
+
 ROUTES = [
+    Route("/healthz", healthz),
     Route("/", pages.overview),
     Route("/executions", pages.executions),
     Route("/executions/live", live.execution_rows),

@@ -5,7 +5,7 @@
   session id under a key derived from the token, so every replica behind a load balancer
   accepts it, and changing the token logs everyone out. Scripts may send the token as
   `Authorization: Bearer ...` instead. Anything else gets 401 (pages, actions, live updates);
-  only /login and /static (no data) are open.
+  only /login, /static and /healthz (no data) are open.
 - Every action is a POST that carries a CSRF token: an HMAC of the session id, in a hidden
   form field or the X-CSRF-Token header (bearer-token requests carry no ambient credentials
   and need none). A wrong or missing one: 403, nothing done.
@@ -29,8 +29,8 @@ SESSION_COOKIE = "conductor_ui_session"
 AUTH_COOKIE = "conductor_ui_auth"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-#: paths anyone may fetch: the login form and the static files (no data in either)
-OPEN_PREFIXES = ("/login", "/static/")
+#: paths anyone may fetch: the login form, the static files and the probe (no data in any)
+OPEN_PREFIXES = ("/login", "/static/", "/healthz")
 
 
 class Keys:
