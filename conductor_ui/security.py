@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from typing import Any
@@ -81,6 +82,7 @@ class Guard:
             bearer is not None and self.keys.token_ok(bearer)
         ) or (not fresh and hmac.compare_digest(
             cookies.get(AUTH_COOKIE, ""), self.keys.auth_value(session)))
+        began = time.perf_counter()
         state = scope.setdefault("state", {})
         state.update(session=session, authenticated=authed, bearer=bearer is not None)
         path: str = scope["path"]
@@ -88,7 +90,7 @@ class Guard:
             response = unauthorized(path)
             await response(scope, receive, _with_session(send, session, fresh, scope))
             return
-        await self.app(scope, receive, _with_session(send, session, fresh, scope))
+        await self.app(scope, receive, _with_session(_timed(send, began), session, fresh, scope))
 
 
 def unauthorized(path: str) -> Response:
@@ -138,6 +140,21 @@ def action(handler: Callable[[Request, dict[str, str]], Awaitable[Response]]) ->
     checked.__name__ = handler.__name__
     checked.__doc__ = handler.__doc__
     return checked
+
+
+def _timed(send: Send, began: float) -> Send:
+    """Add `Server-Timing: app;dur=<ms>` (time to the response's headers: what the page's
+    coordinator calls and its rendering took; docs/performance.md S14 reads it)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            took = (time.perf_counter() - began) * 1000
+            headers = [*message.get("headers", []),
+                       (b"server-timing", f"app;dur={took:.2f}".encode())]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 def _with_session(send: Send, session: str, fresh: bool, scope: Scope) -> Send:
