@@ -5,6 +5,7 @@ is known before the first request), in the foreground (`conductor ui`) or in a t
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 
@@ -42,8 +43,20 @@ class UIServer:
         return f"http://{shown}:{port}"
 
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM (uvicorn's handlers, in the main thread)."""
-        self._server.run(sockets=[self._socket])
+        """Serve until SIGINT or SIGTERM, then return (uvicorn handles both while it runs and
+        re-raises the one it caught once it has stopped: as KeyboardInterrupt, caught here)."""
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            self._server.run(sockets=[self._socket])
+        except KeyboardInterrupt:
+            log.info("dashboard stopped")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self._socket.close()
 
     def start(self) -> str:
         """Serve in a thread; returns the URL once it accepts requests."""
