@@ -4,6 +4,7 @@ queues, the invoke form. Each asks the coordinator through the public API only."
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,16 @@ from conductor_worker import AsyncClient
 from . import detail
 from .filters import ExecutionFilter, FilterError, read_filter
 from .rendering import render
+
+#: the notices actions redirect with (anything else in ?notice= is not shown, so that a
+#: link cannot make the dashboard display text of someone else's choosing)
+NOTICE = re.compile(r"(cancel requested|retried|invoked|rerun of \d+"
+                    r"|(cancel|retry): \d+ of \d+ matching executions changed)")
+
+
+def notice_of(request: Request) -> str:
+    text = request.query_params.get("notice", "")
+    return text if NOTICE.fullmatch(text) else ""
 
 
 def client_of(request: Request) -> AsyncClient:
@@ -52,19 +63,21 @@ async def executions(request: Request) -> Response:
         f = read_filter(params)
     except FilterError as exc:
         return render(request, "executions.html", 400, filter=ExecutionFilter(), error=str(exc),
-                      error_field=exc.field, page=None, tasks=tasks, raw=params, cursor="")
+                      error_field=exc.field, page=None, tasks=tasks, raw=params, cursor="",
+                      notice="")
     cursor = params.get("page", "")
     page = await client.page(**f.page_args(), page_size=request.app.state.settings.page_size,
                              page_token=cursor)
     return render(request, "executions.html", filter=f, page=page, tasks=tasks, raw=params,
-                  cursor=cursor, error=None, error_field=None, now=datetime.now(UTC))
+                  cursor=cursor, error=None, error_field=None, now=datetime.now(UTC),
+                  notice=notice_of(request))
 
 
 async def execution(request: Request) -> Response:
     """An execution: payload, outcome, steps on a timeline, attempts, children, logs."""
     found = await detail.load(client_of(request), str(request.path_params["execution_id"]))
     return render(request, "execution.html", d=found, e=found.execution,
-                  notice=request.query_params.get("notice", ""))
+                  notice=notice_of(request))
 
 
 async def workers(request: Request) -> Response:

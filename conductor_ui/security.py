@@ -1,6 +1,7 @@
 """Who may use the dashboard, and that every action comes from its own pages.
 
-- A session cookie (random, HttpOnly, SameSite=Strict) is set on the first response.
+- A session cookie (random, HttpOnly, SameSite=Lax: a link from elsewhere opens a page
+  logged in; a cross-site POST carries no cookie) is set on the first response.
 - With a login token, a browser logs in once (POST /login); the auth cookie is an HMAC of the
   session id under a key derived from the token, so every replica behind a load balancer
   accepts it, and changing the token logs everyone out. Scripts may send the token as
@@ -106,7 +107,7 @@ def unauthorized(path: str) -> Response:
 
 def session_cookie_headers(session: str, secure: bool, *, auth: str | None = None) -> list[str]:
     """Set-Cookie values for the session (and, after a login, the auth cookie)."""
-    flags = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if secure else "")
+    flags = "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
     values = [f"{SESSION_COOKIE}={session}{flags}"]
     if auth is not None:
         values.append(f"{AUTH_COOKIE}={auth}{flags}")
@@ -114,7 +115,7 @@ def session_cookie_headers(session: str, secure: bool, *, auth: str | None = Non
 
 
 def clear_cookie_headers() -> list[str]:
-    return [f"{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+    return [f"{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
             for name in (SESSION_COOKIE, AUTH_COOKIE)]
 
 

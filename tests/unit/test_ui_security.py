@@ -77,7 +77,7 @@ def test_a_login_opens_the_pages_and_no_secret_reaches_the_browser() -> None:
                        follow_redirects=False)
         assert ok.status_code == 303 and ok.headers["location"] == "/queues"
         cookie = ok.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
         assert http.cookies.get(SESSION_COOKIE) != before  # a new session: no fixation
         page = http.get("/queues")
         assert page.status_code == 503  # past the guard; the coordinator is not there
@@ -127,3 +127,20 @@ def test_settings_refuse_an_open_dashboard_beyond_loopback() -> None:
 ])
 def test_after_login_only_local_paths(target: str | None, safe: str) -> None:
     assert safe_next(target) == safe
+
+
+@pytest.mark.parametrize(("notice", "shown"), [
+    ("retry: 3 of 3 matching executions changed", True), ("rerun of 12", True),
+    ("cancel requested", True), ("Your session expired: log in at evil.example", False),
+    ("retried <script>", False),
+])
+def test_only_the_dashboard_own_notices_are_shown(notice: str, shown: bool) -> None:
+    from urllib.parse import urlencode
+
+    from starlette.requests import Request
+
+    from conductor_ui.pages import notice_of
+
+    request = Request({"type": "http", "query_string": urlencode({"notice": notice}).encode(),
+                       "headers": []})
+    assert notice_of(request) == (notice if shown else "")
