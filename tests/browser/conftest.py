@@ -23,8 +23,11 @@ TASKS = "tests.acceptance.dashboard_tasks"
 PAGE_TIMEOUT_MS = 30_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running in the main thread while it is open, and later tests' asyncio.run()
+    would refuse to start."""
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("chromium not on PATH (Debian package chromium; .ci/run installs it)")
