@@ -27,6 +27,7 @@ COPY conductor ./conductor
 COPY conductor_server ./conductor_server
 COPY conductor_worker ./conductor_worker
 COPY conductor_cli ./conductor_cli
+COPY conductor_ui ./conductor_ui
 RUN /opt/conductor/bin/pip install . \
     && /opt/conductor/bin/conductor --help >/dev/null
 

@@ -26,6 +26,7 @@ from . import (
     schedules,
     server,
     tasks,
+    ui,
     worker,
 )
 from .flags import EXIT_FAILED, EXIT_USAGE, UsageError, level
@@ -54,6 +55,7 @@ _COMMANDS = (
     bulk.add_bulk,
     tasks.add_tasks,
     execution_logs.add_logs,
+    ui.add_ui,
 )
 
 

@@ -21,6 +21,7 @@ from .worker import add_worker_flags, import_tasks, pool_settings
 
 if TYPE_CHECKING:
     from conductor_server.settings import Settings
+    from conductor_ui import UIServer
 
     from .flags import Subcommands
 
@@ -69,6 +70,10 @@ def add_dev(sub: Subcommands) -> None:
                      help="restart the worker gracefully when a .py file in the task module's "
                      "folder changes (running executions release at their next checkpoint)")
     _coordinator_flags(dev)
+    dev.add_argument("--ui-port", type=port,
+                     help="port of the dashboard on 127.0.0.1 (default 8080, or a free one when "
+                     "8080 is taken; 0: a free one)")
+    dev.add_argument("--no-ui", action="store_true", help="do not serve the dashboard")
     dev.set_defaults(run=run_dev)
 
 
@@ -163,8 +168,12 @@ def run_dev(args: argparse.Namespace) -> int:
 
     coordinator = CoordinatorThread(settings)
     _stop_on_hangup()
+    dashboard = None
     try:
         address = coordinator.start()
+        dashboard = None if args.no_ui else _dashboard(args, address)
+        if dashboard is not None:
+            print(f"conductor dev: dashboard on {dashboard.start()}", flush=True)
         if args.reload:
             return _run_reloading(args, address, sys.modules[args.module].__file__)
 
@@ -177,7 +186,23 @@ def run_dev(args: argparse.Namespace) -> int:
                         pool_settings=pool_settings(args))
         return worker.run()
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         coordinator.stop()
+
+
+def _dashboard(args: argparse.Namespace, address: str) -> UIServer:
+    """The dashboard for the dev coordinator, on loopback (8080 unless taken or told)."""
+    from .connection import Reach
+    from .ui import ui_server
+
+    reach = Reach(auth_token(args), None, None, None)
+    if args.ui_port is not None:
+        return ui_server(address, "127.0.0.1", args.ui_port, reach, login=None)
+    try:
+        return ui_server(address, "127.0.0.1", 8080, reach, login=None)
+    except UsageError:
+        return ui_server(address, "127.0.0.1", 0, reach, login=None)
 
 
 def _run_reloading(args: argparse.Namespace, address: str, module_file: str | None) -> int:

@@ -17,6 +17,7 @@ from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 from . import validation
 from .clock import Clock
+from .dashboard_service import DashboardCalls
 from .dispatch import Dispatcher
 from .history_service import HistoryCalls
 from .idempotency import check_request_id
@@ -30,6 +31,8 @@ from .models import (
     Schedule,
     State,
 )
+from .payload_filter import created_range as _created_range
+from .payload_filter import payload_filter
 from .scheduler import Scheduler, new_schedule, require_task
 from .settings import Settings
 from .store import Store
@@ -132,7 +135,9 @@ def schedule_to_pb(s: Schedule) -> client_pb2.Schedule:
     )
 
 
-class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServiceServicer):
+class ClientService(
+    WorkflowCalls, HistoryCalls, DashboardCalls, client_pb2_grpc.ConductorServiceServicer
+):
     """The public API."""
 
     def __init__(
@@ -287,6 +292,10 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
             states.append(_PB_TO_STATE[value])
         validation.check_text(request.task, "task", self.settings.max_name_length)
         validation.check_text(request.queue, "queue", validation.MAX_QUEUE_NAME)
+        created_after, created_before = _created_range(request, "")
+        payload = payload_filter(
+            request.payload_match_json, "payload_match_json", self.settings.max_payload_bytes
+        )
         rows = await self.store.list_executions(
             task=request.task or None,
             states=states,
@@ -296,6 +305,9 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
             parent_id=validation.parse_execution_id(request.parent_id, "parent_id")
             if request.parent_id
             else None,
+            created_after=created_after,
+            created_before=created_before,
+            payload=payload,
         )
         page, more = rows[:size], len(rows) > size
         return client_pb2.ListExecutionsResponse(
@@ -426,6 +438,7 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
                     connected_at=timestamp(w.connected_at),
                     last_seen=timestamp(w.last_seen),
                     coordinator=w.coordinator,
+                    capacity=w.capacity,
                 )
                 for w in workers
             ]

@@ -289,7 +289,7 @@ class Dispatcher:
         now = self._real.now()
         return WorkerInfo(
             session.worker_id, session.hostname, session.pid, tuple(sorted(session.tasks)),
-            len(session.inflight), now, now, self.name,
+            len(session.inflight), now, now, self.name, sum(session.capacity.values()),
         )
 
     async def disconnect(self, session: Session) -> None:

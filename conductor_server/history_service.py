@@ -16,6 +16,7 @@ from .clock import Clock
 from .dispatch import Dispatcher
 from .maintenance import FINAL_STATES, kept_for, redacted_after
 from .models import Execution, InvalidArgument, State, TaskInfo
+from .payload_filter import created_range, payload_filter
 from .settings import Settings
 from .store import Store
 from .store_history import BulkFilter
@@ -90,11 +91,14 @@ class HistoryCalls:
             if value not in _STATE_FROM_PB:
                 raise InvalidArgument("filter.states", f"unknown state {value}")
             states.append(_STATE_FROM_PB[value])
-        after = _time(f, "created_after")
-        before = _time(f, "created_before")
-        if after is not None and before is not None and after >= before:
-            raise InvalidArgument("filter.created_before", "must be later than created_after")
-        bulk = BulkFilter(tuple(states), f.task or None, f.queue or None, after, before)
+        after, before = created_range(f, "filter.")
+        parent = validation.parse_execution_id(f.parent_id, "filter.parent_id") if f.parent_id \
+            else None
+        payload = payload_filter(
+            f.payload_match_json, "filter.payload_match_json", limits.max_payload_bytes
+        )
+        bulk = BulkFilter(tuple(states), f.task or None, f.queue or None, after, before,
+                          parent, payload)
         matched, affected = await self._operations().bulk(
             action, bulk, dry_run=request.dry_run, everything=request.all
         )
@@ -131,10 +135,3 @@ class HistoryCalls:
         seen_after = datetime.now(UTC) - timedelta(seconds=2 * self.settings.lease_timeout)
         deleted = await self._operations().delete_task(request.name, seen_after)
         return client_pb2.DeleteTaskResponse(deleted_schedules=deleted)
-
-
-def _time(f: client_pb2.ExecutionFilter, name: str) -> datetime | None:
-    if not f.HasField(name):  # type: ignore[arg-type]
-        return None
-    ts = getattr(f, name)
-    return validation.check_time(ts.seconds, ts.nanos, f"filter.{name}")

@@ -318,6 +318,8 @@ class WorkerInfo:
     connected_at: datetime
     last_seen: datetime
     coordinator: str
+    #: leases it accepts at once over all its tasks (as registered)
+    capacity: int = 0
 
 
 @dataclass(frozen=True)

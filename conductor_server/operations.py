@@ -4,6 +4,7 @@ place, and bulk cancel / retry / delete by filter; removing a task from the regi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from datetime import datetime
 
@@ -113,14 +114,14 @@ class Operations:
                 "filter.states", f"{action.value} applies to {', '.join(s.value for s in applies)}"
                 f" executions, not {', '.join(wrong)}"
             )
-        empty = not (f.states or f.task or f.queue or f.created_after or f.created_before)
+        empty = not (f.states or f.task or f.queue or f.created_after or f.created_before
+                     or f.parent_id or f.payload.match_json)
         if action is BulkAction.DELETE and empty and not everything:
             raise InvalidArgument(
                 "filter", "empty: this would delete every finished execution; narrow the "
                 "filter, or set all to confirm"
             )
-        scoped = BulkFilter(f.states or applies, f.task, f.queue, f.created_after,
-                            f.created_before)
+        scoped = dataclasses.replace(f, states=f.states or applies)
         matched = changed = 0
         after = 0
         while True:

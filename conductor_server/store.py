@@ -37,6 +37,7 @@ from .models import (
     TaskDef,
     WorkerInfo,
 )
+from .payload_filter import NO_FILTER, PayloadFilter
 from .sql import QUERIES, migrations
 from .store_history import HistoryStore
 
@@ -482,10 +483,17 @@ class Store(HistoryStore):
         before_id: int | None,
         limit: int,
         parent_id: int | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        payload: PayloadFilter = NO_FILTER,
     ) -> list[Execution]:
         params = {
             "task": task,
             "parent_id": parent_id,
+            "created_after": created_after,
+            "created_before": created_before,
+            "match": payload.match_json,
+            "contains": payload.contains_json,
             "states": [s.value for s in states] if states else None,
             "queue": queue,
             "before_id": before_id,
@@ -637,6 +645,7 @@ class Store(HistoryStore):
             "tasks": list(worker.tasks),
             "coordinator": worker.coordinator,
             "leases": worker.leases,
+            "capacity": worker.capacity,
             "now": worker.connected_at,
         }
         async with self.pool.connection() as conn:
@@ -657,9 +666,18 @@ class Store(HistoryStore):
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_workers"), {"seen_after": seen_after})
             return [
-                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7])
+                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7], r[8])
                 for r in await cur.fetchall()
             ]
+
+    async def task_activity(
+        self, since: datetime, until: datetime, bucket_seconds: float
+    ) -> list[tuple[str, str, int, int]]:
+        """(task, final state, bucket, count) of executions finished in [since, until)."""
+        params = {"since": since, "until": until, "bucket": bucket_seconds}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("task_activity"), params)
+            return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
 
     async def queue_stats(self, now: datetime, seen_after: datetime) -> list[QueueStats]:
         async with self.pool.connection() as conn:

@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from .models import Execution, Retention, State, TaskInfo
+from .payload_filter import NO_FILTER, PayloadFilter
 from .sql import QUERIES
 
 
@@ -31,6 +32,8 @@ class BulkFilter:
     queue: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    parent_id: int | None = None
+    payload: PayloadFilter = NO_FILTER
 
 
 class HistoryStore:
@@ -98,6 +101,9 @@ class HistoryStore:
             "queue": f.queue,
             "created_after": f.created_after,
             "created_before": f.created_before,
+            "parent_id": f.parent_id,
+            "match": f.payload.match_json,
+            "contains": f.payload.contains_json,
             "uncancelled": uncancelled,
             "limit": limit,
         }

@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
 
-from . import history_ops, operations, workflow_client
+from . import dashboard_ops, history_ops, operations, workflow_client
 from .calls import Call, CallError, Operation, Tries, method_signature, resume
 from .client import ClientBase
 
@@ -82,6 +82,8 @@ class AsyncClient(ClientBase):
     bulk = _awaited(history_ops.bulk)
     tasks = _awaited(history_ops.tasks)
     delete_task = _awaited(history_ops.delete_task)
+    page = _awaited(dashboard_ops.page)
+    activity = _awaited(dashboard_ops.activity)
     emit = _awaited(workflow_client.emit)
     signal = _awaited(workflow_client.signal)
     workflow_wait = _awaited(workflow_client.workflow_wait)

@@ -16,7 +16,7 @@ import grpc
 
 from conductor.v1 import client_pb2_grpc
 
-from . import history_ops, operations, workflow_client
+from . import dashboard_ops, history_ops, operations, workflow_client
 from .calls import Call, CallError, Operation, Tries, method_signature, resume
 from .connection import Connection
 from .errors import ConductorError
@@ -115,6 +115,8 @@ class Client(ClientBase):
     bulk = _blocking(history_ops.bulk)
     tasks = _blocking(history_ops.tasks)
     delete_task = _blocking(history_ops.delete_task)
+    page = _blocking(dashboard_ops.page)
+    activity = _blocking(dashboard_ops.activity)
     emit = _blocking(workflow_client.emit)
     signal = _blocking(workflow_client.signal)
     workflow_wait = _blocking(workflow_client.workflow_wait)

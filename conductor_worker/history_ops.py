@@ -4,13 +4,14 @@ by filter, the task registry): operations that Client and AsyncClient run (opera
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from conductor.v1 import client_pb2
 
 from .calls import Call, Operation
+from .dashboard_ops import match_json, set_times
 from .encoding import dumps, states_to_pb
 from .errors import InvalidArgument
 from .history import Attempt, BulkResult, TaskInfo, attempt_from_pb, time_of
@@ -62,21 +63,22 @@ def bulk(
     queue: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    parent_id: str | None = None,
+    payload: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     all: bool = False,
 ) -> Operation[BulkResult]:
-    """Cancel, retry or delete every execution matching the filter, in bounded batches.
+    """Cancel, retry or delete every execution matching the filter, in bounded batches
+    (`parent_id`: the children of that execution; `payload`: dotted paths and the values
+    they must equal, as for `page`).
 
     `dry_run` only counts. Deleting with an empty filter needs `all=True`."""
     if action not in _BULK_ACTIONS:
         raise InvalidArgument(f"action: must be one of {', '.join(_BULK_ACTIONS)}")
     f = client_pb2.ExecutionFilter(task=task or "", states=states_to_pb(state),
-                                   queue=queue or "")
-    for name, when in (("created_after", created_after), ("created_before", created_before)):
-        if when is not None:
-            if when.tzinfo is None:
-                raise InvalidArgument(f"{name}: needs a timezone-aware datetime")
-            getattr(f, name).FromDatetime(when.astimezone(UTC))
+                                   queue=queue or "", parent_id=parent_id or "",
+                                   payload_match_json=match_json(payload))
+    set_times(f, created_after, created_before)
     request = client_pb2.BulkExecutionsRequest(
         action=_BULK_ACTIONS[action], filter=f, dry_run=dry_run, all=all
     )

@@ -163,6 +163,8 @@ class WorkerInfo:
     connected_at: datetime
     last_seen: datetime
     coordinator: str
+    #: leases it accepts at once over all its tasks (0: not known)
+    capacity: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def step_from_pb(s: client_pb2.Step) -> Step:
 def worker_from_pb(w: client_pb2.Worker) -> WorkerInfo:
     return WorkerInfo(
         w.worker_id, w.hostname, w.pid, list(w.tasks), w.leases,
-        w.connected_at.ToDatetime(UTC), w.last_seen.ToDatetime(UTC), w.coordinator,
+        w.connected_at.ToDatetime(UTC), w.last_seen.ToDatetime(UTC), w.coordinator, w.capacity,
     )
 
 

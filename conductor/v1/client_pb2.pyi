@@ -108,6 +108,107 @@ MISSED_FIRE_POLICY_ALL: MissedFirePolicy.ValueType  # 3
 Global___MissedFirePolicy: _TypeAlias = MissedFirePolicy  # noqa: Y015
 
 @_typing.final
+class ListTaskActivityRequest(_message.Message):
+    """Request for ListTaskActivity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    window_seconds: _builtins.int
+    """How far back to count, in seconds (60..86400); 0 means 3600."""
+    buckets: _builtins.int
+    """How many buckets the window is cut into (1..120); 0 means 12."""
+    def __init__(
+        self,
+        *,
+        window_seconds: _builtins.int = ...,
+        buckets: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTaskActivityRequest: _TypeAlias = ListTaskActivityRequest  # noqa: Y015
+
+@_typing.final
+class TaskActivity(_message.Message):
+    """What one task finished in the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """The task."""
+    @_builtins.property
+    def succeeded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Executions that succeeded, failed and were cancelled, one count per bucket, oldest
+        bucket first (ListTaskActivityResponse.buckets of them).
+        """
+
+    @_builtins.property
+    def failed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def cancelled(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        succeeded: _abc.Iterable[_builtins.int] | None = ...,
+        failed: _abc.Iterable[_builtins.int] | None = ...,
+        cancelled: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "failed", b"failed", "succeeded", b"succeeded", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskActivity: _TypeAlias = TaskActivity  # noqa: Y015
+
+@_typing.final
+class ListTaskActivityResponse(_message.Message):
+    """Response for ListTaskActivity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_END_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    window_seconds: _builtins.int
+    """The window and bucket sizes in force."""
+    buckets: _builtins.int
+    @_builtins.property
+    def window_end(self) -> _timestamp_pb2.Timestamp:
+        """When the window ends (now, by the coordinator's clock); the last bucket ends here."""
+
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskActivity]:
+        """One entry per registered task, by name (all zeros when it finished nothing)."""
+
+    def __init__(
+        self,
+        *,
+        window_end: _timestamp_pb2.Timestamp | None = ...,
+        window_seconds: _builtins.int = ...,
+        buckets: _builtins.int = ...,
+        tasks: _abc.Iterable[Global___TaskActivity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window_end", b"window_end"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets", "tasks", b"tasks", "window_end", b"window_end", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTaskActivityResponse: _TypeAlias = ListTaskActivityResponse  # noqa: Y015
+
+@_typing.final
 class EmitRequest(_message.Message):
     """Request for Emit."""
 
@@ -410,10 +511,18 @@ class ExecutionFilter(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_MATCH_JSON_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Executions of this task."""
     queue: _builtins.str
     """In this queue."""
+    parent_id: _builtins.str
+    """The children of this execution (ctx.invoke); empty for all."""
+    payload_match_json: _builtins.str
+    """Payload filter: a JSON object of dotted payload paths and the values they must equal
+    ({"customer.id": 7}); empty for all.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ExecutionState.ValueType]:
         """In one of these states."""
@@ -434,10 +543,12 @@ class ExecutionFilter(_message.Message):
         queue: _builtins.str = ...,
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        parent_id: _builtins.str = ...,
+        payload_match_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "parent_id", b"parent_id", "payload_match_json", b"payload_match_json", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -901,6 +1012,7 @@ class Worker(_message.Message):
     CONNECTED_AT_FIELD_NUMBER: _builtins.int
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     COORDINATOR_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """The worker's identity."""
     hostname: _builtins.str
@@ -911,6 +1023,8 @@ class Worker(_message.Message):
     """Executions it holds a lease on now."""
     coordinator: _builtins.str
     """The coordinator it is connected to."""
+    capacity: _builtins.int
+    """Leases it accepts at once, over all its tasks (as registered; 0: not known)."""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The tasks it runs."""
@@ -934,10 +1048,11 @@ class Worker(_message.Message):
         connected_at: _timestamp_pb2.Timestamp | None = ...,
         last_seen: _timestamp_pb2.Timestamp | None = ...,
         coordinator: _builtins.str = ...,
+        capacity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "last_seen", b"last_seen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "coordinator", b"coordinator", "hostname", b"hostname", "last_seen", b"last_seen", "leases", b"leases", "pid", b"pid", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "connected_at", b"connected_at", "coordinator", b"coordinator", "hostname", b"hostname", "last_seen", b"last_seen", "leases", b"leases", "pid", b"pid", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1497,6 +1612,9 @@ class ListExecutionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PARENT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_MATCH_JSON_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Only executions of this task; empty for all."""
     queue: _builtins.str
@@ -1507,9 +1625,19 @@ class ListExecutionsRequest(_message.Message):
     """The next_page_token of a previous response; empty for the first page."""
     parent_id: _builtins.str
     """Only the children of this execution; empty for all."""
+    payload_match_json: _builtins.str
+    """Payload filter, as ExecutionFilter.payload_match_json."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ExecutionState.ValueType]:
         """Only executions in these states; empty for all."""
+
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only executions created at or after this time."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only executions created before this time."""
 
     def __init__(
         self,
@@ -1520,10 +1648,13 @@ class ListExecutionsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         parent_id: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        payload_match_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "payload_match_json", b"payload_match_json", "queue", b"queue", "states", b"states", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

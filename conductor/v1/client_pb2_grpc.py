@@ -153,6 +153,11 @@ class ConductorServiceStub:
                 request_serializer=conductor_dot_v1_dot_client__pb2.ListLogsRequest.SerializeToString,
                 response_deserializer=conductor_dot_v1_dot_client__pb2.ListLogsResponse.FromString,
                 _registered_method=True)
+        self.ListTaskActivity = channel.unary_unary(
+                '/conductor.v1.ConductorService/ListTaskActivity',
+                request_serializer=conductor_dot_v1_dot_client__pb2.ListTaskActivityRequest.SerializeToString,
+                response_deserializer=conductor_dot_v1_dot_client__pb2.ListTaskActivityResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -329,6 +334,14 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTaskActivity(self, request, context):
+        """Per task: executions that finished in the last window (default one hour), counted per
+        final state in equal buckets, oldest bucket first (the dashboard's throughput chart).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -446,6 +459,11 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.ListLogs,
                     request_deserializer=conductor_dot_v1_dot_client__pb2.ListLogsRequest.FromString,
                     response_serializer=conductor_dot_v1_dot_client__pb2.ListLogsResponse.SerializeToString,
+            ),
+            'ListTaskActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskActivity,
+                    request_deserializer=conductor_dot_v1_dot_client__pb2.ListTaskActivityRequest.FromString,
+                    response_serializer=conductor_dot_v1_dot_client__pb2.ListTaskActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1072,6 +1090,33 @@ class ConductorService:
             '/conductor.v1.ConductorService/ListLogs',
             conductor_dot_v1_dot_client__pb2.ListLogsRequest.SerializeToString,
             conductor_dot_v1_dot_client__pb2.ListLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conductor.v1.ConductorService/ListTaskActivity',
+            conductor_dot_v1_dot_client__pb2.ListTaskActivityRequest.SerializeToString,
+            conductor_dot_v1_dot_client__pb2.ListTaskActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

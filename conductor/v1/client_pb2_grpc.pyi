@@ -98,6 +98,10 @@ class ConductorServiceStub:
     """What the coordinator runs on: its version, its database and whether it answers now."""
     ListLogs: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]
     """The log lines an execution's handler wrote through ctx.logger, oldest first."""
+    ListTaskActivity: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListTaskActivityRequest, _client_pb2.ListTaskActivityResponse]
+    """Per task: executions that finished in the last window (default one hour), counted per
+    final state in equal buckets, oldest bucket first (the dashboard's throughput chart).
+    """
 
 @_typing.type_check_only
 class ConductorServiceAsyncStub(ConductorServiceStub):
@@ -166,6 +170,10 @@ class ConductorServiceAsyncStub(ConductorServiceStub):
     """What the coordinator runs on: its version, its database and whether it answers now."""
     ListLogs: _aio.UnaryUnaryMultiCallable[_client_pb2.ListLogsRequest, _client_pb2.ListLogsResponse]  # type: ignore[assignment]
     """The log lines an execution's handler wrote through ctx.logger, oldest first."""
+    ListTaskActivity: _aio.UnaryUnaryMultiCallable[_client_pb2.ListTaskActivityRequest, _client_pb2.ListTaskActivityResponse]  # type: ignore[assignment]
+    """Per task: executions that finished in the last window (default one hour), counted per
+    final state in equal buckets, oldest bucket first (the dashboard's throughput chart).
+    """
 
 class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API of a coordinator. Errors use standard gRPC codes: NOT_FOUND for an unknown
@@ -369,5 +377,15 @@ class ConductorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListLogsResponse, _abc.Awaitable[_client_pb2.ListLogsResponse]]:
         """The log lines an execution's handler wrote through ctx.logger, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ListTaskActivity(
+        self,
+        request: _client_pb2.ListTaskActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListTaskActivityResponse, _abc.Awaitable[_client_pb2.ListTaskActivityResponse]]:
+        """Per task: executions that finished in the last window (default one hour), counted per
+        final state in equal buckets, oldest bucket first (the dashboard's throughput chart).
+        """
 
 def add_ConductorServiceServicer_to_server(servicer: ConductorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -378,7 +378,8 @@ SELECT id, task, queue, state::text, payload::text, result::text, error::text, p
 FROM conductor_executions WHERE id = %(id)s;
 
 -- name: list_executions
--- A page of executions, newest first, filtered.
+-- A page of executions, newest first, filtered (%(contains)s: the payload filter as one
+-- nested object, implied by %(match)s and cheaper to test first).
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
     cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
@@ -389,6 +390,10 @@ WHERE (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(states)s::text[] IS NULL OR state::text = ANY(%(states)s::text[]))
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+  AND (%(match)s::jsonb IS NULL
+       OR (payload @> %(contains)s::jsonb AND conductor_matches(payload, %(match)s::jsonb)))
 ORDER BY id DESC
 LIMIT %(limit)s;
 
@@ -478,11 +483,12 @@ SELECT min(next_fire_at) FROM conductor_schedules;
 -- name: upsert_worker
 -- A worker connected (or reconnected).
 INSERT INTO conductor_workers (worker_id, hostname, pid, tasks, coordinator, leases,
-    connected_at, last_seen)
+    capacity, connected_at, last_seen)
 VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(tasks)s, %(coordinator)s, %(leases)s,
-    %(now)s, %(now)s)
+    %(capacity)s, %(now)s, %(now)s)
 ON CONFLICT (worker_id) DO UPDATE SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
     tasks = EXCLUDED.tasks, coordinator = EXCLUDED.coordinator, leases = EXCLUDED.leases,
+    capacity = EXCLUDED.capacity,
     connected_at = EXCLUDED.connected_at, last_seen = EXCLUDED.last_seen,
     disconnected_at = NULL;
 
@@ -501,7 +507,7 @@ WHERE worker_id = %(worker_id)s AND coordinator = %(coordinator)s;
 SELECT w.worker_id, w.hostname, w.pid, w.tasks,
     (SELECT count(*) FROM conductor_executions e
      WHERE e.state = 'running' AND e.worker_id = w.worker_id)::int AS leases,
-    w.connected_at, w.last_seen, w.coordinator
+    w.connected_at, w.last_seen, w.coordinator, w.capacity
 FROM conductor_workers w
 WHERE w.disconnected_at IS NULL AND w.last_seen > %(seen_after)s
 ORDER BY w.worker_id;
@@ -652,6 +658,9 @@ WHERE id > %(after_id)s
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+  AND (%(parent_id)s::bigint IS NULL OR parent_id = %(parent_id)s)
+  AND (%(match)s::jsonb IS NULL
+       OR (payload @> %(contains)s::jsonb AND conductor_matches(payload, %(match)s::jsonb)))
   AND NOT (%(uncancelled)s AND cancel_requested)
 ORDER BY id
 LIMIT %(limit)s;
@@ -821,3 +830,21 @@ ORDER BY sequence LIMIT %(limit)s;
 -- name: ping
 -- Whether the database answers (conductor status).
 SELECT 1;
+
+-- -- Dashboard (docs/dashboard.md) -----------------------------------------------------
+
+-- name: task_activity
+-- Per registered task and final state: executions finished in [since, until), counted per
+-- bucket of %(bucket)s seconds (0 = the oldest); each (task, state) is one range scan of
+-- conductor_executions_finished.
+SELECT t.name, s.state,
+    floor(extract(epoch FROM e.finished_at - %(since)s) / %(bucket)s)::int AS bucket,
+    count(*)
+FROM conductor_tasks t
+CROSS JOIN unnest(ARRAY['succeeded', 'failed', 'cancelled']) AS s(state)
+JOIN LATERAL (
+    SELECT x.finished_at FROM conductor_executions x
+    WHERE x.task = t.name AND x.state = s.state::conductor_execution_state
+      AND x.finished_at >= %(since)s AND x.finished_at < %(until)s
+) e ON true
+GROUP BY t.name, s.state, bucket;

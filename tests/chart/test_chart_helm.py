@@ -160,6 +160,47 @@ def test_full_render() -> None:
     assert worker_metrics["spec"]["clusterIP"] == "None"
 
 
+def test_ui_render() -> None:
+    """The dashboard: a client of the coordinator Service with the workers' TLS and token,
+    its login token from a mounted Secret, probes on /healthz, Service and Ingress."""
+    manifests = render(*FULL)
+    ui = find(manifests, "Deployment", "-ui")
+    assert ui["spec"]["replicas"] == 2
+    (container,) = containers(ui)
+    args = container["args"]
+    assert args[:3] == ["ui", "--server", "rel-conductor-coordinator:50051"]
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--login-token-file") + 1] == "/etc/conductor/ui/login-token"
+    assert args[args.index("--tls-ca") + 1] == "/etc/conductor/tls/ca.crt" and "--tls-cert" in args
+    assert env(container)["CONDUCTOR_AUTH_TOKEN"]["secretKeyRef"]["name"] == "conductor-auth"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    volumes = {v["name"]: v for v in ui["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["login-token"]["secret"] == {
+        "secretName": "conductor-ui", "items": [{"key": "token", "path": "login-token"}]}
+    assert volumes["tls"]["secret"]["secretName"] == "conductor-worker-tls"
+    service = find(manifests, "Service", "-ui")
+    pod_labels = ui["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    ingress = find(manifests, "Ingress", "-ui")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "conductor.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": service["metadata"]["name"], "port": {"name": "http"}}
+    assert ingress["spec"]["tls"] == [{"hosts": ["conductor.example.com"],
+                                       "secretName": "conductor-ui-tls"}]
+
+
+def test_ui_login_token_goes_to_the_chart_secret() -> None:
+    manifests = render(*DB, "--set", "ui.enabled=true", "--set", "ui.loginToken=" + "t" * 20)
+    secret = find(manifests, "Secret")
+    assert set(secret["data"]) == {"database-url", "ui-login-token"}
+    ui = find(manifests, "Deployment", "-ui")
+    volumes = {v["name"]: v for v in ui["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["login-token"]["secret"]["items"] == [
+        {"key": "ui-login-token", "path": "login-token"}]
+    assert not [m for m in render(*DB) if m["metadata"]["name"].endswith("-ui")]  # off by default
+
+
 def grace_and_drain(manifests: list[Manifest]) -> tuple[int, float]:
     worker = find(manifests, "Deployment", "-worker")
     grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -232,9 +273,13 @@ def test_chart_secret_holds_url_and_token() -> None:
         ((*WORKER, "--set", "worker.autoscaling.enabled=true",
           "--set", "worker.resources.requests=null"), "requests.cpu"),
         (("--set", "auth.token=t", "--set", "auth.existingSecret=s"), "only one of auth.token"),
+        (("--set", "ui.enabled=true"), "ui.loginToken or ui.existingSecret"),
+        (("--set", "ui.enabled=true", "--set", "ui.existingSecret=s", "--set",
+          "ui.ingress.enabled=true"), "/ui/ingress/host"),
     ],
     ids=["no-module", "one-coordinator", "unknown-key", "tls-no-secret", "pdb-blocks-drains",
-         "same-ports", "hpa-min-above-max", "hpa-no-cpu-request", "two-tokens"],
+         "same-ports", "hpa-min-above-max", "hpa-no-cpu-request", "two-tokens",
+         "ui-without-login-token", "ui-ingress-without-host"],
 )
 def test_invalid_settings_fail(args: tuple[str, ...], message: str) -> None:
     result = helm_template(*DB, *args, check=False)

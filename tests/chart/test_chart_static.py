@@ -167,6 +167,9 @@ REJECTED = [
     ("coordinator.service.type", "ExternalName", "not a Service type for pods"),
     ("imagePullSecrets", [{"secret": "x"}], "a pull secret without a name"),
     ("nameOverride", None, "a required key deleted"),
+    ("ui.loginToken", "short", "a login token under 16 characters"),
+    ("ui.ingress", {**default_values()["ui"]["ingress"], "enabled": True}, "Ingress, no host"),
+    ("ui.refresh", 0, "no pause between live looks"),
 ]
 
 
@@ -264,6 +267,7 @@ def test_expected_templates_exist() -> None:
         "_helpers.tpl", "NOTES.txt", "coordinator-deployment.yaml", "coordinator-service.yaml",
         "coordinator-pdb.yaml", "worker-deployment.yaml", "worker-service.yaml",
         "worker-hpa.yaml", "secret.yaml", "servicemonitor.yaml", "serviceaccount.yaml",
+        "ui-deployment.yaml", "ui-service.yaml", "ui-ingress.yaml",
     } <= names
 
 

@@ -118,7 +118,7 @@ def invoke_options(draw: Any) -> client_pb2.InvokeOptions:
 
 @st.composite
 def client_requests(draw: Any) -> tuple[str, Any]:
-    """(method name, request) for any of the 12 client RPCs."""
+    """(method name, request) for any of the 13 client RPCs."""
     task = draw(mostly(st.just("known")))
     method = draw(
         st.sampled_from(
@@ -135,6 +135,7 @@ def client_requests(draw: Any) -> tuple[str, Any]:
                 "ListSteps",
                 "ListWorkers",
                 "ListQueues",
+                "ListTaskActivity",
             ]
         )
     )
@@ -156,12 +157,22 @@ def client_requests(draw: Any) -> tuple[str, Any]:
             execution_id=draw(EXECUTION_IDS), timeout_seconds=draw(DOUBLES)
         )
     if method == "ListExecutions":
-        return method, client_pb2.ListExecutionsRequest(
+        listing = client_pb2.ListExecutionsRequest(
             task=draw(mostly(st.sampled_from([""]), TEXT)),
             queue=draw(mostly(st.sampled_from([""]), TEXT)),
             states=draw(st.lists(st.integers(0, 9), max_size=3)),
             page_size=draw(mostly(st.sampled_from([0, 1000, 1001]), INT32)),
             page_token=draw(mostly(st.sampled_from([""]), EXECUTION_IDS)),
+            payload_match_json=draw(mostly(st.sampled_from(["", '{"a.b": 1}']), JSON)),
+        )
+        for name in ("created_after", "created_before"):
+            if draw(st.booleans()):
+                getattr(listing, name).CopyFrom(draw(timestamps()))
+        return method, listing
+    if method == "ListTaskActivity":
+        return method, client_pb2.ListTaskActivityRequest(
+            window_seconds=draw(mostly(st.sampled_from([0, 60, 86400]), INT32)),
+            buckets=draw(mostly(st.sampled_from([0, 1, 120]), INT32)),
         )
     if method == "PutSchedule":
         return method, client_pb2.PutScheduleRequest(

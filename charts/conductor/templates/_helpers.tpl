@@ -51,6 +51,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-coordinator" (include "conductor.fullname" .) }}
 {{- end }}
 
+{{- define "conductor.uiName" -}}
+{{- printf "%s-ui" (include "conductor.fullname" .) }}
+{{- end }}
+
+{{/*
+Fails unless the dashboard has exactly one source of its login token (it listens beyond
+loopback in its pod, so it refuses to start without one).
+*/}}
+{{- define "conductor.validateUI" -}}
+{{- if and .Values.ui.loginToken .Values.ui.existingSecret }}
+{{- fail "ui: set only one of ui.loginToken and ui.existingSecret" }}
+{{- end }}
+{{- if not (or .Values.ui.loginToken .Values.ui.existingSecret) }}
+{{- fail "ui: set ui.loginToken or ui.existingSecret: the dashboard requires a login token when it listens beyond loopback (docs/dashboard.md)" }}
+{{- end }}
+{{- if and .Values.ui.loginToken (lt (len .Values.ui.loginToken) 16) }}
+{{- fail "ui.loginToken: must be at least 16 characters" }}
+{{- end }}
+{{- end }}
+
 {{- define "conductor.workerName" -}}
 {{- printf "%s-worker" (include "conductor.fullname" .) }}
 {{- end }}
