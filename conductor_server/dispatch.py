@@ -385,7 +385,7 @@ class Dispatcher:
             self.wake(task)
 
     async def _flush_steps(self, writes: list[StepWrite]) -> list[StepWriteResult]:
-        return await self.store.save_steps(writes, self.clock.now())
+        return await self.store.save_steps(writes, self.clock.now(), self._real.now())
 
     async def _flush_outcomes(self, writes: list[OutcomeWrite]) -> list[OutcomeApplied | None]:
         results = await self.store.apply_outcomes(writes, self.clock.now(), self._real.now())
@@ -553,7 +553,10 @@ class Dispatcher:
         definition = self.tasks.get(task)
         cap = definition.concurrency if definition is not None else 0
         expiry = self._lease_expiry()
-        leases = await self.store.lease(task, want, session.worker_id, now, expiry, cap)
+        leases = await self.store.lease(
+            task, want, session.worker_id, now, expiry, cap, lease_now=self._real.now(),
+            task_timeout=definition.timeout if definition is not None else None,
+            timeout_grace=self.settings.timeout_grace)
         if not leases:
             return leases
         session.renewed(expiry)
@@ -698,7 +701,7 @@ class Dispatcher:
         expired = await self.store.expired_leases(self._real.now())
         if not expired:
             return 0
-        unstarted = [ref for ref, never_started in expired if never_started]
+        unstarted = [ref for ref, never_started, _ in expired if never_started]
         returned = await self.store.return_unstarted(
             unstarted, self.clock.now(), self._real.now())
         self._after_outcomes(returned)
@@ -706,11 +709,16 @@ class Dispatcher:
             self.metrics.leases_returned_unstarted.labels(applied.task).inc()
         done = {applied.execution_id for applied in returned}
         lost = ErrorInfo("WorkerLost", "worker lost: lease expired without a heartbeat")
-        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=lost, lost=True)
-                  for ref, _ in expired if ref.execution_id not in done]
+        timed_out = ErrorInfo("Timeout", "execution timeout: the attempt was still running"
+                              f" {self.settings.timeout_grace:g}s after its timeout ran out")
+        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=timed_out if late else lost,
+                               lost=True)
+                  for ref, _, late in expired if ref.execution_id not in done]
         results = await self._outcomes.submit_all(writes)
+        # (a worker still running a timed-out one hears at its next heartbeat that the lease
+        # is lost; its writes are refused already)
         for session in self.sessions.values():
-            for ref, _ in expired:
+            for ref, _, _ in expired:
                 session.drop(ref.execution_id, ref.token)
         reaped = [r for r in results if r is not None]
         if reaped:

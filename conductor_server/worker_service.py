@@ -107,6 +107,9 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
             limits.payload_bytes,
         ),
         retention=_retention_from_pb(t.retention),
+        timeout=validation.check_timeout(t.timeout_seconds, f"{prefix}.timeout_seconds"),
+        on_failure=validation.check_text(
+            t.on_failure, f"{prefix}.on_failure", limits.name_length) or None,
     )
     return validation.check_task_def(definition, t.capacity, prefix, limits)
 
@@ -174,6 +177,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         window_reopens_at=timestamp(lease.window_reopens_at),
         priority=lease.priority,
         trace_context=lease.trace_context or "",
+        timeout_seconds=lease.timeout,
     )
 
 

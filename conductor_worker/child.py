@@ -31,6 +31,11 @@ and to the parent:
     ("trace", key, AttemptSpans)          a traced run's span times, just before its outcome
     ("call", key, request_id, method, kwargs)   ask the worker to call the client API
     ("clock_ack", sequence)               the clock sync is in use
+    ("started", key, monotonic)           a run with a timeout started (its clock runs)
+
+SIGUSR1 makes the process exit at once (code STOPPED_EXIT): the worker sends it when a run
+exceeds its timeout, and SIGKILL a moment later if the process is stuck where no Python
+code runs (a C call holding the GIL).
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ Tasks = dict[str, Task[..., Any]]
 PR_SET_PDEATHSIG = 1
 #: seconds between re-checks of a run that waits for its lease to be renewed
 LEASE_POLL = 0.5
+#: the exit code of a pool process stopped by SIGUSR1 (a run's timeout)
+STOPPED_EXIT = 75
 #: seconds a pool process of several handler threads lets messages gather before a write
 #: (measured on S2-sync: about a quarter less main-process CPU per step)
 THREADS_GATHER = 0.0003
@@ -336,6 +343,7 @@ def main(
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, _stopped)
     if metrics_dir:  # the worker's, even if the fork server started before it was chosen
         os.environ[METRICS_ENV] = metrics_dir
     handler = logging.StreamHandler()
@@ -365,6 +373,11 @@ def main(
         for runner in runners:
             runner.join()
     link.close()
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """SIGUSR1: a run here exceeded its timeout; the worker replaces this process."""
+    os._exit(STOPPED_EXIT)
 
 
 def _serve(tasks: Tasks, link: PipeLink) -> None:
@@ -400,6 +413,8 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
     key = spec.key
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
+    if spec.timeout:
+        link.send(("started", key, time.monotonic()))
     started = time.perf_counter()
     ctx = Context(spec, link)
     try:
@@ -418,6 +433,8 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
     if (let_go := _let_go(spec, link)) is not None:
         link.send_soon(let_go)
         return
+    if spec.timeout:  # at once, not with the loop's batch: the handler may block the loop
+        link.send(("started", key, time.monotonic()))
     started = time.perf_counter()
     ctx = AsyncContext(spec, link)
     try:

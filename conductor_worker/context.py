@@ -84,6 +84,9 @@ class RunSpec:
     priority: int = 0
     #: the W3C traceparent the execution was invoked with (OpenTelemetry); empty: untraced
     trace_context: str = ""
+    #: the attempt's execution timeout in seconds, counted from its start in the pool
+    #: process (0: none)
+    timeout: float = 0.0
 
     @property
     def key(self) -> RunKey:

@@ -62,6 +62,11 @@ class TaskOptions:
     retention: tuple[tuple[str, float], ...] = ()
     #: seconds after the end when payload, result, step results and error texts are dropped
     redact_after: float | None = None
+    #: execution timeout in seconds (None: none): the pool process of a run that exceeds it
+    #: is stopped and the attempt fails with error type Timeout
+    timeout: float | None = None
+    #: the task invoked once with each execution of this one that fails for good
+    on_failure: str | None = None
 
     @property
     def slots(self) -> int:
@@ -71,8 +76,14 @@ class TaskOptions:
     @property
     def capacity(self) -> int:
         """Leases the worker accepts at once to begin with: one per running slot plus the
-        prefetch (adaptive: as many again, until the worker has measured the task)."""
-        return self.slots + (self.slots if self.prefetch is None else self.prefetch)
+        prefetch (adaptive: as many again, until the worker has measured the task; none
+        with a timeout)."""
+        return self.slots + (self.slots if self.adaptive else self.prefetch or 0)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the worker sizes the task's prefetch from what it measures."""
+        return self.prefetch is None and self.timeout is None
 
 
 class Task(Generic[P, R]):
@@ -141,6 +152,8 @@ def task(
     filter: Mapping[str, Any] | None = None,
     retention: Mapping[str, float | str] | None = None,
     redact_after: float | str | None = None,
+    timeout: float | str | None = None,
+    on_failure: str | Task[..., Any] | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -172,6 +185,17 @@ def task(
     "12h", "7d", "2w"; 0 deletes them as soon as they finish); a state left out takes the
     coordinator's default. `redact_after` drops payload, result, step results and error
     texts that long after the end, while the run's metadata stays until it is deleted.
+
+    `timeout` (seconds, or "30s", "5m" ...) ends an attempt that runs longer for real: the
+    pool process running it is stopped (SIGUSR1, then SIGKILL after a second) and replaced,
+    and the attempt fails with error type `Timeout` (retried per the task's policy). Other
+    runs in that process (`threads` > 1) are released without counting an attempt. An
+    invoke may override it (`Client.invoke(..., timeout=...)`). A task with a timeout does
+    not prefetch (a lease waiting in the worker would use up its time).
+
+    `on_failure` names a task (or is the @task object) invoked once, with {"execution_id",
+    "task", "payload", "error", "attempts", "failed_at"}, for every execution of this task
+    that fails for good: a dead letter (docs/concepts.md, "Dead letters").
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -197,6 +221,8 @@ def task(
             filter=tuple(dict(filter or {}).items()),
             retention=_retention(task_name, retention),
             redact_after=_duration(task_name, "redact_after", redact_after),
+            timeout=_duration(task_name, "timeout", timeout),
+            on_failure=on_failure.name if isinstance(on_failure, Task) else on_failure,
         )
         validate_options(options)
         defined = Task(f, options)
@@ -280,6 +306,22 @@ def validate_options(o: TaskOptions) -> None:
         if len(expression.split()) != 5 or not croniter.is_valid(expression):
             fail("cron", f"{expression!r} ({name}) is not a 5-field cron expression")
     _validate_events(o, fail)
+    _validate_flow(o, fail)
+
+
+def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    if o.timeout is not None:
+        if not 0 < o.timeout <= durations.MAX_SECONDS:
+            fail("timeout", f"must be > 0 seconds, got {o.timeout!r}")
+        if o.prefetch:
+            fail("prefetch", "a task with a timeout does not prefetch (a lease waiting in the"
+                 " worker would use up its time); leave prefetch unset or 0")
+    if o.on_failure is not None:
+        if not isinstance(o.on_failure, str) or not _NAME.match(o.on_failure):
+            fail("on_failure", f"must be a task name (1-200 characters of letters, digits and"
+                 f" _ . : -) or a @task, got {o.on_failure!r}")
+        if o.on_failure == o.name:
+            fail("on_failure", "names the task itself; a dead letter needs another task")
 
 
 def _validate_events(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
