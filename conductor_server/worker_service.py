@@ -380,6 +380,7 @@ _RELEASE_REASONS = {
     worker_pb2.RELEASE_REASON_UNAVAILABLE: "unavailable",
     worker_pb2.RELEASE_REASON_CANCELLED: "cancelled",
     worker_pb2.RELEASE_REASON_WAITING: "waiting",
+    worker_pb2.RELEASE_REASON_PROCESS_STOPPED: "process_stopped",
 }
 
 
