@@ -32,6 +32,7 @@ and to the parent:
     ("call", key, request_id, method, kwargs)   ask the worker to call the client API
     ("clock_ack", sequence)               the clock sync is in use
     ("started", key, monotonic)           a run with a timeout started (its clock runs)
+    ("batch_done", key)                   a batch run ended (after its items' outcomes)
 
 SIGUSR1 makes the process exit at once (code STOPPED_EXIT): the worker sends it when a run
 exceeds its timeout, and SIGKILL a moment later if the process is stuck where no Python
@@ -58,6 +59,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .batching import run_batch, run_batch_async
 from .context import AsyncContext, Context, Event, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .log_format import formatter
@@ -119,8 +121,9 @@ class PipeLink:
         self._writer = threading.Thread(target=self._write, daemon=True, name="parent-writer")
         self._writer.start()
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        """Queue a message for the parent (sent by the writer thread, in order)."""
+    def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
+        """Queue a message (or several, for one write) for the parent (sent by the writer
+        thread, in order)."""
         self._outq.put(message)
 
     def log(self, key: RunKey, attempt: int, level: str, message: str) -> None:
@@ -408,9 +411,18 @@ async def _serve_async(tasks: Tasks, link: PipeLink, slots: int) -> None:
         link.loop_wakeup.clear()
 
 
-def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
-    """Run one execution of a plain handler; returns the message that reports how it ended."""
+def run(
+    task: Task[..., Any], spec: RunSpec, link: PipeLink
+) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+    """Run one execution of a plain handler; returns the message that reports how it ended
+    (a batch run: its items' messages)."""
     key = spec.key
+    if spec.items:
+        if link.shutdown:
+            return _batch_let_go(spec)
+        if spec.timeout:
+            link.send(("started", key, time.monotonic()))
+        return run_batch(task.fn, spec, task.name, task.payload_type)
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
     if spec.timeout:
@@ -430,6 +442,14 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
 async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
     """Run one execution of an `async def` handler and report how it ended."""
     key = spec.key
+    if spec.items:
+        if spec.timeout:
+            link.send(("started", key, time.monotonic()))
+        outcomes = _batch_let_go(spec) if link.shutdown else await run_batch_async(
+            task.fn, spec, task.name, task.payload_type)
+        for message in outcomes:
+            link.send_soon(message)
+        return
     if (let_go := _let_go(spec, link)) is not None:
         link.send_soon(let_go)
         return
@@ -456,6 +476,11 @@ def _event(task: Task[..., Any], spec: RunSpec) -> Event[Any]:
     if task.payload_type is None:
         return event
     return dataclasses.replace(event, payload=parse_payload(task.payload_type, event.payload))
+
+
+def _batch_let_go(spec: RunSpec) -> list[tuple[Any, ...]]:
+    """A batch that must not start (the worker is stopping): every item is released."""
+    return [("released", k, "shutdown", None) for k in spec.keys] + [("batch_done", spec.key)]
 
 
 def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:

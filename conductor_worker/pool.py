@@ -35,6 +35,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from . import child as child_module
+from .batching import Gathering, batch_of
 from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
 from .metrics import ENV as METRICS_ENV
@@ -91,13 +92,13 @@ def pool_groups(tasks: Sequence[Task[..., Any]]) -> dict[str, list[Task[..., Any
     return groups
 
 
-def _ended_with(child: _Child, key: RunKey, how: str) -> tuple[Any, ...]:
-    """How a run ends whose process died: its timeout, another run's timeout (released
-    without an attempt), or the process's death."""
+def _ended_with(child: _Child, run: RunKey, how: str, key: RunKey) -> tuple[Any, ...]:
+    """How the lease `key` of a run ends whose process died: the run's timeout, another
+    run's timeout (released without an attempt), or the process's death."""
     pid = child.process.pid
-    if key in child.timed_out:
+    if run in child.timed_out:
         return ("error", key, "Timeout", f"execution timeout: still running after"
-                f" {child.timed_out[key]:g}s; pool process {pid} stopped", "", True)
+                f" {child.timed_out[run]:g}s; pool process {pid} stopped", "", True)
     if child.timed_out:
         return ("released", key, "process_stopped", None)
     return ("error", key, "ProcessDied", f"pool process {pid} {how}", "", True)
@@ -176,6 +177,11 @@ class Pool:
         self._reap_handle: asyncio.TimerHandle | None = None
         #: the timeout timers of runs started by a process, by run key
         self._timers: dict[RunKey, asyncio.TimerHandle] = {}
+        #: batch tasks' leases waiting to fill a batch (see batching.py), by task name
+        self._gathering = {
+            t.name: Gathering(t.options.batch, t.options.batch_wait)
+            for t in self.tasks if t.options.batch
+        }
         #: processes started so far (for tests and the benchmark)
         self.started = 0
 
@@ -320,7 +326,24 @@ class Pool:
 
     def submit(self, spec: RunSpec) -> bool:
         """Queue a run; True if it went to a process at once, False if it waits for room.
-        Queued runs start by priority, highest first, in arrival order within one."""
+        Queued runs start by priority, highest first, in arrival order within one. A batch
+        task's lease waits for its batch to fill (or for batch_wait)."""
+        gathering = self._gathering.get(spec.task)
+        if gathering is not None and not spec.items:
+            if gathering.add(spec):
+                self._flush_batch(spec.task)
+            elif gathering.timer is None and self._loop is not None:
+                gathering.timer = self._loop.call_later(
+                    gathering.wait, self._flush_batch, spec.task)
+            return False
+        return self._queue(spec)
+
+    def _flush_batch(self, task: str) -> None:
+        specs = self._gathering[task].take()
+        if specs:
+            self._queue(batch_of(specs))
+
+    def _queue(self, spec: RunSpec) -> bool:
         if self.pending and self.pending[-1].priority < spec.priority:
             at = next(i for i, s in enumerate(self.pending) if s.priority < spec.priority)
             self.pending.insert(at, spec)
@@ -346,9 +369,12 @@ class Pool:
             spec = self.pending.popleft()
             child.inflight.append(spec)
             self._where[spec.key] = child
+            for key in spec.keys:
+                self._where[key] = child
             self._sent_at[spec.key] = now
             if self.on_handed is not None:  # before the process can have it
-                self.on_handed(spec.key)
+                for key in spec.keys:
+                    self.on_handed(key)
             child.send(("run", spec))
 
     def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:
@@ -371,6 +397,12 @@ class Pool:
     def interrupt(self, key: RunKey, reason: str, run_at: float | None = None) -> None:
         """Release the run at its next checkpoint (at once if it has not started). Reason
         "lost": the lease is gone; the run is abandoned and its waits are answered now."""
+        gathered = self._gathered_task(key)
+        if gathered is not None:  # waiting for its batch to fill: it leaves the batch
+            self._gathering[gathered].remove(key)
+            self.handler(("abandoned", key) if reason == "lost"
+                         else ("released", key, reason, run_at))
+            return
         for spec in self.pending:
             if spec.key == key:
                 self.pending.remove(spec)
@@ -419,19 +451,29 @@ class Pool:
             if not waiting[1].done():
                 waiting[1].set_result(None)
 
+    def _gathered_task(self, key: RunKey) -> str | None:
+        for task, gathering in self._gathering.items():
+            if any(s.key == key for s in gathering.specs):
+                return task
+        return None
+
     def shutdown(self) -> None:
         """Release what has not started; running handlers release at their next checkpoint."""
         self.shutting_down = True
+        for gathering in self._gathering.values():
+            for spec in gathering.take():
+                self.handler(("released", spec.key, "shutdown", None))
         while self.pending:
             spec = self.pending.popleft()
-            self.handler(("released", spec.key, "shutdown", None))
+            for key in spec.keys:
+                self.handler(("released", key, "shutdown", None))
         for child in self.children:
             child.send(("shutdown",))
 
     def running(self) -> list[RunKey]:
-        return [s.key for c in self.children for s in c.inflight] + [
-            s.key for s in self.pending
-        ]
+        return [k for c in self.children for s in c.inflight for k in s.keys] + [
+            k for s in self.pending for k in s.keys
+        ] + [s.key for g in self._gathering.values() for s in g.specs]
 
     # -- events from children -----------------------------------------------------------
 
@@ -445,6 +487,8 @@ class Pool:
             self._finish(child, message[1])
         if kind == "started":
             self._arm_timeout(child, message[1], message[2])
+        elif kind == "batch_done":
+            self._finish(child, message[1])
         elif kind == "clock_ack":
             self._clock_applied(child, message[1])
         elif kind == "ready":
@@ -541,7 +585,9 @@ class Pool:
             self._sent_at.pop(crashed.key, None)
             if (timer := self._timers.pop(crashed.key, None)) is not None:
                 timer.cancel()
-            self.handler(_ended_with(child, crashed.key, how))
+            for key in crashed.keys:  # a batch's items fail alike
+                self._where.pop(key, None)
+                self.handler(_ended_with(child, crashed.key, how, key))
         if child.inflight:
             for spec in reversed(child.inflight):
                 self._where.pop(spec.key, None)

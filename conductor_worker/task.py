@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from . import durations, typed
+from .batching import MAX_BATCH, MAX_BATCH_WAIT
 from .context import Event
 from .errors import TaskDefinitionError
 
@@ -67,6 +68,10 @@ class TaskOptions:
     timeout: float | None = None
     #: the task invoked once with each execution of this one that fails for good
     on_failure: str | None = None
+    #: a batch handler's most events per call (0: not a batch handler), and the seconds
+    #: the first lease of a batch waits for more
+    batch: int = 0
+    batch_wait: float = 0.5
 
     @property
     def slots(self) -> int:
@@ -78,12 +83,16 @@ class TaskOptions:
         """Leases the worker accepts at once to begin with: one per running slot plus the
         prefetch (adaptive: as many again, until the worker has measured the task; none
         with a timeout)."""
+        if self.batch:  # a full batch per slot, and one more gathering meanwhile (not
+            # with a timeout: a lease waiting for a free process would use up its time)
+            extra = 0 if self.timeout else self.batch + (self.prefetch or 0)
+            return self.slots * self.batch + extra
         return self.slots + (self.slots if self.adaptive else self.prefetch or 0)
 
     @property
     def adaptive(self) -> bool:
         """Whether the worker sizes the task's prefetch from what it measures."""
-        return self.prefetch is None and self.timeout is None
+        return self.prefetch is None and self.timeout is None and not self.batch
 
 
 class Task(Generic[P, R]):
@@ -154,6 +163,8 @@ def task(
     redact_after: float | str | None = None,
     timeout: float | str | None = None,
     on_failure: str | Task[..., Any] | None = None,
+    batch: int = 0,
+    batch_wait: float | str = 0.5,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -196,6 +207,14 @@ def task(
     `on_failure` names a task (or is the @task object) invoked once, with {"execution_id",
     "task", "payload", "error", "attempts", "failed_at"}, for every execution of this task
     that fails for good: a dead letter (docs/concepts.md, "Dead letters").
+
+    `batch=N` makes a batch handler: it takes `(events, ctx)`, a list of up to N events, and
+    returns a list of as many results, in order. The worker gathers leases until it has N
+    or the first has waited `batch_wait` seconds. Each item stays its own execution (its
+    own result, attempts and fencing); an item whose result is an exception, or that the
+    handler passed to `ctx.fail(i, error)`, fails alone and only it is retried; when the
+    handler raises, every item fails. Batch handlers have no steps (docs/concepts.md,
+    "Batch handlers").
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -223,6 +242,8 @@ def task(
             redact_after=_duration(task_name, "redact_after", redact_after),
             timeout=_duration(task_name, "timeout", timeout),
             on_failure=on_failure.name if isinstance(on_failure, Task) else on_failure,
+            batch=batch,
+            batch_wait=_batch_wait(task_name, batch_wait),
         )
         validate_options(options)
         defined = Task(f, options)
@@ -309,7 +330,20 @@ def validate_options(o: TaskOptions) -> None:
     _validate_flow(o, fail)
 
 
+def _batch_wait(task_name: str, value: object) -> float:
+    seconds = _duration(task_name, "batch_wait", value)
+    assert seconds is not None
+    return seconds
+
+
 def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    if isinstance(o.batch, bool) or not isinstance(o.batch, int) or not (
+        0 <= o.batch <= MAX_BATCH
+    ):
+        fail("batch", f"must be an integer 1..{MAX_BATCH} (0: not a batch handler), got"
+             f" {o.batch!r}")
+    if not o.batch_wait <= MAX_BATCH_WAIT:
+        fail("batch_wait", f"must be 0..{MAX_BATCH_WAIT:g} seconds, got {o.batch_wait!r}")
     if o.timeout is not None:
         if not 0 < o.timeout <= durations.MAX_SECONDS:
             fail("timeout", f"must be > 0 seconds, got {o.timeout!r}")

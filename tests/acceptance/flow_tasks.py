@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
-from conductor_worker import Context, Event, task
+from conductor_worker import Context, Event, NonRetryableError, task
 
 
 @task(name="spin", timeout=1, max_attempts=2, backoff=0.1, min_processes=1)
@@ -58,3 +59,21 @@ def doomed(event: Event, ctx: Context) -> None:
 @task(name="bury")
 def bury(event: Event, ctx: Context) -> Any:
     return {"buried": event.payload["execution_id"], "error": event.payload["error"]["type"]}
+
+
+@task(name="batch-double", batch=10, batch_wait=0.3)
+def batch_double(events: list[Event], ctx: Any) -> list[Any]:
+    """Doubles x. {"flaky": path}: fails the first time (creates path), then succeeds;
+    {"never": true}: fails for good through ctx.fail."""
+    results: list[Any] = []
+    for i, event in enumerate(events):
+        payload = event.payload
+        if "flaky" in payload and not Path(payload["flaky"]).exists():
+            Path(payload["flaky"]).touch()
+            results.append(RuntimeError("flaky the first time"))
+            continue
+        if payload.get("never"):
+            ctx.fail(i, NonRetryableError("never works"))
+        results.append({"x": payload["x"] * 2, "size": len(events),
+                        "id": event.execution_id})
+    return results

@@ -78,3 +78,37 @@ def test_a_failed_execution_is_dead_lettered_once(address, spawn_worker, client,
         "bury", "succeeded", execution_id)
     assert letter.result == {"buried": execution_id, "error": "RuntimeError"}
     assert letter.payload["payload"] == {"order": 42} and letter.payload["attempts"] == 2
+
+
+# -- batch handlers -----------------------------------------------------------------------
+
+
+def test_batches_fill_up_to_their_size_and_each_item_has_its_own_result(
+    address, spawn_worker, client
+):
+    spawn_worker(address, MODULE)
+    ids = client.invoke_batch("batch-double", [{"x": i} for i in range(25)])
+    done = [client.wait(i, timeout=60) for i in ids]
+    assert [(e.state, e.result["x"], e.result["id"], e.attempt) for e in done] == [
+        ("succeeded", 2 * i, ids[i], 1) for i in range(25)]
+    sizes = [e.result["size"] for e in done]
+    assert max(sizes) == 10 and all(1 <= s <= 10 for s in sizes), sizes
+    # a lone lease does not wait for company longer than batch_wait
+    alone = client.wait(client.invoke("batch-double", {"x": 100}), timeout=30)
+    assert alone.result["size"] == 1 and alone.result["x"] == 200
+
+
+def test_a_partial_failure_retries_only_the_failed_items(
+    address, spawn_worker, client, tmp_path
+):
+    spawn_worker(address, MODULE)
+    payloads = [{"x": 1}, {"x": 2, "flaky": str(tmp_path / "flaky")}, {"x": 3, "never": True},
+                {"x": 4}]
+    ids = client.invoke_batch("batch-double", payloads)
+    done = [client.wait(i, timeout=60) for i in ids]
+    assert [(e.state, e.attempt) for e in done] == [
+        ("succeeded", 1), ("succeeded", 2), ("failed", 1), ("succeeded", 1)], done
+    assert done[1].result["x"] == 4
+    assert [a.error.type for a in done[1].attempts if a.error] == ["RuntimeError"]
+    assert done[2].error is not None and done[2].error.type == "NonRetryableError"
+    assert done[2].error.message == "never works"
