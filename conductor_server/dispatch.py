@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from .batcher import Batcher
 from .clock import Clock, SystemClock
+from .deadlines import Deadlines
 from .loop_errors import log_failed_pass
 from .metrics import CoordinatorMetrics
 from .models import (
@@ -130,6 +131,7 @@ class Dispatcher:
         # Leases measure worker liveness in real time, whatever the (injectable) clock says;
         # the clock drives scheduling: run times, backoff, windows, cron.
         self._real = SystemClock()
+        self.deadlines = Deadlines(store, self._real, settings.timeout_grace)
         clock.subscribe(self._clock_jumped)
 
     # -- lifecycle ----------------------------------------------------------------------

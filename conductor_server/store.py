@@ -336,6 +336,22 @@ class Store(HistoryStore):
             return [(LeaseRef(row[0], str(row[1])), row[2], row[3])
                     for row in await cur.fetchall()]
 
+    async def shift_deadlines(
+        self, changes: Sequence[tuple[LeaseRef, bool]], lease_now: datetime, grace: float
+    ) -> None:
+        """Suspend (False) or restart from `lease_now` (True) the deadlines of timed
+        attempts (see deadlines.py); a deadline that has passed stays passed."""
+        changes = sorted(changes, key=lambda c: _by_id(c[0]))  # rows locked in id order
+        params = {
+            "ids": [ref.execution_id for ref, _ in changes],
+            "tokens": [ref.token for ref, _ in changes],
+            "started": [started for _, started in changes],
+            "lease_now": lease_now,
+            "grace": grace,
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("shift_deadlines"), params)
+
     async def mark_unstarted(
         self, refs: Sequence[LeaseRef], worker_id: str, renewed_until: datetime
     ) -> None:

@@ -570,7 +570,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             await self.dispatcher.apply_outcomes(session, writes)
 
     def _on_run_states(self, message: worker_pb2.RunStates, session: Session) -> None:
-        session.run_states(_lease_refs(message.waiting), _lease_refs(message.started))
+        waiting, started = _lease_refs(message.waiting), _lease_refs(message.started)
+        session.run_states(waiting, started)
+        self.dispatcher.deadlines.run_states(session, waiting, started)
 
     async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
         self.dispatcher.stop_leasing(session)

@@ -81,18 +81,15 @@ class TaskOptions:
     @property
     def capacity(self) -> int:
         """Leases the worker accepts at once to begin with: one per running slot plus the
-        prefetch (adaptive: as many again, until the worker has measured the task; none
-        with a timeout)."""
-        if self.batch:  # a full batch per slot, and one more gathering meanwhile (not
-            # with a timeout: a lease waiting for a free process would use up its time)
-            extra = 0 if self.timeout else self.batch + (self.prefetch or 0)
-            return self.slots * self.batch + extra
+        prefetch (adaptive: as many again, until the worker has measured the task)."""
+        if self.batch:  # a full batch per slot, and one more gathering meanwhile
+            return (self.slots + 1) * self.batch + (self.prefetch or 0)
         return self.slots + (self.slots if self.adaptive else self.prefetch or 0)
 
     @property
     def adaptive(self) -> bool:
         """Whether the worker sizes the task's prefetch from what it measures."""
-        return self.prefetch is None and self.timeout is None and not self.batch
+        return self.prefetch is None and not self.batch
 
 
 class Task(Generic[P, R]):
@@ -201,8 +198,9 @@ def task(
     pool process running it is stopped (SIGUSR1, then SIGKILL after a second) and replaced,
     and the attempt fails with error type `Timeout` (retried per the task's policy). Other
     runs in that process (`threads` > 1) are released without counting an attempt. An
-    invoke may override it (`Client.invoke(..., timeout=...)`). A task with a timeout does
-    not prefetch (a lease waiting in the worker would use up its time).
+    invoke may override it (`Client.invoke(..., timeout=...)`). The time counts from when a
+    pool process starts the run (a lease waiting in the worker for a free process does not
+    use it up).
 
     `on_failure` names a task (or is the @task object) invoked once, with {"execution_id",
     "task", "payload", "error", "attempts", "failed_at"}, for every execution of this task
@@ -344,12 +342,8 @@ def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
              f" {o.batch!r}")
     if not o.batch_wait <= MAX_BATCH_WAIT:
         fail("batch_wait", f"must be 0..{MAX_BATCH_WAIT:g} seconds, got {o.batch_wait!r}")
-    if o.timeout is not None:
-        if not 0 < o.timeout <= durations.MAX_SECONDS:
-            fail("timeout", f"must be > 0 seconds, got {o.timeout!r}")
-        if o.prefetch:
-            fail("prefetch", "a task with a timeout does not prefetch (a lease waiting in the"
-                 " worker would use up its time); leave prefetch unset or 0")
+    if o.timeout is not None and not 0 < o.timeout <= durations.MAX_SECONDS:
+        fail("timeout", f"must be > 0 seconds, got {o.timeout!r}")
     if o.on_failure is not None:
         if not isinstance(o.on_failure, str) or not _NAME.match(o.on_failure):
             fail("on_failure", f"must be a task name (1-200 characters of letters, digits and"

@@ -341,6 +341,19 @@ SELECT id, task, state, run_at,
      WHERE state IN ('succeeded', 'failed', 'cancelled'))
 FROM done;
 
+-- name: shift_deadlines
+-- Timed attempts whose worker said they wait unstarted (started false: no deadline while
+-- they wait) or were handed to a pool process (true: the deadline counts from now again);
+-- by token, while running, and never past a deadline that has passed (deadlines.py).
+UPDATE conductor_executions e
+SET deadline = CASE WHEN u.started THEN %(lease_now)s::timestamptz + make_interval(secs =>
+        coalesce(e.timeout, t.timeout) + %(grace)s) END
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(started)s::boolean[])
+    AS u(id, token, started), conductor_tasks t
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running' AND t.name = e.task
+    AND coalesce(e.timeout, t.timeout) IS NOT NULL
+    AND (e.deadline IS NULL OR e.deadline > %(lease_now)s);
+
 -- name: mark_unstarted
 -- A worker's stream ended: record which of its leases it had not started (by token, leased
 -- to that worker, and not renewed since this coordinator last renewed them: a reconnect to

@@ -207,3 +207,34 @@ def test_reaped_and_cancelled_executions(start_coordinator, db):
         client.cancel(cancelled_id)
         assert client.get(cancelled_id).state == "cancelled"
         assert _dead_letters(db, cancelled_id) == []
+
+
+def test_a_lease_waiting_in_the_worker_does_not_use_up_its_time(start_coordinator, db):
+    """A prefetched lease the worker announced as waiting has no deadline until the worker
+    says it started; from then on, the timeout counts."""
+    coordinator = start_coordinator(timeout_grace=0.2, reaper_interval=3600)
+    address = coordinator.coordinator.address
+    reap = coordinator.coordinator.dispatcher.reap
+    worker = RawWorker(address, definition("queued", timeout_seconds=0.5))
+    with Client(address) as client:
+        execution_id = client.invoke("queued")
+        lease = worker.next("leases").leases.items[0]
+        ref = worker_pb2.LeaseRef(execution_id=execution_id, lease_token=lease.lease_token)
+        granted = db.execute("SELECT deadline FROM conductor_executions WHERE id = %s",
+                             (int(execution_id),)).fetchone()[0]
+        worker.send(worker_pb2.WorkerMessage(run_states=worker_pb2.RunStates(waiting=[ref])))
+        wait_for(lambda: _row(db, execution_id)[3] is False, what="the deadline suspended")
+        wait_for(lambda: db.execute("SELECT now() > %s", (granted,)).fetchone()[0],
+                 what="the grant-based deadline to pass")
+        assert coordinator.run(reap()) == 0
+        assert _row(db, execution_id)[:2] == ("running", 1)
+        worker.send(worker_pb2.WorkerMessage(run_states=worker_pb2.RunStates(started=[ref])))
+        wait_for(lambda: _row(db, execution_id)[3] is True, what="the deadline restarted")
+        restarted = db.execute("SELECT deadline FROM conductor_executions WHERE id = %s",
+                               (int(execution_id),)).fetchone()[0]
+        assert restarted > granted
+        wait_for(lambda: db.execute("SELECT now() > %s", (restarted,)).fetchone()[0],
+                 what="the new deadline to pass")
+        assert coordinator.run(reap()) == 1
+        assert _row(db, execution_id)[:3] == ("pending", 1, "Timeout")
+    worker.close()

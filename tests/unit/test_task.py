@@ -51,7 +51,6 @@ def handler(event: Any, ctx: Any) -> Any:
         ({"timeout": 0}, "timeout"),
         ({"timeout": -1}, "timeout"),
         ({"timeout": "soon"}, "timeout"),
-        ({"timeout": 5, "prefetch": 2}, "prefetch"),
         ({"on_failure": "has space"}, "on_failure"),
         ({"on_failure": 7}, "on_failure"),
         ({"batch": -1}, "batch"),
@@ -157,9 +156,8 @@ def test_flow_options_and_the_capacity_they_give() -> None:
     grave = task(name=unique("grave"))(handler)
     timed = task(name=unique("timed"), timeout="2m", on_failure=grave, processes=2)(handler)
     assert (timed.options.timeout, timed.options.on_failure) == (120.0, grave.name)
-    assert timed.options.capacity == 2 and not timed.options.adaptive  # no prefetch
+    assert timed.options.capacity == 4 and timed.options.adaptive
     batched = task(name=unique("batched"), batch=50, batch_wait="2s", processes=2)(handler)
     assert (batched.options.batch, batched.options.batch_wait) == (50, 2.0)
     assert batched.options.capacity == 150  # a batch per process, and one gathering
-    both = task(name=unique("both"), batch=50, timeout=10)(handler)
-    assert both.options.capacity == 50
+    assert not batched.options.adaptive
