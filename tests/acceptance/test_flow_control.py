@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from conductor_worker import Client
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -112,3 +114,13 @@ def test_a_partial_failure_retries_only_the_failed_items(
     assert [a.error.type for a in done[1].attempts if a.error] == ["RuntimeError"]
     assert done[2].error is not None and done[2].error.type == "NonRetryableError"
     assert done[2].error.message == "never works"
+
+
+def test_the_cli_overrides_the_execution_timeout(address, spawn_worker, client):
+    spawn_worker(address, MODULE)
+    out = subprocess.run(
+        [sys.executable, "-m", "conductor_cli", "invoke", "quick", "--payload", "1",
+         "--execution-timeout", "7.5", "--server", address],
+        capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)
+    execution = client.wait(out.stdout.strip(), timeout=60)
+    assert (execution.state, execution.timeout) == ("succeeded", 7.5)
