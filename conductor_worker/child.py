@@ -387,7 +387,8 @@ def _serve(tasks: Tasks, link: PipeLink) -> None:
     """Run executions from the queue one after another until told to stop."""
     while (spec := link.runs.get()) is not None:
         link.send(run(tasks[spec.task], spec, link))
-        link.interrupts.pop(spec.key, None)
+        for key in spec.keys:  # a batch's items may have been interrupted too
+            link.interrupts.pop(key, None)
     link.runs.put(None)  # let the other runner threads stop too
 
 
@@ -449,6 +450,8 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
             task.fn, spec, task.name, task.payload_type)
         for message in outcomes:
             link.send_soon(message)
+        for item in spec.keys:
+            link.interrupts.pop(item, None)
         return
     if (let_go := _let_go(spec, link)) is not None:
         link.send_soon(let_go)
