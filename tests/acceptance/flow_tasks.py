@@ -77,3 +77,10 @@ def batch_double(events: list[Event], ctx: Any) -> list[Any]:
         results.append({"x": payload["x"] * 2, "size": len(events),
                         "id": event.execution_id})
     return results
+
+
+@task(name="batch-hang", batch=5, batch_wait=0.2, timeout=1, max_attempts=1)
+def batch_hang(events: list[Event], ctx: Any) -> list[Any]:
+    """A batch that never returns: its timeout fails every item."""
+    time.sleep(1e9)
+    return []

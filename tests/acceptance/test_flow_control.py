@@ -124,3 +124,13 @@ def test_the_cli_overrides_the_execution_timeout(address, spawn_worker, client):
         capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)
     execution = client.wait(out.stdout.strip(), timeout=60)
     assert (execution.state, execution.timeout) == ("succeeded", 7.5)
+
+
+def test_a_batch_past_its_timeout_fails_every_item(address, spawn_worker, client):
+    worker = spawn_worker(address, MODULE)
+    ids = client.invoke_batch("batch-hang", [1, 2, 3])
+    done = [client.wait(i, timeout=60) for i in ids]
+    assert [(e.state, e.error.type if e.error else None) for e in done] == [
+        ("failed", "Timeout")] * 3
+    assert worker.process.poll() is None
+    assert client.wait(client.invoke("quick", 5), timeout=60).result == 5
