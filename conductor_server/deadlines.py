@@ -40,13 +40,10 @@ class Deadlines:
     ) -> None:
         """Suspend the deadlines of the timed leases among `waiting`, restart those of
         `started` (in the background, in order)."""
-        timed = {name for name, t in session.tasks.items() if t.timeout is not None}
-        if not timed:
+        if not session.timed:
             return
-        changes = [(ref, False) for ref in waiting if session.inflight.get(ref.execution_id)
-                   in timed]
-        changes += [(ref, True) for ref in started if session.inflight.get(ref.execution_id)
-                    in timed]
+        changes = [(ref, False) for ref in waiting if ref.execution_id in session.timed]
+        changes += [(ref, True) for ref in started if ref.execution_id in session.timed]
         if changes:
             task = asyncio.create_task(self._apply(changes))
             self._tasks.add(task)

@@ -577,6 +577,8 @@ class Dispatcher:
         started = time.monotonic()
         for lease in leases:
             session.hold(lease.execution_id, task, lease.token)
+            if lease.timeout:
+                session.timed.add(lease.execution_id)
             self._granted[lease.execution_id] = started
             if lease.ready_at is not None:
                 latency = (now - lease.ready_at).total_seconds()

@@ -238,3 +238,19 @@ def test_a_lease_waiting_in_the_worker_does_not_use_up_its_time(start_coordinato
         assert coordinator.run(reap()) == 1
         assert _row(db, execution_id)[:3] == ("pending", 1, "Timeout")
     worker.close()
+
+
+def test_an_invoke_timeout_alone_also_waits_while_the_lease_waits(start_coordinator, db):
+    """The task has no timeout; the execution's own does, and its waiting lease's deadline is
+    suspended as well."""
+    coordinator = start_coordinator(timeout_grace=0.2, reaper_interval=3600)
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("override-only"))
+    with Client(address) as client:
+        execution_id = client.invoke("override-only", timeout=0.5)
+        lease = worker.next("leases").leases.items[0]
+        assert lease.timeout_seconds == 0.5
+        ref = worker_pb2.LeaseRef(execution_id=execution_id, lease_token=lease.lease_token)
+        worker.send(worker_pb2.WorkerMessage(run_states=worker_pb2.RunStates(waiting=[ref])))
+        wait_for(lambda: _row(db, execution_id)[3] is False, what="the deadline suspended")
+    worker.close()
