@@ -261,6 +261,9 @@ class Dispatcher:
         tokens = {ref.execution_id: ref.token for ref in held}
         for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task, tokens[execution_id])
+        # whether a re-held lease is timed is not known here: the deadline query checks
+        # (see deadlines.py; costs a statement per run-state report until they end)
+        session.timed.update(valid)
         await self._release_unclaimed(session, {ref.execution_id for ref in held})
         await self.store.upsert_worker(self._worker_info(session))
         next_runs = {name: await self.store.next_run_at(name) for name in session.tasks}
