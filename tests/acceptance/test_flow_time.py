@@ -13,7 +13,7 @@ from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.acceptance
 
-MODULE = "tests.acceptance.flow_tasks"
+MODULE = "tests.acceptance.flow_time_tasks"
 #: the issue's promise: a timed-out run is over within its timeout plus this
 STOP_WITHIN = 2.0
 
