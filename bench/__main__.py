@@ -1,5 +1,5 @@
-"""Conductor's benchmark: S1-S8, S11-S14 and the Procrastinate peer, one line of figures each
-(S9, the retention soak, only with --only S9).
+"""Conductor's benchmark: S1-S8 (with S1-batch, S1-timeout), S11-S14 and the Procrastinate
+peer, one line of figures each (S9, the retention soak, only with --only S9).
 
     .venv/bin/python -m bench [--json] [--only S1,peer,S3] [--database-url URL] [--profile DIR]
 
@@ -33,8 +33,9 @@ from .soak import s9_soak
 #: every scenario by name; the peer lines compare with the S1 line of their kind
 EVERY = {**SCENARIOS, **MANY, "S11": s11_fairness, "S12": s12_priority, "S14": s14_dashboard}
 
-ORDER = ["S1", "S1-default", "peer", "peer-default", "S2", "S2-sync", "S3", "S4", "S5", "S6",
-         "S7", "S7-fanout", "S8", "S11", "S12", "S13", "S13-spawn", "S13-shared", "S14"]
+ORDER = ["S1", "S1-default", "S1-batch", "S1-timeout", "peer", "peer-default", "S2",
+         "S2-sync", "S3", "S4", "S5", "S6", "S7", "S7-fanout", "S8", "S11", "S12", "S13",
+         "S13-spawn", "S13-shared", "S14"]
 #: scenarios that run only when named in --only (S9 soaks for many minutes)
 ON_REQUEST = {"S9": s9_soak}
 

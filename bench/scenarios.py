@@ -70,6 +70,18 @@ def s1_default(run: Run) -> Result:
     return _noop(run, "S1-default", "bench-noop-default", ">= 10000 tasks/s", 10_000)
 
 
+def s1_batch(run: Run) -> Result:
+    """S1 with a batch handler (batch=100, batch_wait=0.05): each execution keeps its own
+    lease and result, the handler call and the pipe hand-over are shared by 100."""
+    return _noop(run, "S1-batch", "bench-noop-batch", ">= S1", 10_000)
+
+
+def s1_timeout(run: Run) -> Result:
+    """S1 with an execution timeout (60 s) on the task: every run is timed, and a task with
+    a timeout does not prefetch."""
+    return _noop(run, "S1-timeout", "bench-noop-timeout", "(cost of timeouts)", 0)
+
+
 def _noop(run: Run, label: str, task: str, target: str, goal: float) -> Result:
     with run.stack(label.lower()) as stack:
         worker = stack.start_worker(task)
@@ -390,6 +402,8 @@ def s7_wakeups(run: Run) -> Result:
 SCENARIOS: dict[str, Callable[[Run], Result]] = {
     "S1": s1_noop,
     "S1-default": s1_default,
+    "S1-batch": s1_batch,
+    "S1-timeout": s1_timeout,
     "S2": s2_steps,
     "S2-sync": s2_sync_steps,
     "S3": s3_latency,

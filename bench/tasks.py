@@ -21,6 +21,18 @@ def noop(event: Event, ctx: Context) -> None:
     return
 
 
+@task(name="bench-noop-batch", processes=2, batch=100, batch_wait=0.05)
+def noop_batch(events: list[Event], ctx: Any) -> list[None]:
+    """S1-batch: the no-op as a batch handler, up to 100 executions per call."""
+    return [None] * len(events)
+
+
+@task(name="bench-noop-timeout", processes=2, timeout=60)
+def noop_timeout(event: Event, ctx: Context) -> None:
+    """S1-timeout: the no-op with an execution timeout (timed runs, and no prefetch)."""
+    return
+
+
 @task(name="bench-noop-default", processes=2)
 def noop_default(event: Event, ctx: Context) -> None:
     """S1-default: the same no-op with nothing tuned (the lease window adapts)."""

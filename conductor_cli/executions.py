@@ -53,6 +53,9 @@ def add_invoke(sub: Subcommands) -> None:
     invoke.add_argument("--queue", help="queue name stored with the execution")
     invoke.add_argument("--max-attempts", type=bounded_int(1, 10_000),
                         help="override the task's max_attempts")
+    invoke.add_argument("--execution-timeout", type=bounded_float(0.001, 3_153_600_000),
+                        metavar="SECONDS",
+                        help="override the task's execution timeout (seconds > 0)")
     invoke.set_defaults(run=run_invoke)
 
 
@@ -129,7 +132,7 @@ def run_invoke(args: argparse.Namespace) -> int:
         execution_id = conductor.invoke(
             args.task, payload, delay=args.delay, priority=args.priority,
             dedupe_key=args.dedupe_key, run_at=run_at, queue=args.queue,
-            max_attempts=args.max_attempts,
+            max_attempts=args.max_attempts, timeout=args.execution_timeout,
         )
         if not args.wait:
             print(execution_id)

@@ -89,6 +89,9 @@ def _coordinator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="folder of the embedded PostgreSQL")
     parser.add_argument("--lease-timeout", type=float, help="seconds a lease lives (default 30)")
+    parser.add_argument("--timeout-grace", type=float,
+                        help="seconds past an execution timeout before the coordinator ends"
+                        " the attempt itself (default 10)")
     parser.add_argument(
         "--max-payload-bytes", type=int, help="largest accepted payload (default 1 MiB)"
     )
@@ -140,6 +143,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             database_url=args.database_url,
             data_dir=Path(args.data_dir) if args.data_dir else None,
             lease_timeout=args.lease_timeout,
+            timeout_grace=args.timeout_grace,
             max_payload_bytes=args.max_payload_bytes,
             log_format=args.log_format,
             metrics_port=args.metrics_port,

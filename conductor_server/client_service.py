@@ -109,6 +109,8 @@ def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> comm
         attempts=[attempt_to_pb(a) for a in attempts or ()],
         rerun_of=str(e.rerun_of) if e.rerun_of is not None else "",
         redacted_at=timestamp(e.redacted_at),
+        dead_letter_of=str(e.dead_letter_of) if e.dead_letter_of is not None else "",
+        timeout_seconds=e.timeout or 0.0,
     )
 
 
@@ -186,6 +188,7 @@ class ClientService(
             payload_limit=self.settings.max_payload_bytes,
             batch=batch,
             trace_context=trace_context,
+            timeout_seconds=options.timeout_seconds,
         )
         ids, created = await self.store.insert_executions(new, self.clock.now(), key)
         if created:

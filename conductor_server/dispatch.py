@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from .batcher import Batcher
 from .clock import Clock, SystemClock
+from .deadlines import Deadlines
 from .loop_errors import log_failed_pass
 from .metrics import CoordinatorMetrics
 from .models import (
@@ -132,6 +133,7 @@ class Dispatcher:
         # Leases measure worker liveness in real time, whatever the (injectable) clock says;
         # the clock drives scheduling: run times, backoff, windows, cron.
         self._real = SystemClock()
+        self.deadlines = Deadlines(store, self._real, settings.timeout_grace)
         clock.subscribe(self._clock_jumped)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -261,6 +263,9 @@ class Dispatcher:
         tokens = {ref.execution_id: ref.token for ref in held}
         for execution_id, (task, _) in valid.items():
             session.hold(execution_id, task, tokens[execution_id])
+        # whether a re-held lease is timed is not known here: the deadline query checks
+        # (see deadlines.py; costs a statement per run-state report until they end)
+        session.timed.update(valid)
         await self._release_unclaimed(session, {ref.execution_id for ref in held})
         await self.store.upsert_worker(self._worker_info(session))
         next_runs = {name: await self.store.next_run_at(name) for name in session.tasks}
@@ -390,7 +395,7 @@ class Dispatcher:
             self.wake(task)
 
     async def _flush_steps(self, writes: list[StepWrite]) -> list[StepWriteResult]:
-        return await self.store.save_steps(writes, self.clock.now())
+        return await self.store.save_steps(writes, self.clock.now(), self._real.now())
 
     async def _flush_outcomes(self, writes: list[OutcomeWrite]) -> list[OutcomeApplied | None]:
         results = await self.store.apply_outcomes(writes, self.clock.now(), self._real.now())
@@ -558,7 +563,10 @@ class Dispatcher:
         definition = self.tasks.get(task)
         cap = definition.concurrency if definition is not None else 0
         expiry = self._lease_expiry()
-        leases = await self.store.lease(task, want, session.worker_id, now, expiry, cap)
+        leases = await self.store.lease(
+            task, want, session.worker_id, now, expiry, cap, lease_now=self._real.now(),
+            task_timeout=definition.timeout if definition is not None else None,
+            timeout_grace=self.settings.timeout_grace)
         if not leases:
             return leases
         session.renewed(expiry)
@@ -579,6 +587,8 @@ class Dispatcher:
         started = time.monotonic()
         for lease in leases:
             session.hold(lease.execution_id, task, lease.token)
+            if lease.timeout:
+                session.timed.add(lease.execution_id)
             self._granted[lease.execution_id] = started
             if lease.ready_at is not None:
                 latency = (now - lease.ready_at).total_seconds()
@@ -706,7 +716,7 @@ class Dispatcher:
         expired = await self.store.expired_leases(self._real.now())
         if not expired:
             return 0
-        unstarted = [ref for ref, never_started in expired if never_started]
+        unstarted = [ref for ref, never_started, _ in expired if never_started]
         returned = await self.store.return_unstarted(
             unstarted, self.clock.now(), self._real.now())
         self._after_outcomes(returned)
@@ -714,11 +724,16 @@ class Dispatcher:
             self.metrics.leases_returned_unstarted.labels(applied.task).inc()
         done = {applied.execution_id for applied in returned}
         lost = ErrorInfo("WorkerLost", "worker lost: lease expired without a heartbeat")
-        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=lost, lost=True)
-                  for ref, _ in expired if ref.execution_id not in done]
+        timed_out = ErrorInfo("Timeout", "execution timeout: the attempt was still running"
+                              f" {self.settings.timeout_grace:g}s after its timeout ran out")
+        writes = [OutcomeWrite(ref, OutcomeKind.FAILED, error=timed_out if late else lost,
+                               lost=True)
+                  for ref, _, late in expired if ref.execution_id not in done]
         results = await self._outcomes.submit_all(writes)
+        # (a worker still running a timed-out one hears at its next heartbeat that the lease
+        # is lost; its writes are refused already)
         for session in self.sessions.values():
-            for ref, _ in expired:
+            for ref, _, _ in expired:
                 session.drop(ref.execution_id, ref.token)
         reaped = [r for r in results if r is not None]
         if reaped:

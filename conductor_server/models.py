@@ -80,6 +80,10 @@ class TaskDef:
     #: events it runs on: (event name, filter JSON object text) pairs
     subscriptions: tuple[tuple[str, str], ...] = ()
     retention: Retention = field(default_factory=Retention)
+    #: execution timeout in seconds (None: none); an invoke may override it
+    timeout: float | None = None
+    #: the task invoked once with each execution that fails for good (a dead letter)
+    on_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class NewExecutions:
     dedupe_key: str | None = None
     #: the invoker's W3C traceparent (OpenTelemetry), or None
     trace_context: str | None = None
+    #: override of the task's execution timeout, in seconds (None: the task's)
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,10 @@ class Execution:
     worker_id: str | None = None
     #: the execution this one reruns
     rerun_of: int | None = None
+    #: for a dead letter: the execution that failed for good
+    dead_letter_of: int | None = None
+    #: the execution timeout its attempts run under (seconds; None: none)
+    timeout: float | None = None
     #: when its data was redacted (redact_after)
     redacted_at: datetime | None = None
 
@@ -230,6 +240,8 @@ class Lease:
     priority: int = 0
     #: the W3C traceparent the execution was invoked with (OpenTelemetry), or None
     trace_context: str | None = None
+    #: the attempt's execution timeout in seconds (0: none)
+    timeout: float = 0.0
 
     def size(self) -> int:
         """About how many bytes it takes in a message (its payload and recorded steps)."""

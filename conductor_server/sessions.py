@@ -130,6 +130,8 @@ class Session:
     waiting: dict[int, str] = field(default_factory=dict)
     #: the latest lease expiry this coordinator wrote for this stream's leases
     renewed_until: datetime | None = None
+    #: held leases whose attempt has an execution timeout (see deadlines.py)
+    timed: set[int] = field(default_factory=set)
 
     def free(self, task: str) -> int:
         """Leases of `task` this worker accepts now."""
@@ -182,6 +184,7 @@ class Session:
             self.release_requested.discard(execution_id)
             self.tokens.pop(execution_id, None)
             self.waiting.pop(execution_id, None)
+            self.timed.discard(execution_id)
         return task
 
     def send(self, message: Outgoing) -> None:

@@ -36,6 +36,10 @@ class Settings:
     port: int = DEFAULT_PORT
     #: Seconds a lease lives without a heartbeat.
     lease_timeout: float = 30.0
+    #: Seconds past an execution timeout (counted from the lease's grant) before the
+    #: coordinator itself ends the attempt as `Timeout` and refuses its writes: the worker's
+    #: own kill comes first (the pool process's start, the stop signal's grace, the report).
+    timeout_grace: float = 10.0
     #: Largest accepted payload, in bytes of JSON text.
     max_payload_bytes: int = MIB
     #: Largest result a handler may return, in bytes of JSON text.
@@ -139,6 +143,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "host": ("CONDUCTOR_HOST", str),
     "port": ("CONDUCTOR_PORT", int),
     "lease_timeout": ("CONDUCTOR_LEASE_TIMEOUT", float),
+    "timeout_grace": ("CONDUCTOR_TIMEOUT_GRACE", float),
     "max_payload_bytes": ("CONDUCTOR_MAX_PAYLOAD_BYTES", int),
     "max_result_bytes": ("CONDUCTOR_MAX_RESULT_BYTES", int),
     "max_step_result_bytes": ("CONDUCTOR_MAX_STEP_RESULT_BYTES", int),
@@ -195,6 +200,7 @@ def flag(name: str) -> str:
 #: fields that must be > 0, with the largest sensible value
 _POSITIVE: dict[str, float] = {
     "lease_timeout": 86400.0,
+    "timeout_grace": 3600.0,
     "reaper_interval": 3600.0,
     "register_timeout": 3600.0,
     "idle_timeout": 86400.0 * 365,

@@ -121,6 +121,8 @@ class Store(HistoryStore):
                 "retention_failed": t.retention.failed,
                 "retention_cancelled": t.retention.cancelled,
                 "redact_after": t.retention.redact_after,
+                "timeout": t.timeout,
+                "on_failure": t.on_failure,
                 "now": now,
             }
             for t in sorted(tasks, key=lambda t: t.name)
@@ -142,6 +144,8 @@ class Store(HistoryStore):
             window_end=row[8],
             timezone=row[9],
             concurrency=row[10],
+            timeout=row[11],
+            on_failure=row[12],
         )
 
     # -- invoking -----------------------------------------------------------------------
@@ -161,6 +165,7 @@ class Store(HistoryStore):
             "now": now,
             "max_attempts": new.max_attempts,
             "trace_context": new.trace_context,
+            "timeout": new.timeout,
         }
         async with self.pool.connection() as conn, conn.transaction():
             if request_id is not None:
@@ -235,9 +240,15 @@ class Store(HistoryStore):
         now: datetime,
         expires_at: datetime,
         cap: int = 0,
+        *,
+        lease_now: datetime | None = None,
+        task_timeout: float | None = None,
+        timeout_grace: float = 0.0,
     ) -> list[Lease]:
         """Lease up to `limit` ready executions of `task`; with a concurrency `cap` (> 0),
-        never more than `cap` running in all, whatever other coordinators lease meanwhile."""
+        never more than `cap` running in all, whatever other coordinators lease meanwhile.
+        An execution with a timeout (its own, else `task_timeout`) gets the deadline
+        `lease_now` (real time) + timeout + `timeout_grace`."""
         params = {
             "task": task,
             "limit": limit,
@@ -245,6 +256,9 @@ class Store(HistoryStore):
             "now": now,
             "expires_at": expires_at,
             "cap": cap,
+            "lease_now": lease_now or now,
+            "task_timeout": task_timeout,
+            "grace": timeout_grace,
         }
         async with self.pool.connection() as conn, (
             conn.transaction() if cap > 0 else contextlib.nullcontext()
@@ -268,6 +282,7 @@ class Store(HistoryStore):
                 ready_at=row[8],
                 priority=row[9],
                 trace_context=row[10],
+                timeout=row[11] or 0.0,
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
@@ -312,13 +327,31 @@ class Store(HistoryStore):
 
     async def expired_leases(
         self, now: datetime, limit: int = 1000
-    ) -> list[tuple[LeaseRef, bool]]:
+    ) -> list[tuple[LeaseRef, bool, bool]]:
         """Expired leases, each with whether it never started (and may return without an
-        attempt: see return_unstarted)."""
+        attempt: see return_unstarted), then attempts past their deadline (execution
+        timeout); the third item tells which."""
         params = {"now": now, "limit": limit, "max_returns": UNSTARTED_RETURNS}
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("expired_leases"), params)
-            return [(LeaseRef(row[0], str(row[1])), row[2]) for row in await cur.fetchall()]
+            return [(LeaseRef(row[0], str(row[1])), row[2], row[3])
+                    for row in await cur.fetchall()]
+
+    async def shift_deadlines(
+        self, changes: Sequence[tuple[LeaseRef, bool]], lease_now: datetime, grace: float
+    ) -> None:
+        """Suspend (False) or restart from `lease_now` (True) the deadlines of timed
+        attempts (see deadlines.py); a deadline that has passed stays passed."""
+        changes = sorted(changes, key=lambda c: _by_id(c[0]))  # rows locked in id order
+        params = {
+            "ids": [ref.execution_id for ref, _ in changes],
+            "tokens": [ref.token for ref, _ in changes],
+            "started": [started for _, started in changes],
+            "lease_now": lease_now,
+            "grace": grace,
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("shift_deadlines"), params)
 
     async def mark_unstarted(
         self, refs: Sequence[LeaseRef], worker_id: str, renewed_until: datetime
@@ -346,13 +379,16 @@ class Store(HistoryStore):
 
     # -- writes from workers (group-committed by the dispatcher) ---------------------------
 
-    async def save_steps(self, writes: Sequence[StepWrite], now: datetime) -> list[StepWriteResult]:
-        """Record step results of current leases; stale writes change nothing."""
+    async def save_steps(
+        self, writes: Sequence[StepWrite], now: datetime, lease_now: datetime | None = None
+    ) -> list[StepWriteResult]:
+        """Record step results of current leases; stale writes (and those past their
+        attempt's deadline, in real time `lease_now`) change nothing."""
         ids, tokens, names, results, workers = (
             list(column) for column in zip(*writes, strict=True)
         )
         params = {"ids": ids, "tokens": tokens, "names": names, "results": results,
-                  "workers": workers, "now": now}
+                  "workers": workers, "now": now, "lease_now": lease_now or now}
         recorded: list[StepWriteResult] = [None] * len(writes)
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("save_steps"), params)
@@ -413,14 +449,14 @@ class Store(HistoryStore):
                 "errors": [json.dumps(_error_dict(w.error)) for w in items],
                 "retryable": [w.retryable for w in items],
                 "lost": [w.lost for w in items],
-                "lease_now": lease_now,
             }
         else:
             params = {"run_ats": [w.run_at for w in items], "reasons": [w.reason for w in items]}
         workers = [w.worker_id for w in items]
         cur = await conn.execute(
             _q(_OUTCOME_QUERY[kind]),
-            {"ids": ids, "tokens": tokens, "workers": workers, "now": now, **params},
+            {"ids": ids, "tokens": tokens, "workers": workers, "now": now,
+             "lease_now": lease_now, **params},
         )
         return await cur.fetchall()
 
@@ -763,6 +799,8 @@ def _execution(row: TupleRow) -> Execution:
         worker_id=row[22],
         rerun_of=row[23],
         redacted_at=row[24],
+        dead_letter_of=row[25],
+        timeout=row[26],
     )
 
 

@@ -178,6 +178,7 @@ def new_executions(
     payload_limit: int,
     batch: bool,
     trace_context: str = "",
+    timeout_seconds: float = 0.0,
 ) -> NewExecutions:
     """Validate an invoke request; the field names are those of the protobuf messages."""
     if not task_name:
@@ -198,6 +199,7 @@ def new_executions(
         max_attempts=_max_attempts(max_attempts, task),
         dedupe_key=check_text(dedupe_key, "options.dedupe_key", MAX_DEDUPE_KEY) or None,
         trace_context=check_trace_context(trace_context),
+        timeout=check_timeout(timeout_seconds, "options.timeout_seconds"),
     )
     new.payloads.extend(
         check_payload(p, f"{payload_field}[{i}]" if batch else payload_field, payload_limit)
@@ -239,6 +241,16 @@ def _priority(priority: int) -> int:
     if abs(priority) > PRIORITY_LIMIT:
         raise InvalidArgument("options.priority", f"must be within +-{PRIORITY_LIMIT}")
     return priority
+
+
+def check_timeout(seconds: float, field_name: str) -> float | None:
+    """An execution timeout in seconds: 0 means none (None), else finite and > 0."""
+    if seconds == 0:
+        return None
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise InvalidArgument(field_name, f"must be > 0 and <= {MAX_SECONDS:.0f} seconds"
+                              f" (0: none), got {seconds}")
+    return seconds
 
 
 def _max_attempts(max_attempts: int, task: TaskDef) -> int:

@@ -108,6 +108,9 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
             limits.payload_bytes,
         ),
         retention=_retention_from_pb(t.retention),
+        timeout=validation.check_timeout(t.timeout_seconds, f"{prefix}.timeout_seconds"),
+        on_failure=validation.check_text(
+            t.on_failure, f"{prefix}.on_failure", limits.name_length) or None,
     )
     return validation.check_task_def(definition, t.capacity, prefix, limits)
 
@@ -175,6 +178,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         window_reopens_at=timestamp(lease.window_reopens_at),
         priority=lease.priority,
         trace_context=lease.trace_context or "",
+        timeout_seconds=lease.timeout,
     )
 
 
@@ -379,6 +383,7 @@ _RELEASE_REASONS = {
     worker_pb2.RELEASE_REASON_UNAVAILABLE: "unavailable",
     worker_pb2.RELEASE_REASON_CANCELLED: "cancelled",
     worker_pb2.RELEASE_REASON_WAITING: "waiting",
+    worker_pb2.RELEASE_REASON_PROCESS_STOPPED: "process_stopped",
 }
 
 
@@ -568,7 +573,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             await self.dispatcher.apply_outcomes(session, writes)
 
     def _on_run_states(self, message: worker_pb2.RunStates, session: Session) -> None:
-        session.run_states(_lease_refs(message.waiting), _lease_refs(message.started))
+        waiting, started = _lease_refs(message.waiting), _lease_refs(message.started)
+        session.run_states(waiting, started)
+        self.dispatcher.deadlines.run_states(session, waiting, started)
 
     async def _on_stop_leasing(self, message: worker_pb2.StopLeasing, session: Session) -> None:
         self.dispatcher.stop_leasing(session)

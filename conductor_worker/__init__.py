@@ -4,6 +4,7 @@
 """
 
 from .async_client import AsyncClient
+from .batching import BatchContext
 from .client import Client
 from .context import AsyncContext, Context, Event
 from .errors import (
@@ -32,6 +33,7 @@ __all__ = [
     "AsyncClient",
     "AsyncContext",
     "Attempt",
+    "BatchContext",
     "BulkResult",
     "ChildCancelled",
     "ChildFailed",

@@ -31,6 +31,12 @@ and to the parent:
     ("trace", key, AttemptSpans)          a traced run's span times, just before its outcome
     ("call", key, request_id, method, kwargs)   ask the worker to call the client API
     ("clock_ack", sequence)               the clock sync is in use
+    ("started", key, monotonic)           a run with a timeout started (its clock runs)
+    ("batch_done", key)                   a batch run ended (after its items' outcomes)
+
+SIGUSR1 makes the process exit at once (code STOPPED_EXIT): the worker sends it when a run
+exceeds its timeout, and SIGKILL a moment later if the process is stuck where no Python
+code runs (a C call holding the GIL).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .batching import run_batch, run_batch_async
 from .context import AsyncContext, Context, Event, RunKey, RunSpec, encode_result
 from .errors import Interrupted, LeaseLost, NonRetryableError
 from .log_format import formatter
@@ -69,6 +76,8 @@ Tasks = dict[str, Task[..., Any]]
 PR_SET_PDEATHSIG = 1
 #: seconds between re-checks of a run that waits for its lease to be renewed
 LEASE_POLL = 0.5
+#: the exit code of a pool process stopped by SIGUSR1 (a run's timeout)
+STOPPED_EXIT = 75
 #: seconds a pool process of several handler threads lets messages gather before a write
 #: (measured on S2-sync: about a quarter less main-process CPU per step)
 THREADS_GATHER = 0.0003
@@ -112,8 +121,9 @@ class PipeLink:
         self._writer = threading.Thread(target=self._write, daemon=True, name="parent-writer")
         self._writer.start()
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        """Queue a message for the parent (sent by the writer thread, in order)."""
+    def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
+        """Queue a message (or several, for one write) for the parent (sent by the writer
+        thread, in order)."""
         self._outq.put(message)
 
     def log(self, key: RunKey, attempt: int, level: str, message: str) -> None:
@@ -336,6 +346,7 @@ def main(
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, _stopped)
     if metrics_dir:  # the worker's, even if the fork server started before it was chosen
         os.environ[METRICS_ENV] = metrics_dir
     handler = logging.StreamHandler()
@@ -367,11 +378,17 @@ def main(
     link.close()
 
 
+def _stopped(signum: int, frame: object) -> None:
+    """SIGUSR1: a run here exceeded its timeout; the worker replaces this process."""
+    os._exit(STOPPED_EXIT)
+
+
 def _serve(tasks: Tasks, link: PipeLink) -> None:
     """Run executions from the queue one after another until told to stop."""
     while (spec := link.runs.get()) is not None:
         link.send(run(tasks[spec.task], spec, link))
-        link.interrupts.pop(spec.key, None)
+        for key in spec.keys:  # a batch's items may have been interrupted too
+            link.interrupts.pop(key, None)
     link.runs.put(None)  # let the other runner threads stop too
 
 
@@ -395,11 +412,22 @@ async def _serve_async(tasks: Tasks, link: PipeLink, slots: int) -> None:
         link.loop_wakeup.clear()
 
 
-def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
-    """Run one execution of a plain handler; returns the message that reports how it ended."""
+def run(
+    task: Task[..., Any], spec: RunSpec, link: PipeLink
+) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+    """Run one execution of a plain handler; returns the message that reports how it ended
+    (a batch run: its items' messages)."""
     key = spec.key
+    if spec.items:
+        if link.shutdown:
+            return _batch_let_go(spec)
+        if spec.timeout:
+            link.send(("started", key, time.monotonic()))
+        return run_batch(task.fn, spec, task.name, task.payload_type)
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
+    if spec.timeout:
+        link.send(("started", key, time.monotonic()))
     started = time.perf_counter()
     ctx = Context(spec, link)
     try:
@@ -415,9 +443,21 @@ def run(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
 async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> None:
     """Run one execution of an `async def` handler and report how it ended."""
     key = spec.key
+    if spec.items:
+        if spec.timeout:
+            link.send(("started", key, time.monotonic()))
+        outcomes = _batch_let_go(spec) if link.shutdown else await run_batch_async(
+            task.fn, spec, task.name, task.payload_type)
+        for message in outcomes:
+            link.send_soon(message)
+        for item in spec.keys:
+            link.interrupts.pop(item, None)
+        return
     if (let_go := _let_go(spec, link)) is not None:
         link.send_soon(let_go)
         return
+    if spec.timeout:  # at once, not with the loop's batch: the handler may block the loop
+        link.send(("started", key, time.monotonic()))
     started = time.perf_counter()
     ctx = AsyncContext(spec, link)
     try:
@@ -439,6 +479,11 @@ def _event(task: Task[..., Any], spec: RunSpec) -> Event[Any]:
     if task.payload_type is None:
         return event
     return dataclasses.replace(event, payload=parse_payload(task.payload_type, event.payload))
+
+
+def _batch_let_go(spec: RunSpec) -> list[tuple[Any, ...]]:
+    """A batch that must not start (the worker is stopping): every item is released."""
+    return [("released", k, "shutdown", None) for k in spec.keys] + [("batch_done", spec.key)]
 
 
 def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:

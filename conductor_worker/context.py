@@ -84,10 +84,21 @@ class RunSpec:
     priority: int = 0
     #: the W3C traceparent the execution was invoked with (OpenTelemetry); empty: untraced
     trace_context: str = ""
+    #: the attempt's execution timeout in seconds, counted from its start in the pool
+    #: process (0: none)
+    timeout: float = 0.0
+    #: a batch handler's run: the leases it runs, one item each (see batching.py); the
+    #: batch's own key (token "batch:...") names no lease
+    items: tuple[RunSpec, ...] = ()
 
     @property
     def key(self) -> RunKey:
         return (self.execution_id, self.token)
+
+    @property
+    def keys(self) -> tuple[RunKey, ...]:
+        """The leases this run stands for: its items' keys, or its own."""
+        return tuple(i.key for i in self.items) if self.items else (self.key,)
 
     def event(self) -> Event[Any]:
         fired = datetime.fromtimestamp(self.fire_time, UTC) if self.fire_time else None

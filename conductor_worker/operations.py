@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from conductor.v1 import client_pb2
 
-from . import tracing, typed
+from . import durations, tracing, typed
 from .calls import Call, Operation
 from .encoding import dumps, states_to_pb
 from .errors import InvalidArgument, ScheduleNotFound
@@ -66,9 +66,11 @@ def invoke(
     queue: str | None = None,
     max_attempts: int | None = None,
     request_id: str | None = None,
+    timeout: float | str | None = None,
 ) -> Operation[str]:
     """Create an execution of `task` (its name or the @task object); returns its id (with
     dedupe_key, maybe an old one's). A pydantic model as payload is sent as its JSON form.
+    `timeout` (seconds or "90s", "5m" ...) overrides the task's execution timeout.
 
     The call carries `request_id` (default: a new UUID), so retrying it on UNAVAILABLE
     never creates a second execution; pass your own to repeat a call safely later (the
@@ -76,7 +78,7 @@ def invoke(
     request = client_pb2.InvokeRequest(
         task=_name(task),
         payload_json=dumps(payload),
-        options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts),
+        options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts, timeout),
         request_id=request_id or str(uuid.uuid4()),
     )
     response = yield from _traced_invoke("Invoke", request)
@@ -93,6 +95,7 @@ def invoke_batch(
     queue: str | None = None,
     max_attempts: int | None = None,
     request_id: str | None = None,
+    timeout: float | str | None = None,
 ) -> Operation[list[str]]:
     """Create one execution per payload in one transaction; returns their ids in order.
 
@@ -100,7 +103,7 @@ def invoke_batch(
     request = client_pb2.InvokeBatchRequest(
         task=_name(task),
         payloads_json=[dumps(p) for p in payloads],
-        options=_options(run_at, delay, priority, None, queue, max_attempts),
+        options=_options(run_at, delay, priority, None, queue, max_attempts, timeout),
         request_id=request_id or str(uuid.uuid4()),
     )
     response = yield from _traced_invoke("InvokeBatch", request)
@@ -338,6 +341,19 @@ def _typed(execution: Execution, result_type: Any) -> Execution:
     return dataclasses.replace(execution, result=typed.parse(kind, execution.result))
 
 
+def _timeout(timeout: float | str | None) -> float:
+    """An invoke's timeout override in seconds (0: the task's)."""
+    if timeout is None:
+        return 0.0
+    try:
+        seconds = durations.seconds(timeout)
+    except ValueError as exc:
+        raise InvalidArgument(f"timeout: {exc}") from None
+    if seconds <= 0:
+        raise InvalidArgument(f"timeout: must be > 0 seconds, got {timeout!r}")
+    return seconds
+
+
 def _options(
     run_at: datetime | None,
     delay: float | None,
@@ -345,6 +361,7 @@ def _options(
     dedupe_key: str | None,
     queue: str | None,
     max_attempts: int | None,
+    timeout: float | str | None = None,
 ) -> client_pb2.InvokeOptions:
     options = client_pb2.InvokeOptions(
         delay_seconds=delay or 0.0,
@@ -352,6 +369,7 @@ def _options(
         dedupe_key=dedupe_key or "",
         queue=queue or "",
         max_attempts=max_attempts or 0,
+        timeout_seconds=_timeout(timeout),
     )
     if run_at is not None:
         if run_at.tzinfo is None:

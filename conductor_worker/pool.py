@@ -6,6 +6,12 @@ and one writer thread per child; everything else runs on the worker's event loop
 child dies, the runs it had started fail with the exit code or signal, the runs queued behind
 them go to other children, and a new child takes its place if there is work for it.
 
+A run with a timeout (the lease's timeout_seconds) is timed from when its process starts
+it: when the time is up, the process gets SIGUSR1 (it exits at once), then SIGKILL after
+KILL_GRACE seconds if it is stuck where no Python code runs. That run fails with error type
+Timeout; the other runs the process had started (threads > 1) are released without counting
+an attempt (reason process_stopped); the runs queued behind them go to other processes.
+
 Pools start on demand: a pool has `min_processes` children from the start (none by default),
 starts another one whenever runs wait and every child is busy, up to `processes`, and stops
 a child that has had nothing to run for `idle_timeout` seconds, down to `min_processes`.
@@ -29,6 +35,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from . import child as child_module
+from .batching import Gathering, batch_of
 from .context import RunKey, RunSpec
 from .errors import TaskDefinitionError
 from .metrics import ENV as METRICS_ENV
@@ -49,6 +56,8 @@ QUICK_RUN = 0.005
 #: status: Process.start() polls every child multiprocessing knows, and a fork server
 #: child's status can be read once only (a second reader would record 255 instead)
 _PROCESSES = threading.Lock()
+#: seconds a timed-out run's process has to exit after SIGUSR1 before it gets SIGKILL
+KILL_GRACE = 1.0
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -83,6 +92,18 @@ def pool_groups(tasks: Sequence[Task[..., Any]]) -> dict[str, list[Task[..., Any
     return groups
 
 
+def _ended_with(child: _Child, run: RunKey, how: str, key: RunKey) -> tuple[Any, ...]:
+    """How the lease `key` of a run ends whose process died: the run's timeout, another
+    run's timeout (released without an attempt), or the process's death."""
+    pid = child.process.pid
+    if run in child.timed_out:
+        return ("error", key, "Timeout", f"execution timeout: still running after"
+                f" {child.timed_out[run]:g}s; pool process {pid} stopped", "", True)
+    if child.timed_out:
+        return ("released", key, "process_stopped", None)
+    return ("error", key, "ProcessDied", f"pool process {pid} {how}", "", True)
+
+
 class _Child:
     def __init__(self, process: SpawnProcess, conn: Connection) -> None:
         self.process = process
@@ -96,6 +117,8 @@ class _Child:
         self.idle_since = time.monotonic()
         #: set once process.start() returned (or failed), on the thread that starts it
         self.launched = threading.Event()
+        #: its runs that exceeded their timeout (it is being stopped): key -> the timeout
+        self.timed_out: dict[RunKey, float] = {}
 
     def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
         if not self.dead:
@@ -152,6 +175,13 @@ class Pool:
         #: the latest upper bound of the coordinator's clock (see RunSpec.coordinator_now)
         self._bound: tuple[float, float] | None = None
         self._reap_handle: asyncio.TimerHandle | None = None
+        #: the timeout timers of runs started by a process, by run key
+        self._timers: dict[RunKey, asyncio.TimerHandle] = {}
+        #: batch tasks' leases waiting to fill a batch (see batching.py), by task name
+        self._gathering = {
+            t.name: Gathering(t.options.batch, t.options.batch_wait)
+            for t in self.tasks if t.options.batch
+        }
         #: processes started so far (for tests and the benchmark)
         self.started = 0
 
@@ -296,7 +326,24 @@ class Pool:
 
     def submit(self, spec: RunSpec) -> bool:
         """Queue a run; True if it went to a process at once, False if it waits for room.
-        Queued runs start by priority, highest first, in arrival order within one."""
+        Queued runs start by priority, highest first, in arrival order within one. A batch
+        task's lease waits for its batch to fill (or for batch_wait)."""
+        gathering = self._gathering.get(spec.task)
+        if gathering is not None and not spec.items:
+            if gathering.add(spec):
+                self._flush_batch(spec.task)
+            elif gathering.timer is None and self._loop is not None:
+                gathering.timer = self._loop.call_later(
+                    gathering.wait, self._flush_batch, spec.task)
+            return False
+        return self._queue(spec)
+
+    def _flush_batch(self, task: str) -> None:
+        specs = self._gathering[task].take()
+        if specs:
+            self._queue(batch_of(specs))
+
+    def _queue(self, spec: RunSpec) -> bool:
         if self.pending and self.pending[-1].priority < spec.priority:
             at = next(i for i, s in enumerate(self.pending) if s.priority < spec.priority)
             self.pending.insert(at, spec)
@@ -322,9 +369,12 @@ class Pool:
             spec = self.pending.popleft()
             child.inflight.append(spec)
             self._where[spec.key] = child
+            for key in spec.keys:
+                self._where[key] = child
             self._sent_at[spec.key] = now
             if self.on_handed is not None:  # before the process can have it
-                self.on_handed(spec.key)
+                for key in spec.keys:
+                    self.on_handed(key)
             child.send(("run", spec))
 
     def step_acks(self, acks: list[tuple[RunKey, str, str | None, str]]) -> None:
@@ -347,6 +397,12 @@ class Pool:
     def interrupt(self, key: RunKey, reason: str, run_at: float | None = None) -> None:
         """Release the run at its next checkpoint (at once if it has not started). Reason
         "lost": the lease is gone; the run is abandoned and its waits are answered now."""
+        gathered = self._gathered_task(key)
+        if gathered is not None:  # waiting for its batch to fill: it leaves the batch
+            self._gathering[gathered].remove(key)
+            self.handler(("abandoned", key) if reason == "lost"
+                         else ("released", key, reason, run_at))
+            return
         for spec in self.pending:
             if spec.key == key:
                 self.pending.remove(spec)
@@ -395,19 +451,29 @@ class Pool:
             if not waiting[1].done():
                 waiting[1].set_result(None)
 
+    def _gathered_task(self, key: RunKey) -> str | None:
+        for task, gathering in self._gathering.items():
+            if any(s.key == key for s in gathering.specs):
+                return task
+        return None
+
     def shutdown(self) -> None:
         """Release what has not started; running handlers release at their next checkpoint."""
         self.shutting_down = True
+        for gathering in self._gathering.values():
+            for spec in gathering.take():
+                self.handler(("released", spec.key, "shutdown", None))
         while self.pending:
             spec = self.pending.popleft()
-            self.handler(("released", spec.key, "shutdown", None))
+            for key in spec.keys:
+                self.handler(("released", key, "shutdown", None))
         for child in self.children:
             child.send(("shutdown",))
 
     def running(self) -> list[RunKey]:
-        return [s.key for c in self.children for s in c.inflight] + [
-            s.key for s in self.pending
-        ]
+        return [k for c in self.children for s in c.inflight for k in s.keys] + [
+            k for s in self.pending for k in s.keys
+        ] + [s.key for g in self._gathering.values() for s in g.specs]
 
     # -- events from children -----------------------------------------------------------
 
@@ -419,7 +485,11 @@ class Pool:
         kind = message[0]
         if kind in ("done", "error", "released", "abandoned"):
             self._finish(child, message[1])
-        if kind == "clock_ack":
+        if kind == "started":
+            self._arm_timeout(child, message[1], message[2])
+        elif kind == "batch_done":
+            self._finish(child, message[1])
+        elif kind == "clock_ack":
             self._clock_applied(child, message[1])
         elif kind == "ready":
             self._on_ready(child, message[2])
@@ -446,7 +516,40 @@ class Pool:
         child.inflight.clear()
         self._assign()
 
+    def _arm_timeout(self, child: _Child, key: RunKey, started: float) -> None:
+        """A run with a timeout started at `started` (time.monotonic(), one clock for all
+        processes): stop its process when the time is up."""
+        spec = next((s for s in child.inflight if s.key == key), None)
+        if spec is None or not spec.timeout or self._loop is None:
+            return  # it ended already
+        delay = max(0.0, started + spec.timeout - time.monotonic())
+        self._timers[key] = self._loop.call_later(
+            delay, self._time_out, child, key, spec.timeout)
+
+    def _time_out(self, child: _Child, key: RunKey, timeout: float) -> None:
+        self._timers.pop(key, None)
+        if child.dead or all(s.key != key for s in child.inflight):
+            return
+        log.warning("pool %s: execution %s exceeded its timeout (%gs); stopping pool process"
+                    " %s", self.name, key[0], timeout, child.process.pid)
+        first = not child.timed_out
+        child.timed_out[key] = timeout
+        child.retiring = True  # no more runs for it
+        if first and child.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.process.pid, signal.SIGUSR1)
+            assert self._loop is not None
+            self._loop.call_later(KILL_GRACE, self._kill_stuck, child)
+
+    def _kill_stuck(self, child: _Child) -> None:
+        if not child.dead and child.process.is_alive():
+            log.warning("pool %s: process %s did not stop within %gs; killing it", self.name,
+                        child.process.pid, KILL_GRACE)
+            child.process.kill()
+
     def _finish(self, child: _Child, key: RunKey) -> None:
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
         self._where.pop(key, None)
         sent = self._sent_at.pop(key, None)
         if sent is not None:
@@ -471,7 +574,7 @@ class Pool:
         how = describe_exit(child.process.exitcode)
         if child.process.pid is not None:
             process_died(child.process.pid)
-        if not self.stopping and not child.retiring:
+        if not self.stopping and (not child.retiring or child.timed_out):
             metrics().restarts.labels(self.name).inc()
         if child.inflight:
             log.error("pool process %s for %s %s", child.process.pid, self.name, how)
@@ -480,16 +583,11 @@ class Pool:
             crashed = child.inflight.popleft()
             self._where.pop(crashed.key, None)
             self._sent_at.pop(crashed.key, None)
-            self.handler(
-                (
-                    "error",
-                    crashed.key,
-                    "ProcessDied",
-                    f"pool process {child.process.pid} {how}",
-                    "",
-                    True,
-                )
-            )
+            if (timer := self._timers.pop(crashed.key, None)) is not None:
+                timer.cancel()
+            for key in crashed.keys:  # a batch's items fail alike
+                self._where.pop(key, None)
+                self.handler(_ended_with(child, crashed.key, how, key))
         if child.inflight:
             for spec in reversed(child.inflight):
                 self._where.pop(spec.key, None)

@@ -50,6 +50,10 @@ class Execution:
     rerun_of: str | None = None
     #: when its data was redacted (the task's redact_after)
     redacted_at: datetime | None = None
+    #: for a dead letter (an on_failure task's execution): the execution that failed
+    dead_letter_of: str | None = None
+    #: the execution timeout its attempts run under, in seconds (None: none)
+    timeout: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -96,6 +100,8 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
         attempts=tuple(attempt_from_pb(a) for a in e.attempts),
         rerun_of=e.rerun_of or None,
         redacted_at=_time(e.redacted_at, e.HasField("redacted_at")),
+        dead_letter_of=e.dead_letter_of or None,
+        timeout=e.timeout_seconds or None,
     )
 
 

@@ -74,6 +74,7 @@ _RELEASE_REASONS = {
     "sleep": worker_pb2.RELEASE_REASON_SLEEP,
     "cancelled": worker_pb2.RELEASE_REASON_CANCELLED,
     "waiting": worker_pb2.RELEASE_REASON_WAITING,
+    "process_stopped": worker_pb2.RELEASE_REASON_PROCESS_STOPPED,
 }
 
 
@@ -157,7 +158,7 @@ class Worker:
         self.windows = {
             name: LeaseWindow(t.options.slots)
             for name, t in self.tasks.items()
-            if t.options.prefetch is None
+            if t.options.adaptive
         }
         #: every lease held, by run key (execution id, token), until its outcome is acked
         self.held: dict[RunKey, _Held] = {}
@@ -651,6 +652,7 @@ class Worker:
                     lease_seconds=self._lease_seconds,
                     priority=lease.priority,
                     trace_context=lease.trace_context,
+                    timeout=lease.timeout_seconds,
                 )
             )
             if not handed:
@@ -987,6 +989,8 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
         ),
         timezone=o.timezone,
         concurrency=o.concurrency,
+        timeout_seconds=o.timeout or 0.0,
+        on_failure=o.on_failure or "",
         schedules=[worker_pb2.StaticSchedule(name=n, cron=c) for n, c in o.schedules],
         subscriptions=[
             worker_pb2.EventSubscription(

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from . import durations, typed
+from .batching import MAX_BATCH, MAX_BATCH_WAIT
 from .context import Event
 from .errors import TaskDefinitionError
 
@@ -62,6 +63,15 @@ class TaskOptions:
     retention: tuple[tuple[str, float], ...] = ()
     #: seconds after the end when payload, result, step results and error texts are dropped
     redact_after: float | None = None
+    #: execution timeout in seconds (None: none): the pool process of a run that exceeds it
+    #: is stopped and the attempt fails with error type Timeout
+    timeout: float | None = None
+    #: the task invoked once with each execution of this one that fails for good
+    on_failure: str | None = None
+    #: a batch handler's most events per call (0: not a batch handler), and the seconds
+    #: the first lease of a batch waits for more
+    batch: int = 0
+    batch_wait: float = 0.5
 
     @property
     def slots(self) -> int:
@@ -72,7 +82,14 @@ class TaskOptions:
     def capacity(self) -> int:
         """Leases the worker accepts at once to begin with: one per running slot plus the
         prefetch (adaptive: as many again, until the worker has measured the task)."""
-        return self.slots + (self.slots if self.prefetch is None else self.prefetch)
+        if self.batch:  # a full batch per slot, and one more gathering meanwhile
+            return (self.slots + 1) * self.batch + (self.prefetch or 0)
+        return self.slots + (self.slots if self.adaptive else self.prefetch or 0)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the worker sizes the task's prefetch from what it measures."""
+        return self.prefetch is None and not self.batch
 
 
 class Task(Generic[P, R]):
@@ -141,6 +158,10 @@ def task(
     filter: Mapping[str, Any] | None = None,
     retention: Mapping[str, float | str] | None = None,
     redact_after: float | str | None = None,
+    timeout: float | str | None = None,
+    on_failure: str | Task[..., Any] | None = None,
+    batch: int = 0,
+    batch_wait: float | str = 0.5,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -172,6 +193,26 @@ def task(
     "12h", "7d", "2w"; 0 deletes them as soon as they finish); a state left out takes the
     coordinator's default. `redact_after` drops payload, result, step results and error
     texts that long after the end, while the run's metadata stays until it is deleted.
+
+    `timeout` (seconds, or "30s", "5m" ...) ends an attempt that runs longer for real: the
+    pool process running it is stopped (SIGUSR1, then SIGKILL after a second) and replaced,
+    and the attempt fails with error type `Timeout` (retried per the task's policy). Other
+    runs in that process (`threads` > 1) are released without counting an attempt. An
+    invoke may override it (`Client.invoke(..., timeout=...)`). The time counts from when a
+    pool process starts the run (a lease waiting in the worker for a free process does not
+    use it up).
+
+    `on_failure` names a task (or is the @task object) invoked once, with {"execution_id",
+    "task", "payload", "error", "attempts", "failed_at"}, for every execution of this task
+    that fails for good: a dead letter (docs/concepts.md, "Dead letters").
+
+    `batch=N` makes a batch handler: it takes `(events, ctx)`, a list of up to N events, and
+    returns a list of as many results, in order. The worker gathers leases until it has N
+    or the first has waited `batch_wait` seconds. Each item stays its own execution (its
+    own result, attempts and fencing); an item whose result is an exception, or that the
+    handler passed to `ctx.fail(i, error)`, fails alone and only it is retried; when the
+    handler raises, every item fails. Batch handlers have no steps (docs/concepts.md,
+    "Batch handlers").
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -197,6 +238,10 @@ def task(
             filter=tuple(dict(filter or {}).items()),
             retention=_retention(task_name, retention),
             redact_after=_duration(task_name, "redact_after", redact_after),
+            timeout=_duration(task_name, "timeout", timeout),
+            on_failure=on_failure.name if isinstance(on_failure, Task) else on_failure,
+            batch=batch,
+            batch_wait=_batch_wait(task_name, batch_wait),
         )
         validate_options(options)
         defined = Task(f, options)
@@ -280,6 +325,31 @@ def validate_options(o: TaskOptions) -> None:
         if len(expression.split()) != 5 or not croniter.is_valid(expression):
             fail("cron", f"{expression!r} ({name}) is not a 5-field cron expression")
     _validate_events(o, fail)
+    _validate_flow(o, fail)
+
+
+def _batch_wait(task_name: str, value: object) -> float:
+    seconds = _duration(task_name, "batch_wait", value)
+    assert seconds is not None
+    return seconds
+
+
+def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    if isinstance(o.batch, bool) or not isinstance(o.batch, int) or not (
+        0 <= o.batch <= MAX_BATCH
+    ):
+        fail("batch", f"must be an integer 1..{MAX_BATCH} (0: not a batch handler), got"
+             f" {o.batch!r}")
+    if not o.batch_wait <= MAX_BATCH_WAIT:
+        fail("batch_wait", f"must be 0..{MAX_BATCH_WAIT:g} seconds, got {o.batch_wait!r}")
+    if o.timeout is not None and not 0 < o.timeout <= durations.MAX_SECONDS:
+        fail("timeout", f"must be > 0 seconds, got {o.timeout!r}")
+    if o.on_failure is not None:
+        if not isinstance(o.on_failure, str) or not _NAME.match(o.on_failure):
+            fail("on_failure", f"must be a task name (1-200 characters of letters, digits and"
+                 f" _ . : -) or a @task, got {o.on_failure!r}")
+        if o.on_failure == o.name:
+            fail("on_failure", "names the task itself; a dead letter needs another task")
 
 
 def _validate_events(o: TaskOptions, fail: Callable[[str, str], None]) -> None:

@@ -1351,6 +1351,7 @@ class InvokeOptions(_message.Message):
     DEDUPE_KEY_FIELD_NUMBER: _builtins.int
     QUEUE_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     delay_seconds: _builtins.float
     """Run no earlier than this many seconds from now (>= 0). Exclusive with run_at."""
     priority: _builtins.int
@@ -1361,6 +1362,10 @@ class InvokeOptions(_message.Message):
     """Queue name; empty means "default"."""
     max_attempts: _builtins.int
     """Override of the task's max_attempts for this execution; 0 keeps the task's setting."""
+    timeout_seconds: _builtins.float
+    """Override of the task's execution timeout for this execution, in seconds (> 0); 0 keeps
+    the task's setting (TaskDefinition.timeout_seconds).
+    """
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp:
         """Run no earlier than this time. Unset: now. Exclusive with delay_seconds."""
@@ -1374,10 +1379,11 @@ class InvokeOptions(_message.Message):
         dedupe_key: _builtins.str = ...,
         queue: _builtins.str = ...,
         max_attempts: _builtins.int = ...,
+        timeout_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "delay_seconds", b"delay_seconds", "max_attempts", b"max_attempts", "priority", b"priority", "queue", b"queue", "run_at", b"run_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "delay_seconds", b"delay_seconds", "max_attempts", b"max_attempts", "priority", b"priority", "queue", b"queue", "run_at", b"run_at", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -155,6 +155,8 @@ class Execution(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     RERUN_OF_FIELD_NUMBER: _builtins.int
     REDACTED_AT_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_OF_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier, unique in the database."""
     task: _builtins.str
@@ -187,6 +189,14 @@ class Execution(_message.Message):
     """
     rerun_of: _builtins.str
     """The execution this one reruns (RerunExecution); empty otherwise."""
+    dead_letter_of: _builtins.str
+    """For a dead letter (the on_failure task's execution): the execution that failed for
+    good; empty otherwise.
+    """
+    timeout_seconds: _builtins.float
+    """The execution timeout its attempts run under, in seconds (the invoke's override, else
+    the task's); 0: none.
+    """
     @_builtins.property
     def error(self) -> Global___ErrorInfo:
         """The last error; set when the last attempt failed (and so when state is FAILED)."""
@@ -249,10 +259,12 @@ class Execution(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         rerun_of: _builtins.str = ...,
         redacted_at: _timestamp_pb2.Timestamp | None = ...,
+        dead_letter_of: _builtins.str = ...,
+        timeout_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "redacted_at", b"redacted_at", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "parent_id", b"parent_id", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "redacted_at", b"redacted_at", "rerun_of", b"rerun_of", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task", "waiting_for", b"waiting_for"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dead_letter_of", b"dead_letter_of", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "parent_id", b"parent_id", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "redacted_at", b"redacted_at", "rerun_of", b"rerun_of", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task", "timeout_seconds", b"timeout_seconds", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -48,6 +48,10 @@ class _ReleaseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Release
     """Cancellation was requested; the coordinator marks the execution cancelled."""
     RELEASE_REASON_WAITING: _ReleaseReason.ValueType  # 6
     """The handler waits (for children, a signal or an event); the coordinator resumes it."""
+    RELEASE_REASON_PROCESS_STOPPED: _ReleaseReason.ValueType  # 20
+    """Another run in the same pool process exceeded its timeout and the process was stopped;
+    this run did not fail, so no attempt is counted (its recorded steps are kept).
+    """
 
 class ReleaseReason(_ReleaseReason, metaclass=_ReleaseReasonEnumTypeWrapper):
     """Why an execution was released."""
@@ -66,6 +70,10 @@ RELEASE_REASON_CANCELLED: ReleaseReason.ValueType  # 5
 """Cancellation was requested; the coordinator marks the execution cancelled."""
 RELEASE_REASON_WAITING: ReleaseReason.ValueType  # 6
 """The handler waits (for children, a signal or an event); the coordinator resumes it."""
+RELEASE_REASON_PROCESS_STOPPED: ReleaseReason.ValueType  # 20
+"""Another run in the same pool process exceeded its timeout and the process was stopped;
+this run did not fail, so no attempt is counted (its recorded steps are kept).
+"""
 Global___ReleaseReason: _TypeAlias = ReleaseReason  # noqa: Y015
 
 class _WriteStatus:
@@ -187,6 +195,8 @@ class TaskDefinition(_message.Message):
     SCHEDULES_FIELD_NUMBER: _builtins.int
     SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
     RETENTION_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    ON_FAILURE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name; what clients invoke."""
     processes: _builtins.int
@@ -201,6 +211,16 @@ class TaskDefinition(_message.Message):
     """IANA time zone of the window and cron schedules; empty means UTC."""
     concurrency: _builtins.int
     """Global cap on running executions of this task across all workers; 0 means no cap."""
+    timeout_seconds: _builtins.float
+    """Execution timeout in seconds (> 0); 0: none. An invoke may override it
+    (InvokeOptions.timeout_seconds). The worker stops the pool process of a run that exceeds
+    it; the coordinator ends the attempt as error type `Timeout` at the lease's
+    timeout_seconds plus its --timeout-grace after the grant, whatever the worker does.
+    """
+    on_failure: _builtins.str
+    """A task to invoke once, with the failed execution's id, task, payload and error, when an
+    execution of this task fails for good (a dead letter); empty: none.
+    """
     @_builtins.property
     def retry(self) -> Global___RetryPolicy:
         """How failed attempts are retried."""
@@ -235,10 +255,12 @@ class TaskDefinition(_message.Message):
         schedules: _abc.Iterable[Global___StaticSchedule] | None = ...,
         subscriptions: _abc.Iterable[Global___EventSubscription] | None = ...,
         retention: Global___Retention | None = ...,
+        timeout_seconds: _builtins.float = ...,
+        on_failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention", "retry", b"retry", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "processes", b"processes", "retention", b"retention", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "on_failure", b"on_failure", "processes", b"processes", "retention", b"retention", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timeout_seconds", b"timeout_seconds", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1012,6 +1034,7 @@ class Lease(_message.Message):
     WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
     WINDOW_REOPENS_AT_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     task: _builtins.str
@@ -1034,6 +1057,12 @@ class Lease(_message.Message):
     """OpenTelemetry: the W3C `traceparent` the execution was invoked with (see
     InvokeRequest.trace_context); the worker's lease, attempt and step spans are its
     descendants. Empty: the execution is not traced.
+    """
+    timeout_seconds: _builtins.float
+    """The attempt's timeout in seconds (the task's, or the invoke's override); 0: none. The
+    worker counts it from when a pool process starts the run and then stops that process.
+    The coordinator's deadline is the grant time plus this plus its --timeout-grace: past
+    it, no write of this lease is recorded and the attempt fails as `Timeout`.
     """
     @_builtins.property
     def steps(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -1075,10 +1104,11 @@ class Lease(_message.Message):
         window_closes_at: _timestamp_pb2.Timestamp | None = ...,
         window_reopens_at: _timestamp_pb2.Timestamp | None = ...,
         trace_context: _builtins.str = ...,
+        timeout_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coordinator_time", b"coordinator_time", "fire_time", b"fire_time", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "trace_context", b"trace_context", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "coordinator_time", b"coordinator_time", "execution_id", b"execution_id", "fire_time", b"fire_time", "lease_token", b"lease_token", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "schedule", b"schedule", "steps", b"steps", "task", b"task", "timeout_seconds", b"timeout_seconds", "trace_context", b"trace_context", "window_closes_at", b"window_closes_at", "window_reopens_at", b"window_reopens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,11 +28,12 @@ INSERT INTO conductor_migrations (version, name) VALUES (%(version)s, %(name)s);
 INSERT INTO conductor_tasks (name, max_attempts, initial_backoff, max_backoff,
     backoff_multiplier, backoff_jitter, non_retryable_errors, window_start, window_end,
     timezone, concurrency, registered_at, retention_succeeded, retention_failed,
-    retention_cancelled, redact_after)
+    retention_cancelled, redact_after, timeout, on_failure)
 VALUES (%(name)s, %(max_attempts)s, %(initial_backoff)s, %(max_backoff)s,
     %(backoff_multiplier)s, %(backoff_jitter)s, %(non_retryable_errors)s, %(window_start)s,
     %(window_end)s, %(timezone)s, %(concurrency)s, %(now)s, %(retention_succeeded)s,
-    %(retention_failed)s, %(retention_cancelled)s, %(redact_after)s)
+    %(retention_failed)s, %(retention_cancelled)s, %(redact_after)s, %(timeout)s,
+    %(on_failure)s)
 ON CONFLICT (name) DO UPDATE SET
     max_attempts = EXCLUDED.max_attempts, initial_backoff = EXCLUDED.initial_backoff,
     max_backoff = EXCLUDED.max_backoff, backoff_multiplier = EXCLUDED.backoff_multiplier,
@@ -43,12 +44,13 @@ ON CONFLICT (name) DO UPDATE SET
     registered_at = EXCLUDED.registered_at,
     retention_succeeded = EXCLUDED.retention_succeeded,
     retention_failed = EXCLUDED.retention_failed,
-    retention_cancelled = EXCLUDED.retention_cancelled, redact_after = EXCLUDED.redact_after;
+    retention_cancelled = EXCLUDED.retention_cancelled, redact_after = EXCLUDED.redact_after,
+    timeout = EXCLUDED.timeout, on_failure = EXCLUDED.on_failure;
 
 -- name: get_task
 -- One task definition.
 SELECT name, max_attempts, initial_backoff, max_backoff, backoff_multiplier, backoff_jitter,
-    non_retryable_errors, window_start, window_end, timezone, concurrency
+    non_retryable_errors, window_start, window_end, timezone, concurrency, timeout, on_failure
 FROM conductor_tasks WHERE name = %(name)s;
 
 -- name: insert_executions
@@ -57,9 +59,9 @@ FROM conductor_tasks WHERE name = %(name)s;
 -- and forth; without one (null) the update matches nothing.
 WITH created AS (
     INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-        max_attempts, trace_context)
+        max_attempts, trace_context, timeout)
     SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
-        %(max_attempts)s, %(trace_context)s
+        %(max_attempts)s, %(trace_context)s, %(timeout)s
     FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
     ORDER BY u.n
     RETURNING id
@@ -73,9 +75,9 @@ SELECT id FROM created;
 -- name: insert_deduped_execution
 -- One execution with a dedupe key; no row when an unfinished one holds the key.
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, dedupe_key, trace_context)
+    max_attempts, dedupe_key, trace_context, timeout)
 VALUES (%(task)s, %(queue)s, %(payload)s::jsonb, %(priority)s, %(run_at)s, %(now)s,
-    %(max_attempts)s, %(dedupe_key)s, %(trace_context)s)
+    %(max_attempts)s, %(dedupe_key)s, %(trace_context)s, %(timeout)s)
 ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;
@@ -124,7 +126,9 @@ SELECT pg_notify(%(channel)s, %(payload)s);
 -- Lease up to %(limit)s ready executions of one task to one worker, with their saved steps.
 -- With a concurrency cap (%(cap)s > 0) no more than that many run in all: run it after
 -- lock_capped_task in one transaction, so that the count sees every lease committed before
--- (without a cap the count is never evaluated).
+-- (without a cap the count is never evaluated). An attempt with a timeout (the execution's
+-- override, else the task's %(task_timeout)s) gets its deadline: the grant in real time
+-- (%(lease_now)s) plus the timeout plus %(grace)s seconds.
 WITH picked AS (
     SELECT id FROM conductor_executions
     WHERE state = 'pending' AND task = %(task)s AND run_at <= %(now)s
@@ -137,13 +141,15 @@ WITH picked AS (
 UPDATE conductor_executions e
 SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
     lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s, lease_unstarted = false,
-    started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s
+    started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s,
+    deadline = %(lease_now)s::timestamptz + make_interval(secs =>
+        coalesce(e.timeout, %(task_timeout)s::double precision) + %(grace)s)
 FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
      WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,
-    e.trace_context;
+    e.trace_context, coalesce(e.timeout, %(task_timeout)s::double precision);
 
 -- name: lock_capped_task
 -- Serialise leasing of a task with a concurrency cap across coordinators until the end of the
@@ -195,7 +201,8 @@ WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelle
 -- and the recorded result is returned either way, by the write's position (1-based): the one
 -- recorded before (s; the statement's snapshot does not see its own inserts) or else the
 -- first write of that name in this batch, which is the one inserted. (Matching the inserted
--- rows back by a join would be planned as a nested loop, quadratic in the batch.)
+-- rows back by a join would be planned as a nested loop, quadratic in the batch.) A save
+-- that arrives after its attempt's deadline (execution timeout) is stale too.
 WITH u AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(names)s::text[],
         %(results)s::text[], %(workers)s::text[])
@@ -204,6 +211,7 @@ WITH u AS (
     SELECT u.n, u.execution_id, u.name, u.result::jsonb AS result FROM u
     JOIN conductor_executions e ON e.id = u.execution_id AND e.lease_token = u.token
         AND e.state = 'running' AND (u.worker_id = '' OR e.worker_id = u.worker_id)
+        AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     FOR SHARE OF e
 ), inserted AS (
     INSERT INTO conductor_steps (execution_id, name, result, created_at, seq)
@@ -223,7 +231,9 @@ LEFT JOIN conductor_steps s ON s.execution_id = v.execution_id AND s.name = v.na
 -- token to the worker that sent it ('' : the coordinator itself; the same in fail and release). Like fail and release, it notifies other coordinators of finished executions
 -- (conductor_notify_finished, migration 0004). A run that ends cancelled gets its attempt
 -- row; a successful one does not: the execution row holds it (leased_at, finished_at,
--- worker_id) and never changes again, so the hot path writes one row less.
+-- worker_id) and never changes again, so the hot path writes one row less. A completion
+-- after the attempt's deadline (execution timeout, in real time %(lease_now)s) is stale:
+-- the reaper fails that attempt as Timeout.
 WITH done AS (
     UPDATE conductor_executions e
     SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'succeeded' END
@@ -233,6 +243,7 @@ WITH done AS (
         AS u(id, token, result, worker_id)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
+        AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt, e.worker_id,
         e.leased_at
 ), attempts AS (
@@ -250,7 +261,8 @@ FROM done;
 -- name: fail
 -- Fail attempts: retry with backoff, or fail for good when attempts are used up, the error
 -- is not retryable or cancellation was requested. Expired leases (%(lost)s) are only taken
--- when still expired, and their token is cleared so the old worker's writes are stale.
+-- when still expired (or past their deadline: execution timeout), and their token is
+-- cleared so the old worker's writes are stale.
 -- Lease expiry is in real time (%(lease_now)s); everything else follows the clock (%(now)s).
 -- The backoff is clamped (at most 100 years, exponent and multiplier bounded) so that no
 -- task definition can make the statement overflow: it serves every task (the reaper too).
@@ -271,7 +283,8 @@ WITH u AS (
             * (1 - least(greatest(t.backoff_jitter, 0), 1) * random())) AS retry_at
     FROM u
     JOIN conductor_executions e ON e.id = u.id AND e.lease_token = u.token
-        AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s)
+        AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s
+            OR e.deadline <= %(lease_now)s)
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     JOIN conductor_tasks t ON t.name = e.task
     FOR UPDATE OF e
@@ -299,7 +312,8 @@ FROM done;
 
 
 -- name: release
--- Give executions back without counting an attempt; cancelled ones end as cancelled.
+-- Give executions back without counting an attempt; cancelled ones end as cancelled. Not
+-- after the attempt's deadline (execution timeout): that attempt fails as Timeout.
 WITH done AS (
     UPDATE conductor_executions e
     SET state = CASE WHEN e.cancel_requested THEN 'cancelled' ELSE 'pending' END
@@ -311,6 +325,7 @@ WITH done AS (
         %(workers)s::text[], %(reasons)s::text[]) AS u(id, token, run_at, worker_id, reason)
     WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
+        AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt + 1 AS attempt,
         e.worker_id, e.leased_at, u.reason
 ), attempts AS (
@@ -325,6 +340,19 @@ SELECT id, task, state, run_at,
     (SELECT conductor_notify_finished(array_agg(id)) FROM done
      WHERE state IN ('succeeded', 'failed', 'cancelled'))
 FROM done;
+
+-- name: shift_deadlines
+-- Timed attempts whose worker said they wait unstarted (started false: no deadline while
+-- they wait) or were handed to a pool process (true: the deadline counts from now again);
+-- by token, while running, and never past a deadline that has passed (deadlines.py).
+UPDATE conductor_executions e
+SET deadline = CASE WHEN u.started THEN %(lease_now)s::timestamptz + make_interval(secs =>
+        coalesce(e.timeout, t.timeout) + %(grace)s) END
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(started)s::boolean[])
+    AS u(id, token, started), conductor_tasks t
+WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running' AND t.name = e.task
+    AND coalesce(e.timeout, t.timeout) IS NOT NULL
+    AND (e.deadline IS NULL OR e.deadline > %(lease_now)s);
 
 -- name: mark_unstarted
 -- A worker's stream ended: record which of its leases it had not started (by token, leased
@@ -361,12 +389,20 @@ FROM done;
 -- name: expired_leases
 -- Leases whose worker stopped heartbeating (%(now)s is real time here, not the test clock),
 -- and whether each may return without an attempt (marked unstarted, returned so fewer than
--- %(max_returns)s times).
-SELECT id, lease_token, lease_unstarted AND unstarted_returns < %(max_returns)s
-FROM conductor_executions
-WHERE state = 'running' AND lease_expires_at < %(now)s
-ORDER BY lease_expires_at
-LIMIT %(limit)s;
+-- %(max_returns)s times); then attempts past their deadline (execution timeout), whatever
+-- their heartbeats (never returned without an attempt).
+(SELECT id, lease_token, lease_unstarted AND unstarted_returns < %(max_returns)s, false
+ FROM conductor_executions
+ WHERE state = 'running' AND lease_expires_at < %(now)s
+ ORDER BY lease_expires_at
+ LIMIT %(limit)s)
+UNION ALL
+(SELECT id, lease_token, false, true
+ FROM conductor_executions
+ WHERE state = 'running' AND deadline IS NOT NULL AND deadline <= %(now)s
+     AND lease_expires_at >= %(now)s
+ ORDER BY deadline
+ LIMIT %(limit)s);
 
 
 -- name: get_execution
@@ -374,7 +410,8 @@ LIMIT %(limit)s;
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
     cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
-    rerun_of, redacted_at
+    rerun_of, redacted_at, dead_letter_of,
+    coalesce(timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = task))
 FROM conductor_executions WHERE id = %(id)s;
 
 -- name: list_executions
@@ -383,7 +420,8 @@ FROM conductor_executions WHERE id = %(id)s;
 SELECT id, task, queue, state::text, payload::text, result::text, error::text, priority,
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
     cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
-    rerun_of, redacted_at
+    rerun_of, redacted_at, dead_letter_of,
+    coalesce(timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = task))
 FROM conductor_executions
 WHERE (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(parent_id)s::bigint IS NULL OR parent_id = %(parent_id)s)
@@ -614,9 +652,9 @@ ON CONFLICT (task, event) DO UPDATE SET filter = EXCLUDED.filter;
 -- name: insert_rerun
 -- A new execution of a finished one's task, linked to it (payload: the original's when null).
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, rerun_of)
+    max_attempts, rerun_of, timeout)
 SELECT task, queue, coalesce(%(payload)s::jsonb, payload), priority, %(now)s, %(now)s,
-    max_attempts, id
+    max_attempts, id, timeout
 FROM conductor_executions
 WHERE id = %(id)s AND state IN ('succeeded', 'failed', 'cancelled')
 RETURNING id, task;

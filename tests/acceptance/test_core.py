@@ -63,11 +63,11 @@ def test_failed_step_flush_closes_the_stream_and_the_worker_resends(coordinator,
     real = store.save_steps
     failures: list[int] = []
 
-    async def fails_once(writes: Any, now: Any) -> Any:
+    async def fails_once(writes: Any, *times: Any) -> Any:
         if not failures:
             failures.append(len(writes))
             raise ConnectionError("simulated database outage")
-        return await real(writes, now)
+        return await real(writes, *times)
 
     store.save_steps = fails_once
     try:

@@ -12,6 +12,7 @@ PUBLIC = [
     "AsyncClient",
     "AsyncContext",
     "Attempt",
+    "BatchContext",
     "BulkResult",
     "ChildCancelled",
     "ChildFailed",

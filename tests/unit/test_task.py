@@ -48,6 +48,17 @@ def handler(event: Any, ctx: Any) -> Any:
         ({"pool": ""}, "pool"),
         ({"pool": "has space"}, "pool"),
         ({"pool": 3}, "pool"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"on_failure": "has space"}, "on_failure"),
+        ({"on_failure": 7}, "on_failure"),
+        ({"batch": -1}, "batch"),
+        ({"batch": 1001}, "batch"),
+        ({"batch": 2.5}, "batch"),
+        ({"batch": True}, "batch"),
+        ({"batch": 10, "batch_wait": 61}, "batch_wait"),
+        ({"batch": 10, "batch_wait": "later"}, "batch_wait"),
     ],
 )
 def test_bad_option_raises_naming_option(options: dict[str, Any], option_name: str) -> None:
@@ -133,3 +144,20 @@ def test_shadowed_task_is_not_registrable() -> None:
 def test_window_with_trailing_newline_rejected() -> None:
     with pytest.raises(TaskDefinitionError, match="window start"):
         task(name=unique("newline"), window=("09:00\n", "17:00"))(handler)
+
+
+def test_dead_letter_task_may_not_be_the_task_itself() -> None:
+    name = unique("self-grave")
+    with pytest.raises(TaskDefinitionError, match="on_failure: names the task itself"):
+        task(name=name, on_failure=name)(handler)
+
+
+def test_flow_options_and_the_capacity_they_give() -> None:
+    grave = task(name=unique("grave"))(handler)
+    timed = task(name=unique("timed"), timeout="2m", on_failure=grave, processes=2)(handler)
+    assert (timed.options.timeout, timed.options.on_failure) == (120.0, grave.name)
+    assert timed.options.capacity == 4 and timed.options.adaptive
+    batched = task(name=unique("batched"), batch=50, batch_wait="2s", processes=2)(handler)
+    assert (batched.options.batch, batched.options.batch_wait) == (50, 2.0)
+    assert batched.options.capacity == 150  # a batch per process, and one gathering
+    assert not batched.options.adaptive
