@@ -11,20 +11,30 @@ from typing import Any
 from conductor_worker import Context, Event, NonRetryableError, task
 
 
+def _started(event: Event) -> None:
+    """Note when this run's handler began (the payload names the file), so that a test
+    measures the timeout from the run's start, as it counts."""
+    with open(event.payload["started"], "a") as f:
+        f.write(f"{time.time()}\n")
+
+
 @task(name="spin", timeout=1, max_attempts=2, backoff=0.1, min_processes=1)
 def spin(event: Event, ctx: Context) -> None:
+    _started(event)
     while True:  # pure Python, never yields to anything
         pass
 
 
 @task(name="sleep-forever", timeout=1, max_attempts=2, backoff=0.1, min_processes=1)
 def sleep_forever(event: Event, ctx: Context) -> None:
+    _started(event)
     time.sleep(1e9)
 
 
 @task(name="async-forever", timeout=1, max_attempts=2, backoff=0.1, min_processes=1)
 async def async_forever(event: Event, ctx: Context) -> None:
-    if event.payload == "block":
+    _started(event)
+    if event.payload.get("block"):
         time.sleep(1e9)  # noqa: ASYNC251 (on purpose: blocks the process's event loop too)
     await asyncio.sleep(1e9)
 
