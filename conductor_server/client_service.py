@@ -106,6 +106,7 @@ def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> comm
         attempts=[attempt_to_pb(a) for a in attempts or ()],
         rerun_of=str(e.rerun_of) if e.rerun_of is not None else "",
         redacted_at=timestamp(e.redacted_at),
+        concurrency_key=e.concurrency_key or "",
     )
 
 
@@ -181,6 +182,9 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
             payload_limit=self.settings.max_payload_bytes,
             batch=batch,
             trace_context=trace_context,
+            concurrency_key=options.concurrency_key,
+            debounce=options.debounce_seconds,
+            throttle=options.throttle_seconds,
         )
         ids, created = await self.store.insert_executions(new, self.clock.now(), key)
         if created:

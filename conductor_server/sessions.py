@@ -125,6 +125,8 @@ class Session:
     waiting: dict[int, str] = field(default_factory=dict)
     #: the latest lease expiry this coordinator wrote for this stream's leases
     renewed_until: datetime | None = None
+    #: the queues it takes work from (None: every queue)
+    queues: tuple[str, ...] | None = None
 
     def free(self, task: str) -> int:
         """Leases of `task` this worker accepts now."""

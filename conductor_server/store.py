@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
@@ -103,6 +103,7 @@ class Store(HistoryStore):
     # -- tasks --------------------------------------------------------------------------
 
     async def upsert_tasks(self, tasks: Iterable[TaskDef], now: datetime) -> None:
+        tasks = list(tasks)
         params = [
             {
                 "name": t.name,
@@ -120,12 +121,21 @@ class Store(HistoryStore):
                 "retention_failed": t.retention.failed,
                 "retention_cancelled": t.retention.cancelled,
                 "redact_after": t.retention.redact_after,
+                "key_path": list(t.key_path) or None,
+                "key_concurrency": t.key_concurrency,
+                "rate_limit_name": t.rate_limit_name or None,
+                "rate_limit_count": t.rate_count,
+                "rate_limit_period": t.rate_period,
+                "queue": t.queue,
                 "now": now,
             }
             for t in sorted(tasks, key=lambda t: t.name)
         ]
+        keyed = [t.name for t in tasks if t.keyed]
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(_q("upsert_task"), params)
+            if keyed:
+                await cur.execute(_q("backfill_keys"), {"tasks": keyed})
 
     async def get_task(self, name: str) -> TaskDef | None:
         async with self.pool.connection() as conn:
@@ -141,6 +151,12 @@ class Store(HistoryStore):
             window_end=row[8],
             timezone=row[9],
             concurrency=row[10],
+            key_path=tuple(row[11] or ()),
+            key_concurrency=row[12],
+            rate_limit_name=row[13] or "",
+            rate_count=row[14],
+            rate_period=row[15],
+            queue=row[16],
         )
 
     # -- invoking -----------------------------------------------------------------------
@@ -160,6 +176,9 @@ class Store(HistoryStore):
             "now": now,
             "max_attempts": new.max_attempts,
             "trace_context": new.trace_context,
+            "concurrency_key": new.concurrency_key,
+            "keyed": new.keyed,
+            "key_path": list(new.key_path),
         }
         async with self.pool.connection() as conn, conn.transaction():
             if request_id is not None:
@@ -167,7 +186,7 @@ class Store(HistoryStore):
                 if answered is not None:
                     return answered
             if new.dedupe_key is not None:
-                ids, created = await self._insert_deduped(conn, new, base)
+                ids, created = await self._insert_keyed(conn, new, base, now)
                 if request_id is not None:
                     await conn.execute(
                         _q("record_invoke_request"),
@@ -209,6 +228,30 @@ class Store(HistoryStore):
                 )
             return list(ids), created
 
+    async def _insert_keyed(
+        self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any],
+        now: datetime,
+    ) -> tuple[list[int], bool]:
+        """An invoke with a dedupe key, debounced or throttled or neither."""
+        params = {**base, "payload": new.payloads[0], "dedupe_key": new.dedupe_key,
+                  "until": now + timedelta(seconds=new.throttle)}
+        if new.debounce:
+            cur = await conn.execute(_q("debounce_execution"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                return [row[0]], False
+        if new.throttle:
+            cur = await conn.execute(_q("claim_throttle"), params)
+            if await cur.fetchone() is None:
+                cur = await conn.execute(_q("throttled_execution"), params)
+                row = await cur.fetchone()
+                if row is not None and row[0]:
+                    return [row[0]], False
+            ids, created = await self._insert_deduped(conn, new, base)
+            await conn.execute(_q("record_throttle"), {**params, "execution_id": ids[0]})
+            return ids, created
+        return await self._insert_deduped(conn, new, base)
+
     async def _insert_deduped(
         self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any]
     ) -> tuple[list[int], bool]:
@@ -234,24 +277,34 @@ class Store(HistoryStore):
         now: datetime,
         expires_at: datetime,
         cap: int = 0,
+        queues: Sequence[str] | None = None,
+        flow: TaskDef | None = None,
+        paused: bool = False,
     ) -> list[Lease]:
-        """Lease up to `limit` ready executions of `task`; with a concurrency `cap` (> 0),
-        never more than `cap` running in all, whatever other coordinators lease meanwhile."""
-        params = {
+        """Lease up to `limit` ready executions of `task` (from `queues` only, if given);
+        with a concurrency `cap` (> 0), never more than `cap` running in all, whatever other
+        coordinators lease meanwhile. With `flow` (a task whose definition is limited, see
+        TaskDef.limited) or `paused` (a RateLimited pause may hold it), its per-key caps,
+        rate limit and pauses apply too (flow_lease)."""
+        params: dict[str, Any] = {
             "task": task,
             "limit": limit,
             "worker_id": worker_id,
             "now": now,
             "expires_at": expires_at,
             "cap": cap,
+            "queues": list(queues) if queues is not None else None,
         }
-        async with self.pool.connection() as conn, (
-            conn.transaction() if cap > 0 else contextlib.nullcontext()
-        ):
-            if cap > 0:  # held until the lease commits: see lock_capped_task
-                await conn.execute(_q("lock_capped_task"), params)
-            cur = await conn.execute(_q("lease"), params)
-            rows = await cur.fetchall()
+        if flow is not None and (flow.limited or paused):
+            rows = await self._lease_limited(params, flow)
+        else:
+            async with self.pool.connection() as conn, (
+                conn.transaction() if cap > 0 else contextlib.nullcontext()
+            ):
+                if cap > 0:  # held until the lease commits: see lock_capped_task
+                    await conn.execute(_q("lock_capped_task"), params)
+                cur = await conn.execute(_q("lease"), params)
+                rows = await cur.fetchall()
         return [
             Lease(
                 execution_id=row[0],
@@ -270,6 +323,60 @@ class Store(HistoryStore):
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
+
+    async def _lease_limited(self, params: dict[str, Any], flow: TaskDef) -> list[TupleRow]:
+        """One transaction: the task's lock (and the rate bucket's), the tokens, the lease,
+        the tokens spent. Keyed tasks take per-key caps and buckets in one statement."""
+        rated = flow.rate_count > 0
+        params = {
+            **params, "key_cap": flow.key_concurrency, "bucket": flow.bucket,
+            "rate_count": flow.rate_count, "rate_period": flow.rate_period or 1.0,
+            "rated": True, "key": "",
+        }
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(_q("lock_capped_task"), params)
+            if rated:
+                await conn.execute(_q("lock_rate_bucket"), params)
+            if flow.keyed:
+                cur = await conn.execute(_q("lease_keyed"), params)
+                rows = await cur.fetchall()
+            else:
+                cur = await conn.execute(_q("bucket_tokens"), params)
+                row = await cur.fetchone()
+                tokens = int(row[0]) if row is not None else (
+                    flow.rate_count if rated else params["limit"])
+                if tokens <= 0:
+                    return []
+                params["limit"] = min(params["limit"], tokens)
+                cur = await conn.execute(_q("lease"), params)
+                rows = [(*r, "") for r in await cur.fetchall()]
+            if rated and rows:
+                spent: dict[str, int] = {}
+                for r in rows:
+                    spent[r[11] or ""] = spent.get(r[11] or "", 0) + 1
+                await conn.execute(_q("spend_tokens"), {
+                    **params, "keys": list(spent), "counts": list(spent.values())})
+        return [r[:11] for r in rows]
+
+    async def pause_buckets(
+        self, pauses: Sequence[tuple[int, datetime]], now: datetime
+    ) -> list[str]:
+        """RateLimited(retry_after) from these executions: nothing is leased under their
+        task's rate bucket (their key's, for a keyed task) before the time given. Tells the
+        other coordinators; returns the bucket names."""
+        params = {"ids": [p[0] for p in pauses], "untils": [p[1] for p in pauses], "now": now}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("pause_buckets"), params)
+            buckets = sorted({row[0] for row in await cur.fetchall()})
+            for bucket in buckets:
+                await conn.execute(_q("notify"), {"channel": "conductor_paused",
+                                                  "payload": bucket})
+        return buckets
+
+    async def active_pauses(self, now: datetime) -> list[tuple[str, str, datetime]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("active_pauses"), {"now": now})
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     async def next_run_at(self, task: str) -> datetime | None:
         async with self.pool.connection() as conn:
@@ -631,6 +738,7 @@ class Store(HistoryStore):
             "tasks": list(worker.tasks),
             "coordinator": worker.coordinator,
             "leases": worker.leases,
+            "queues": list(worker.queues) if worker.queues is not None else None,
             "now": worker.connected_at,
         }
         async with self.pool.connection() as conn:
@@ -651,7 +759,8 @@ class Store(HistoryStore):
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_workers"), {"seen_after": seen_after})
             return [
-                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7])
+                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7],
+                           tuple(r[8]) if r[8] is not None else None)
                 for r in await cur.fetchall()
             ]
 
@@ -739,6 +848,7 @@ def _execution(row: TupleRow) -> Execution:
         worker_id=row[22],
         rerun_of=row[23],
         redacted_at=row[24],
+        concurrency_key=row[25] if len(row) > 25 else None,
     )
 
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from . import durations, typed
+from . import durations, flow, typed
 from .context import Event
 from .errors import TaskDefinitionError
 
@@ -62,6 +62,15 @@ class TaskOptions:
     retention: tuple[tuple[str, float], ...] = ()
     #: seconds after the end when payload, result, step results and error texts are dropped
     redact_after: float | None = None
+    #: the payload field (dotted path) whose value is an execution's key; with it,
+    #: `concurrency` is the limit per key and `rate_limit` applies per key
+    key: str | None = None
+    #: "N/s", "N/m", "N/h", "N/d" (or "N/10s"): leases per period, burst N
+    rate_limit: str | None = None
+    #: share the rate limit with the other tasks naming it
+    rate_limit_name: str | None = None
+    #: the queue of executions invoked without one
+    queue: str | None = None
 
     @property
     def slots(self) -> int:
@@ -141,6 +150,10 @@ def task(
     filter: Mapping[str, Any] | None = None,
     retention: Mapping[str, float | str] | None = None,
     redact_after: float | str | None = None,
+    key: str | None = None,
+    rate_limit: str | None = None,
+    rate_limit_name: str | None = None,
+    queue: str | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -172,6 +185,14 @@ def task(
     "12h", "7d", "2w"; 0 deletes them as soon as they finish); a state left out takes the
     coordinator's default. `redact_after` drops payload, result, step results and error
     texts that long after the end, while the run's metadata stays until it is deleted.
+
+    Flow control (docs/flow-control.md): `concurrency=N` caps running executions across all
+    workers; with `key="customer.id"` (a payload field, dotted path) it is the cap *per key*
+    instead (an invoke's `concurrency_key=` overrides the field). `rate_limit="100/s"`
+    allows that many leases per period (burst: the count), per key with `key`;
+    `rate_limit_name="openai"` shares one limit among the tasks naming it. Raising
+    `RateLimited(retry_after=s)` in the handler pauses the limit for everyone. `queue` is
+    the queue of executions invoked without one (workers with `--queues` take only those).
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -197,6 +218,10 @@ def task(
             filter=tuple(dict(filter or {}).items()),
             retention=_retention(task_name, retention),
             redact_after=_duration(task_name, "redact_after", redact_after),
+            key=key,
+            rate_limit=rate_limit,
+            rate_limit_name=rate_limit_name,
+            queue=queue,
         )
         validate_options(options)
         defined = Task(f, options)
@@ -280,6 +305,21 @@ def validate_options(o: TaskOptions) -> None:
         if len(expression.split()) != 5 or not croniter.is_valid(expression):
             fail("cron", f"{expression!r} ({name}) is not a 5-field cron expression")
     _validate_events(o, fail)
+    _validate_flow(o, fail)
+
+
+def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    if o.key is not None and (problem := flow.key_problem(o.key)):
+        fail("key", problem)
+    if o.rate_limit is not None and (problem := flow.rate_problem(o.rate_limit)):
+        fail("rate_limit", problem)
+    if o.rate_limit_name is not None:
+        if o.rate_limit is None:
+            fail("rate_limit_name", "needs rate_limit (the shared limit's rate)")
+        if problem := flow.name_problem(o.rate_limit_name, "rate limit"):
+            fail("rate_limit_name", problem)
+    if o.queue is not None and (problem := flow.name_problem(o.queue, "queue")):
+        fail("queue", problem)
 
 
 def _validate_events(o: TaskOptions, fail: Callable[[str, str], None]) -> None:

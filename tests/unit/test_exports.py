@@ -28,6 +28,7 @@ PUBLIC = [
     "InvalidArgument",
     "InvalidPayload",
     "NonRetryableError",
+    "RateLimited",
     "Schedule",
     "ScheduleNotFound",
     "SignalTimeout",
