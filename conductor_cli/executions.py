@@ -210,6 +210,10 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     ]
     if execution.redacted_at is not None:
         fields.append(("redacted", when(execution.redacted_at)))
+    fields[3:3] = [("queue", execution.queue), ("key", execution.concurrency_key or "-")]
+    if execution.explanation is not None:
+        fields.insert(3, ("why pending", f"{execution.explanation.message}"
+                          f" [{execution.explanation.reason}]"))
     print_table([(f"{k}:", v) for k, v in fields])
     if children:
         more = " (and more: executions ls --parent)" if len(children) > SHOWN_CHILDREN else ""

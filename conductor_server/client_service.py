@@ -18,6 +18,7 @@ from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2
 from . import validation
 from .clock import Clock
 from .dispatch import Dispatcher
+from .explain import Explanation, explain
 from .history_service import HistoryCalls
 from .idempotency import check_request_id
 from .models import (
@@ -81,7 +82,18 @@ def attempt_to_pb(a: Attempt) -> common_pb2.Attempt:
     )
 
 
-def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> common_pb2.Execution:
+def explanation_to_pb(x: Explanation) -> common_pb2.Explanation:
+    return common_pb2.Explanation(
+        reason=x.reason.value,  # type: ignore[arg-type]
+        message=x.message,
+        until=timestamp(x.until),
+        execution_ids=[str(i) for i in x.execution_ids],
+    )
+
+
+def execution_to_pb(
+    e: Execution, attempts: list[Attempt] | None = None, explanation: Explanation | None = None
+) -> common_pb2.Execution:
     return common_pb2.Execution(
         id=str(e.id),
         task=e.task,
@@ -107,6 +119,7 @@ def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> comm
         rerun_of=str(e.rerun_of) if e.rerun_of is not None else "",
         redacted_at=timestamp(e.redacted_at),
         concurrency_key=e.concurrency_key or "",
+        explanation=explanation_to_pb(explanation) if explanation is not None else None,
     )
 
 
@@ -219,11 +232,18 @@ class ClientService(WorkflowCalls, HistoryCalls, client_pb2_grpc.ConductorServic
         self, request: client_pb2.GetExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.Execution:
         execution = await self._get(validation.parse_execution_id(request.execution_id))
-        return await self._with_attempts(execution)
+        return await self._with_attempts(execution, explained=True)
 
-    async def _with_attempts(self, execution: Execution) -> common_pb2.Execution:
+    async def _with_attempts(
+        self, execution: Execution, explained: bool = False
+    ) -> common_pb2.Execution:
         ended = await self.store.list_attempts(execution.id)
-        return execution_to_pb(execution, execution.attempts(ended))
+        why = None
+        if explained and execution.state is State.PENDING:
+            seen_after = datetime.now(UTC) - timedelta(seconds=2 * self.settings.lease_timeout)
+            task = await self.dispatcher.task_def(execution.task)
+            why = await explain(self.store, task, execution, self.clock.now(), seen_after)
+        return execution_to_pb(execution, execution.attempts(ended), why)
 
     async def ListAttempts(  # noqa: N802
         self, request: client_pb2.ListAttemptsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -38,6 +38,7 @@ from .models import (
     WorkerInfo,
 )
 from .sql import QUERIES, migrations
+from .store_flow import FlowStore
 from .store_history import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ CONNECTION_WAIT = 5.0
 RECONNECT_GIVE_UP = 10.0
 
 
-class Store(HistoryStore):
+class Store(HistoryStore, FlowStore):
     """PostgreSQL access for the coordinator (with HistoryStore's queries)."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:

@@ -963,3 +963,39 @@ ORDER BY sequence LIMIT %(limit)s;
 -- name: ping
 -- Whether the database answers (conductor status).
 SELECT 1;
+
+-- name: explain_running
+-- Up to 20 running executions of a task (with one key, unless %(key)s is null), oldest lease
+-- first, and how many run in all: what holds a concurrency cap (explain).
+SELECT coalesce(array_agg(id ORDER BY leased_at, id) FILTER (WHERE n <= 20), '{}'),
+    count(*)
+FROM (
+    SELECT id, leased_at, row_number() OVER (ORDER BY leased_at, id) AS n
+    FROM conductor_executions
+    WHERE state = 'running' AND task = %(task)s
+        AND (%(key)s::text IS NULL OR concurrency_key = %(key)s::text)
+) r;
+
+-- name: explain_bucket
+-- A rate bucket as of now: whole tokens (null: never used, so full) and its pause (explain).
+SELECT least(%(rate_count)s::float8, tokens + %(rate_count)s / %(rate_period)s
+        * greatest(0, extract(epoch FROM %(now)s - updated_at))),
+    paused_until
+FROM conductor_rate_buckets WHERE name = %(bucket)s AND key = %(key)s;
+
+-- name: explain_children
+-- Up to 20 unfinished children of an execution's step (explain).
+SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM (
+    SELECT id FROM conductor_executions
+    WHERE parent_id = %(id)s AND parent_step = %(step)s
+        AND state IN ('pending', 'running')
+    ORDER BY id LIMIT 20
+) c;
+
+-- name: explain_workers
+-- Whether a connected worker runs the task and takes work from the queue (explain).
+SELECT EXISTS (
+    SELECT 1 FROM conductor_workers
+    WHERE disconnected_at IS NULL AND last_seen > %(seen_after)s
+        AND %(task)s = ANY(tasks) AND (queues IS NULL OR %(queue)s = ANY(queues))
+);
