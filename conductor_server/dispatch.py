@@ -550,8 +550,9 @@ class Dispatcher:
     def _wake_for_tokens(self, definition: TaskDef, now: datetime, paused: bool) -> None:
         """A rate-limited (or paused) task got fewer leases than asked: look again when the
         next token comes (or the pause ends), since nothing else would wake it then."""
-        if paused:
-            self.wake(definition.name, self.pauses[definition.bucket])
+        until = self.pauses.get(definition.bucket)
+        if paused and until is not None:
+            self.wake(definition.name, until)
         if definition.rate_count > 0:
             step = max(RATE_WAKE_MIN, definition.rate_period / definition.rate_count)
             self.wake(definition.name, now + timedelta(seconds=step))

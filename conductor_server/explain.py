@@ -79,9 +79,10 @@ async def _waiting(store: Store, e: Execution, waiting_for: str) -> Explanation:
         return Explanation(Reason.WAITING_CHILDREN, f"waiting for its child executions"
                            f" of step {step!r}: {_ids(children, len(children))}",
                            execution_ids=tuple(children))
+    name = step.removeprefix(kind + ":")  # their wait steps are named "signal:NAME" etc.
     if kind == "event":
-        return Explanation(Reason.WAITING_EVENT, f"waiting for an event (step {step!r})")
-    return Explanation(Reason.WAITING_SIGNAL, f"waiting for a signal (step {step!r})")
+        return Explanation(Reason.WAITING_EVENT, f"waiting for an event (step {name!r})")
+    return Explanation(Reason.WAITING_SIGNAL, f"waiting for a signal (step {name!r})")
 
 
 async def _caps(store: Store, task: TaskDef, e: Execution, key: str) -> Explanation:

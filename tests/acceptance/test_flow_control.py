@@ -166,3 +166,28 @@ def test_queues_route_work_to_the_workers_that_take_them(
     assert why is not None and why.reason == "no_worker"
     assert "queue 'nobody'" in why.message
     assert states(db, "mailer") == Counter({"succeeded": 2, "pending": 1})
+
+
+def test_explain_what_a_workflow_waits_for(coordinator, spawn_worker, tmp_path):
+    address = coordinator.coordinator.address
+    spawn_worker(address, "tests.acceptance.workflow_tasks")
+    effects, hold = str(tmp_path / "effects"), tmp_path / "hold"
+    hold.write_text("wait")
+    with Client(address) as client:
+        approval = client.invoke("wf-approval", {"effects": effects})
+        paid = client.invoke("wf-wait-event", {"order": 1})
+        parent = client.invoke("wf-parent", {"effects": effects, "hold": str(hold)})
+
+        def explained(eid: str, reason: str) -> Any:
+            found = client.get(eid).explanation
+            return found if found is not None and found.reason == reason else None
+
+        signal = wait_for(lambda: explained(approval, "waiting_signal"), what="the signal")
+        assert "step 'decision'" in signal.message
+        event = wait_for(lambda: explained(paid, "waiting_event"), what="the event")
+        assert "step 'paid'" in event.message
+        children = wait_for(lambda: explained(parent, "waiting_children"), what="the child")
+        child = client.list(parent_id=parent)[0]
+        assert children.execution_ids == (child.id,)
+        hold.write_text("go")
+        assert client.wait(parent, timeout=60).state == "succeeded"
