@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .flow import s1_keyed, s1_rate
 from .harness import (
     BenchError,
     PostgresServer,
@@ -390,6 +391,8 @@ def s7_wakeups(run: Run) -> Result:
 SCENARIOS: dict[str, Callable[[Run], Result]] = {
     "S1": s1_noop,
     "S1-default": s1_default,
+    "S1-keyed": s1_keyed,
+    "S1-rate": s1_rate,
     "S2": s2_steps,
     "S2-sync": s2_sync_steps,
     "S3": s3_latency,
