@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 S1_COUNT = 20_000
 KEYS = 100
 #: S1-rate: executions invoked, and the seconds of steady state measured after the burst
-RATE_COUNT = 26_000
+RATE_COUNT = 14_000
 RATE_WINDOW = 10.0
 
 
@@ -50,8 +50,9 @@ def s1_keyed(run: Run) -> Result:
 
 
 def s1_rate(run: Run) -> Result:
-    """S1 under a rate limit of 2000/s (the worker alone runs several times that): leases
-    started per second over 10 s of steady state after the first second (the burst)."""
+    """S1 under a rate limit of 1000/s (below what the worker alone runs): leases started
+    per second over 10 s of steady state, from 2 s after the first lease (by then the burst
+    of 1000 is spent)."""
     label, task = "S1-rate", "bench-noop-rated"
     with run.stack(label.lower()) as stack:
         worker = stack.start_worker(task)
@@ -62,7 +63,7 @@ def s1_rate(run: Run) -> Result:
         done, first, last = stack.span(int(ids[0]), int(ids[-1]))
         if done != RATE_COUNT or first is None or last is None:
             raise BenchError(f"{label}: {done} of {RATE_COUNT} succeeded")
-        start = first + timedelta(seconds=1)
+        start = first + timedelta(seconds=2)
         end = start + timedelta(seconds=RATE_WINDOW)
         row = stack.db.execute(
             "SELECT count(*) FILTER (WHERE started_at < %s),"
@@ -78,11 +79,11 @@ def s1_rate(run: Run) -> Result:
         return Result(
             label, f"rate limit {RATE_LIMIT}/s accuracy",
             f"{per_s:.0f} leases/s in steady state ({accuracy:.1%} of the limit); first"
-            f" second {burst} (burst {RATE_LIMIT} + refill); {RATE_COUNT} in {total:.2f} s;"
+            f" 2 s {burst} (burst {RATE_LIMIT} + refill); {RATE_COUNT} in {total:.2f} s;"
             f" {cpu.brief(RATE_COUNT, 'task')}",
             {"limit_per_s": RATE_LIMIT, "steady_per_s": round(per_s, 1),
-             "accuracy": round(accuracy, 4), "first_second": burst,
+             "accuracy": round(accuracy, 4), "first_2s": burst,
              "tasks": RATE_COUNT, "total_s": round(total, 3),
              "cpu_us_per_task": cpu.per_item_us(RATE_COUNT)},
-            "steady rate within 90-100% of the limit", 0.9 <= accuracy <= 1.0,
+            "steady rate within 90-101% of the limit", 0.9 <= accuracy <= 1.01,
         )

@@ -34,7 +34,7 @@ def noop_keyed(event: Event, ctx: Context) -> None:
 
 
 #: S1-rate's limit
-RATE_LIMIT = 2000
+RATE_LIMIT = 1000
 
 
 @task(name="bench-noop-rated", processes=2, prefetch=1024, rate_limit=f"{RATE_LIMIT}/s")

@@ -504,6 +504,11 @@ class Dispatcher:
         # Fair: the workers with the most room first (least recently served among equals),
         # and limited room shared out among them rather than given to the first.
         takers.sort(key=lambda s: (-s.free(task) / max(1, s.capacity[task]), s.served))
+        if definition.limited or self.paused(definition, now):
+            # Short lease rounds are the rule here (keys full, no tokens), not a sign that the
+            # queue ran dry: no idle-processes-first round, which would lease a few at a time.
+            await self._lease_round(task, takers, room, now, Session.free)
+            return False
         if task not in self._flowing:
             # New work after the queue ran dry: it may be scarce, so idle pool processes
             # come first, on every worker of every coordinator; the prefetch (leases beyond

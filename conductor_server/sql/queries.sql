@@ -202,14 +202,15 @@ RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
 -- Run after lock_capped_task (and lock_rate_bucket) in one transaction: those serialise the
 -- leases of the task (and of the bucket) across coordinators, so the counts and tokens read
 -- here see every lease committed before, and no overshoot is possible. Returns each lease's
--- key, to spend its tokens (spend_tokens).
+-- key, to spend its tokens (spend_tokens). "state < 'running'" means pending: see the index
+-- conductor_executions_keyed_ready (migration 0013).
 WITH RECURSIVE keys(k) AS (
     (SELECT concurrency_key FROM conductor_executions
-     WHERE state = 'pending' AND task = %(task)s AND concurrency_key IS NOT NULL
+     WHERE state < 'running' AND task = %(task)s AND concurrency_key IS NOT NULL
      ORDER BY concurrency_key LIMIT 1)
     UNION ALL
     SELECT (SELECT e.concurrency_key FROM conductor_executions e
-            WHERE e.state = 'pending' AND e.task = %(task)s AND e.concurrency_key > keys.k
+            WHERE e.state < 'running' AND e.task = %(task)s AND e.concurrency_key > keys.k
             ORDER BY e.concurrency_key LIMIT 1)
     FROM keys WHERE keys.k IS NOT NULL
 ), room AS (
@@ -231,7 +232,7 @@ WITH RECURSIVE keys(k) AS (
     SELECT c.id FROM (
         SELECT p.id, p.priority, p.run_at FROM room CROSS JOIN LATERAL (
             SELECT e.id, e.priority, e.run_at FROM conductor_executions e
-            WHERE e.state = 'pending' AND e.task = %(task)s AND e.concurrency_key = room.k
+            WHERE e.state < 'running' AND e.task = %(task)s AND e.concurrency_key = room.k
                 AND e.run_at <= %(now)s
                 AND (%(queues)s::text[] IS NULL OR e.queue = ANY(%(queues)s::text[]))
             ORDER BY e.priority DESC, e.run_at, e.id
@@ -247,8 +248,11 @@ UPDATE conductor_executions e
 SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
     lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s, lease_unstarted = false,
     started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s
-FROM picked
-WHERE e.id = picked.id AND e.state = 'pending'
+-- By primary key, and only if still pending (these rows are not locked: a cancel may have
+-- ended one meanwhile; the update re-checks a row changed under it). The state is compared as
+-- text so that the planner cannot drive this from the pending-rows index instead (with stale
+-- statistics it did, visiting every pending row of the table).
+WHERE e.id = ANY(ARRAY(SELECT id FROM picked)) AND e.state::text = 'pending'
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
      WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,

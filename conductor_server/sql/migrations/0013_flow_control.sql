@@ -20,9 +20,13 @@ ALTER TABLE conductor_tasks
 ALTER TABLE conductor_executions ADD COLUMN concurrency_key text;
 
 -- Keyed leasing: the pending keys of a task (a skip scan), and each key's ready work.
+-- "state < 'running'" is "pending" (the enum's first value), written so that only this index
+-- matches the keyed lease's conditions: with stale statistics (a task's rows just inserted)
+-- the planner otherwise drove the skip scan from conductor_executions_ready, visiting every
+-- pending row of the task once per key.
 CREATE INDEX conductor_executions_keyed_ready
     ON conductor_executions (task, concurrency_key, priority DESC, run_at, id)
-    WHERE state = 'pending' AND concurrency_key IS NOT NULL;
+    WHERE state < 'running' AND concurrency_key IS NOT NULL;
 -- Keyed leasing: running executions per key.
 CREATE INDEX conductor_executions_keyed_running
     ON conductor_executions (task, concurrency_key)
