@@ -50,9 +50,17 @@ def add_invoke(sub: Subcommands) -> None:
     add_server_flags(invoke)
 
     invoke.add_argument("--run-at", help="run no earlier than this ISO 8601 time (with offset)")
-    invoke.add_argument("--queue", help="queue name stored with the execution")
+    invoke.add_argument("--queue", help="the queue it goes to (default: the task's queue)")
     invoke.add_argument("--max-attempts", type=bounded_int(1, 10_000),
                         help="override the task's max_attempts")
+    invoke.add_argument("--concurrency-key", metavar="KEY",
+                        help="its key for per-key limits (default: the task's key field)")
+    invoke.add_argument("--debounce", type=seconds, metavar="SECONDS",
+                        help="with --dedupe-key: run once, this long after the last invoke"
+                        " with the key, with the newest payload")
+    invoke.add_argument("--throttle", type=seconds, metavar="SECONDS",
+                        help="with --dedupe-key: only the first invoke per key per this many"
+                        " seconds creates an execution")
     invoke.set_defaults(run=run_invoke)
 
 
@@ -129,7 +137,8 @@ def run_invoke(args: argparse.Namespace) -> int:
         execution_id = conductor.invoke(
             args.task, payload, delay=args.delay, priority=args.priority,
             dedupe_key=args.dedupe_key, run_at=run_at, queue=args.queue,
-            max_attempts=args.max_attempts,
+            max_attempts=args.max_attempts, concurrency_key=args.concurrency_key,
+            debounce=args.debounce, throttle=args.throttle,
         )
         if not args.wait:
             print(execution_id)

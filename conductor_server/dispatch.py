@@ -506,8 +506,11 @@ class Dispatcher:
         takers.sort(key=lambda s: (-s.free(task) / max(1, s.capacity[task]), s.served))
         if definition.limited or self.paused(definition, now):
             # Short lease rounds are the rule here (keys full, no tokens), not a sign that the
-            # queue ran dry: no idle-processes-first round, which would lease a few at a time.
-            await self._lease_round(task, takers, room, now, Session.free)
+            # queue ran dry, so no prefetch wait: idle pool processes first (so that one
+            # worker's prefetch does not hold the few keys free while others idle), then
+            # the prefetch, in the same pass.
+            if await self._lease_round(task, takers, room, now, Session.idle):
+                await self._lease_round(task, takers, room, now, Session.free)
             return False
         if task not in self._flowing:
             # New work after the queue ran dry: it may be scarce, so idle pool processes
