@@ -70,7 +70,7 @@ def test_worker_queues_are_checked_before_anything_starts():
 
 def test_the_worker_command_refuses_bad_queues():
     result = subprocess.run(
-        [sys.executable, "-m", "conductor_worker", "worker", "tests.acceptance.flow_tasks",
+        [sys.executable, "-m", "conductor_worker", "worker", "tests.acceptance.flow_limit_tasks",
          "--queues", "emails,,reports"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )

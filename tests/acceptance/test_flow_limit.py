@@ -16,7 +16,7 @@ from conductor_worker import Client
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.acceptance
-MODULE = "tests.acceptance.flow_tasks"
+MODULE = "tests.acceptance.flow_limit_tasks"
 
 
 def states(db: Any, task: str) -> Counter[str]:
