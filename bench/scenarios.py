@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .flow import s1_keyed, s1_rate
 from .harness import (
     BenchError,
     PostgresServer,
@@ -404,6 +405,8 @@ SCENARIOS: dict[str, Callable[[Run], Result]] = {
     "S1-default": s1_default,
     "S1-batch": s1_batch,
     "S1-timeout": s1_timeout,
+    "S1-keyed": s1_keyed,
+    "S1-rate": s1_rate,
     "S2": s2_steps,
     "S2-sync": s2_sync_steps,
     "S3": s3_latency,

@@ -39,6 +39,22 @@ def noop_default(event: Event, ctx: Context) -> None:
     return
 
 
+@task(name="bench-noop-keyed", processes=2, prefetch=1024, key="k", concurrency=1)
+def noop_keyed(event: Event, ctx: Context) -> None:
+    """S1-keyed: the no-op with at most one running per key (payload field "k")."""
+    return
+
+
+#: S1-rate's limit
+RATE_LIMIT = 1000
+
+
+@task(name="bench-noop-rated", processes=2, prefetch=1024, rate_limit=f"{RATE_LIMIT}/s")
+def noop_rated(event: Event, ctx: Context) -> None:
+    """S1-rate: the no-op under a rate limit (below what the worker could run)."""
+    return
+
+
 @task(name="bench-steps", processes=2, threads=128, prefetch=128)
 async def steps(event: Event, ctx: AsyncContext) -> int:
     """S2: ten recorded steps, each durable before the next one starts. 128 runs at a time in

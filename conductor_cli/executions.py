@@ -50,12 +50,20 @@ def add_invoke(sub: Subcommands) -> None:
     add_server_flags(invoke)
 
     invoke.add_argument("--run-at", help="run no earlier than this ISO 8601 time (with offset)")
-    invoke.add_argument("--queue", help="queue name stored with the execution")
+    invoke.add_argument("--queue", help="the queue it goes to (default: the task's queue)")
     invoke.add_argument("--max-attempts", type=bounded_int(1, 10_000),
                         help="override the task's max_attempts")
     invoke.add_argument("--execution-timeout", type=bounded_float(0.001, 3_153_600_000),
                         metavar="SECONDS",
                         help="override the task's execution timeout (seconds > 0)")
+    invoke.add_argument("--concurrency-key", metavar="KEY",
+                        help="its key for per-key limits (default: the task's key field)")
+    invoke.add_argument("--debounce", type=seconds, metavar="SECONDS",
+                        help="with --dedupe-key: run once, this long after the last invoke"
+                        " with the key, with the newest payload")
+    invoke.add_argument("--throttle", type=seconds, metavar="SECONDS",
+                        help="with --dedupe-key: only the first invoke per key per this many"
+                        " seconds creates an execution")
     invoke.set_defaults(run=run_invoke)
 
 
@@ -133,6 +141,8 @@ def run_invoke(args: argparse.Namespace) -> int:
             args.task, payload, delay=args.delay, priority=args.priority,
             dedupe_key=args.dedupe_key, run_at=run_at, queue=args.queue,
             max_attempts=args.max_attempts, timeout=args.execution_timeout,
+            concurrency_key=args.concurrency_key, debounce=args.debounce,
+            throttle=args.throttle,
         )
         if not args.wait:
             print(execution_id)
@@ -213,6 +223,10 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     ]
     if execution.redacted_at is not None:
         fields.append(("redacted", when(execution.redacted_at)))
+    fields[3:3] = [("queue", execution.queue), ("key", execution.concurrency_key or "-")]
+    if execution.explanation is not None:
+        fields.insert(3, ("why pending", f"{execution.explanation.message}"
+                          f" [{execution.explanation.reason}]"))
     print_table([(f"{k}:", v) for k, v in fields])
     if children:
         more = " (and more: executions ls --parent)" if len(children) > SHOWN_CHILDREN else ""

@@ -9,7 +9,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from conductor_worker import Task, Worker
+from conductor_worker import Task, Worker, flow
 from conductor_worker.errors import TaskDefinitionError
 from conductor_worker.runtime import load_tasks
 from conductor_worker.settings import START_METHODS, PoolSettings
@@ -89,6 +89,11 @@ def add_worker(sub: Subcommands) -> None:
         "--drain", action="store_true",
         help="run everything runnable now, then exit (for tests and one-off batches)",
     )
+    worker.add_argument(
+        "--queues", type=_queues, metavar="A,B",
+        help="take work only from these queues (comma-separated); default: every queue of"
+        " the module's tasks",
+    )
     worker.add_argument("--metrics-port", type=port,
                         help="serve Prometheus /metrics for this worker and its pool processes")
     worker.set_defaults(run=run_worker)
@@ -101,5 +106,12 @@ def run_worker(args: argparse.Namespace) -> int:
                     drain=args.drain,
                     token=auth_token(args), tls_ca=args.tls_ca, tls_cert=args.tls_cert,
                     tls_key=args.tls_key, metrics_port=args.metrics_port,
-                    pool_settings=pool_settings(args))
+                    pool_settings=pool_settings(args), queues=args.queues)
     return worker.run()
+
+
+def _queues(text: str) -> tuple[str, ...]:
+    try:
+        return flow.parse_queues(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

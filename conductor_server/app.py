@@ -171,11 +171,15 @@ class Coordinator:
         assert self.store is not None and self.dispatcher is not None
         while True:
             try:
+                await self.dispatcher.refresh_pauses()
                 async for channel, payload in self.store.listen(
-                    "conductor_ready", "conductor_finished", "conductor_cancel"
+                    "conductor_ready", "conductor_finished", "conductor_cancel",
+                    "conductor_paused",
                 ):
                     if channel == "conductor_ready":
                         self.dispatcher.wake(payload)
+                    elif channel == "conductor_paused":
+                        await self.dispatcher.refresh_pauses()
                     elif channel == "conductor_finished":
                         await self._finished(payload)
                     else:

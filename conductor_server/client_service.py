@@ -19,6 +19,7 @@ from . import validation
 from .clock import Clock
 from .dashboard_service import DashboardCalls
 from .dispatch import Dispatcher
+from .explain import Explanation, explain
 from .history_service import HistoryCalls
 from .idempotency import check_request_id
 from .models import (
@@ -84,7 +85,18 @@ def attempt_to_pb(a: Attempt) -> common_pb2.Attempt:
     )
 
 
-def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> common_pb2.Execution:
+def explanation_to_pb(x: Explanation) -> common_pb2.Explanation:
+    return common_pb2.Explanation(
+        reason=x.reason.value,  # type: ignore[arg-type]
+        message=x.message,
+        until=timestamp(x.until),
+        execution_ids=[str(i) for i in x.execution_ids],
+    )
+
+
+def execution_to_pb(
+    e: Execution, attempts: list[Attempt] | None = None, explanation: Explanation | None = None
+) -> common_pb2.Execution:
     return common_pb2.Execution(
         id=str(e.id),
         task=e.task,
@@ -111,6 +123,8 @@ def execution_to_pb(e: Execution, attempts: list[Attempt] | None = None) -> comm
         redacted_at=timestamp(e.redacted_at),
         dead_letter_of=str(e.dead_letter_of) if e.dead_letter_of is not None else "",
         timeout_seconds=e.timeout or 0.0,
+        concurrency_key=e.concurrency_key or "",
+        explanation=explanation_to_pb(explanation) if explanation is not None else None,
     )
 
 
@@ -189,6 +203,9 @@ class ClientService(
             batch=batch,
             trace_context=trace_context,
             timeout_seconds=options.timeout_seconds,
+            concurrency_key=options.concurrency_key,
+            debounce=options.debounce_seconds,
+            throttle=options.throttle_seconds,
         )
         ids, created = await self.store.insert_executions(new, self.clock.now(), key)
         if created:
@@ -223,11 +240,18 @@ class ClientService(
         self, request: client_pb2.GetExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.Execution:
         execution = await self._get(validation.parse_execution_id(request.execution_id))
-        return await self._with_attempts(execution)
+        return await self._with_attempts(execution, explained=True)
 
-    async def _with_attempts(self, execution: Execution) -> common_pb2.Execution:
+    async def _with_attempts(
+        self, execution: Execution, explained: bool = False
+    ) -> common_pb2.Execution:
         ended = await self.store.list_attempts(execution.id)
-        return execution_to_pb(execution, execution.attempts(ended))
+        why = None
+        if explained and execution.state is State.PENDING:
+            seen_after = datetime.now(UTC) - timedelta(seconds=2 * self.settings.lease_timeout)
+            task = await self.dispatcher.task_def(execution.task)
+            why = await explain(self.store, task, execution, self.clock.now(), seen_after)
+        return execution_to_pb(execution, execution.attempts(ended), why)
 
     async def ListAttempts(  # noqa: N802
         self, request: client_pb2.ListAttemptsRequest, context: grpc.aio.ServicerContext[Any, Any]

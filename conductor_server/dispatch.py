@@ -71,7 +71,9 @@ SILENT_CLOSE = 2.0
 MAX_LEASE_BYTES = 48 * 1024 * 1024
 #: the largest lease window a worker may ask for, per task
 MAX_CAPACITY = 1_000_000
-CLOCK_SYNC_TIMEOUT = 5.0  # seconds a test clock's jump waits for workers to confirm it
+CLOCK_SYNC_TIMEOUT = 5.0
+#: shortest wait before a rate-limited task that ran out of tokens is looked at again
+RATE_WAKE_MIN = 0.02  # seconds a test clock's jump waits for workers to confirm it
 
 
 def _not_written(_write: object, _error: Exception) -> None:
@@ -113,6 +115,8 @@ class Dispatcher:
         #: time.monotonic() before which a task's leases go to idle pool processes only
         self._prefetch_after: dict[str, float] = {}
         self._waited: set[str] = set()
+        #: rate buckets paused by RateLimited (some key of them, at least) until when
+        self.pauses: dict[str, datetime] = {}
         self._wake = asyncio.Event()
         self._passes = 0
         self._in_pass = False
@@ -295,6 +299,7 @@ class Dispatcher:
         return WorkerInfo(
             session.worker_id, session.hostname, session.pid, tuple(sorted(session.tasks)),
             len(session.inflight), now, now, self.name, sum(session.capacity.values()),
+            session.queues,
         )
 
     async def disconnect(self, session: Session) -> None:
@@ -399,6 +404,7 @@ class Dispatcher:
 
     async def _flush_outcomes(self, writes: list[OutcomeWrite]) -> list[OutcomeApplied | None]:
         results = await self.store.apply_outcomes(writes, self.clock.now(), self._real.now())
+        await self._record_pauses(writes, results)
         self._after_outcomes(r for r in results if r is not None)
         for write, result in zip(writes, results, strict=True):
             if result is not None and result.task:
@@ -509,6 +515,14 @@ class Dispatcher:
         # Fair: the workers with the most room first (least recently served among equals),
         # and limited room shared out among them rather than given to the first.
         takers.sort(key=lambda s: (-s.free(task) / max(1, s.capacity[task]), s.served))
+        if definition.limited or self.paused(definition, now):
+            # Short lease rounds are the rule here (keys full, no tokens), not a sign that the
+            # queue ran dry, so no prefetch wait: idle pool processes first (so that one
+            # worker's prefetch does not hold the few keys free while others idle), then
+            # the prefetch, in the same pass.
+            if await self._lease_round(task, takers, room, now, Session.idle):
+                await self._lease_round(task, takers, room, now, Session.free)
+            return False
         if task not in self._flowing:
             # New work after the queue ran dry: it may be scarce, so idle pool processes
             # come first, on every worker of every coordinator; the prefetch (leases beyond
@@ -537,10 +551,56 @@ class Dispatcher:
                 continue
             leases = await self._lease(session, task, want, now)
             room -= len(leases)
-            if len(leases) < want:
+            if len(leases) < want and session.queues is None:
                 self._flowing.discard(task)
                 return False
-        return room > 0
+        return room > 0 and all(s.queues is None for s in takers)
+
+    def paused(self, definition: TaskDef, now: datetime) -> bool:
+        """Whether a RateLimited pause may hold some of the task's work now."""
+        until = self.pauses.get(definition.bucket)
+        if until is None:
+            return False
+        if until <= now:
+            del self.pauses[definition.bucket]
+            return False
+        return True
+
+    def _wake_for_tokens(self, definition: TaskDef, now: datetime, paused: bool) -> None:
+        """A rate-limited (or paused) task got fewer leases than asked: look again when the
+        next token comes (or the pause ends), since nothing else would wake it then."""
+        until = self.pauses.get(definition.bucket)
+        if paused and until is not None:
+            self.wake(definition.name, until)
+        if definition.rate_count > 0:
+            step = max(RATE_WAKE_MIN, definition.rate_period / definition.rate_count)
+            self.wake(definition.name, now + timedelta(seconds=step))
+
+    async def refresh_pauses(self) -> None:
+        """Read the RateLimited pauses in force (another coordinator set one, or at start),
+        and wake their tasks when they end."""
+        now = self.clock.now()
+        pauses: dict[str, datetime] = {}
+        for bucket, _key, until in await self.store.active_pauses(now):
+            pauses[bucket] = max(until, pauses.get(bucket, until))
+        self.pauses = pauses
+        for definition in self.tasks.values():
+            if definition.bucket in pauses:
+                self.wake(definition.name, pauses[definition.bucket])
+
+    async def _record_pauses(self, writes: Sequence[OutcomeWrite],
+                             results: Sequence[OutcomeApplied | None]) -> None:
+        pauses = [
+            (w.lease.execution_id, w.run_at) for w, r in zip(writes, results, strict=True)
+            if r is not None and w.reason == "rate_limited" and w.run_at is not None
+        ]
+        if not pauses:
+            return
+        try:
+            await self.store.pause_buckets(pauses, self.clock.now())
+            await self.refresh_pauses()
+        except Exception:
+            log_failed_pass(log, "recording a RateLimited pause failed")
 
     def _defer(self, task: str) -> None:
         if task not in self._deferred:
@@ -563,10 +623,14 @@ class Dispatcher:
         definition = self.tasks.get(task)
         cap = definition.concurrency if definition is not None else 0
         expiry = self._lease_expiry()
+        paused = definition is not None and self.paused(definition, now)
         leases = await self.store.lease(
-            task, want, session.worker_id, now, expiry, cap, lease_now=self._real.now(),
+            task, want, session.worker_id, now, expiry, cap, session.queues, definition, paused,
+            lease_now=self._real.now(),
             task_timeout=definition.timeout if definition is not None else None,
             timeout_grace=self.settings.timeout_grace)
+        if definition is not None and len(leases) < want:
+            self._wake_for_tokens(definition, now, paused)
         if not leases:
             return leases
         session.renewed(expiry)

@@ -84,6 +84,32 @@ class TaskDef:
     timeout: float | None = None
     #: the task invoked once with each execution that fails for good (a dead letter)
     on_failure: str | None = None
+    #: the payload field (a dotted path, split) whose value is an execution's key
+    key_path: tuple[str, ...] = ()
+    #: at most this many running per key (0: no per-key limit)
+    key_concurrency: int = 0
+    #: at most rate_count leases per rate_period seconds (0: no rate limit), in the bucket
+    #: named rate_limit_name (the task's name unless the limit is shared)
+    rate_count: int = 0
+    rate_period: float = 0.0
+    rate_limit_name: str = ""
+    #: the queue of executions invoked without one
+    queue: str = "default"
+
+    @property
+    def keyed(self) -> bool:
+        """Whether its executions carry a key (per-key limits apply to them)."""
+        return bool(self.key_path) or self.key_concurrency > 0
+
+    @property
+    def limited(self) -> bool:
+        """Whether leases need the limited statement (per-key caps or a rate limit)."""
+        return self.key_concurrency > 0 or self.rate_count > 0
+
+    @property
+    def bucket(self) -> str:
+        """The rate limit's bucket name."""
+        return self.rate_limit_name or self.name
 
 
 @dataclass(frozen=True)
@@ -126,6 +152,14 @@ class NewExecutions:
     trace_context: str | None = None
     #: override of the task's execution timeout, in seconds (None: the task's)
     timeout: float | None = None
+    #: InvokeOptions.concurrency_key (None: from the payload at key_path, if any)
+    concurrency_key: str | None = None
+    key_path: tuple[str, ...] = ()
+    #: whether executions get '' rather than NULL when they have no key (keyed task)
+    keyed: bool = False
+    #: seconds of debounce or throttle (with dedupe_key); 0: none
+    debounce: float = 0.0
+    throttle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +209,8 @@ class Execution:
     timeout: float | None = None
     #: when its data was redacted (redact_after)
     redacted_at: datetime | None = None
+    #: its concurrency / rate-limit key ('' or None: none)
+    concurrency_key: str | None = None
 
     def attempts(self, ended: list[Attempt]) -> list[Attempt]:
         """The attempt history: the ended runs, and the last run when the execution row holds
@@ -332,6 +368,8 @@ class WorkerInfo:
     coordinator: str
     #: leases it accepts at once over all its tasks (as registered)
     capacity: int = 0
+    #: the queues it takes work from (None: every queue)
+    queues: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

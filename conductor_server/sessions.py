@@ -132,6 +132,8 @@ class Session:
     renewed_until: datetime | None = None
     #: held leases whose attempt has an execution timeout (see deadlines.py)
     timed: set[int] = field(default_factory=set)
+    #: the queues it takes work from (None: every queue)
+    queues: tuple[str, ...] | None = None
 
     def free(self, task: str) -> int:
         """Leases of `task` this worker accepts now."""

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
@@ -39,6 +39,7 @@ from .models import (
 )
 from .payload_filter import NO_FILTER, PayloadFilter
 from .sql import QUERIES, migrations
+from .store_flow import FlowStore
 from .store_history import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ CONNECTION_WAIT = 5.0
 RECONNECT_GIVE_UP = 10.0
 
 
-class Store(HistoryStore):
+class Store(HistoryStore, FlowStore):
     """PostgreSQL access for the coordinator (with HistoryStore's queries)."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
@@ -104,6 +105,7 @@ class Store(HistoryStore):
     # -- tasks --------------------------------------------------------------------------
 
     async def upsert_tasks(self, tasks: Iterable[TaskDef], now: datetime) -> None:
+        tasks = list(tasks)
         params = [
             {
                 "name": t.name,
@@ -123,12 +125,21 @@ class Store(HistoryStore):
                 "redact_after": t.retention.redact_after,
                 "timeout": t.timeout,
                 "on_failure": t.on_failure,
+                "key_path": list(t.key_path) or None,
+                "key_concurrency": t.key_concurrency,
+                "rate_limit_name": t.rate_limit_name or None,
+                "rate_limit_count": t.rate_count,
+                "rate_limit_period": t.rate_period,
+                "queue": t.queue,
                 "now": now,
             }
             for t in sorted(tasks, key=lambda t: t.name)
         ]
+        keyed = [t.name for t in tasks if t.keyed]
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(_q("upsert_task"), params)
+            if keyed:
+                await cur.execute(_q("backfill_keys"), {"tasks": keyed})
 
     async def get_task(self, name: str) -> TaskDef | None:
         async with self.pool.connection() as conn:
@@ -146,6 +157,12 @@ class Store(HistoryStore):
             concurrency=row[10],
             timeout=row[11],
             on_failure=row[12],
+            key_path=tuple(row[13] or ()),
+            key_concurrency=row[14],
+            rate_limit_name=row[15] or "",
+            rate_count=row[16],
+            rate_period=row[17],
+            queue=row[18],
         )
 
     # -- invoking -----------------------------------------------------------------------
@@ -166,6 +183,9 @@ class Store(HistoryStore):
             "max_attempts": new.max_attempts,
             "trace_context": new.trace_context,
             "timeout": new.timeout,
+            "concurrency_key": new.concurrency_key,
+            "keyed": new.keyed,
+            "key_path": list(new.key_path),
         }
         async with self.pool.connection() as conn, conn.transaction():
             if request_id is not None:
@@ -173,7 +193,7 @@ class Store(HistoryStore):
                 if answered is not None:
                     return answered
             if new.dedupe_key is not None:
-                ids, created = await self._insert_deduped(conn, new, base)
+                ids, created = await self._insert_keyed(conn, new, base, now)
                 if request_id is not None:
                     await conn.execute(
                         _q("record_invoke_request"),
@@ -215,6 +235,30 @@ class Store(HistoryStore):
                 )
             return list(ids), created
 
+    async def _insert_keyed(
+        self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any],
+        now: datetime,
+    ) -> tuple[list[int], bool]:
+        """An invoke with a dedupe key, debounced or throttled or neither."""
+        params = {**base, "payload": new.payloads[0], "dedupe_key": new.dedupe_key,
+                  "until": now + timedelta(seconds=new.throttle)}
+        if new.debounce:
+            cur = await conn.execute(_q("debounce_execution"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                return [row[0]], False
+        if new.throttle:
+            cur = await conn.execute(_q("claim_throttle"), params)
+            if await cur.fetchone() is None:
+                cur = await conn.execute(_q("throttled_execution"), params)
+                row = await cur.fetchone()
+                if row is not None and row[0]:
+                    return [row[0]], False
+            ids, created = await self._insert_deduped(conn, new, base)
+            await conn.execute(_q("record_throttle"), {**params, "execution_id": ids[0]})
+            return ids, created
+        return await self._insert_deduped(conn, new, base)
+
     async def _insert_deduped(
         self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any]
     ) -> tuple[list[int], bool]:
@@ -240,16 +284,22 @@ class Store(HistoryStore):
         now: datetime,
         expires_at: datetime,
         cap: int = 0,
+        queues: Sequence[str] | None = None,
+        flow: TaskDef | None = None,
+        paused: bool = False,
         *,
         lease_now: datetime | None = None,
         task_timeout: float | None = None,
         timeout_grace: float = 0.0,
     ) -> list[Lease]:
-        """Lease up to `limit` ready executions of `task`; with a concurrency `cap` (> 0),
-        never more than `cap` running in all, whatever other coordinators lease meanwhile.
-        An execution with a timeout (its own, else `task_timeout`) gets the deadline
-        `lease_now` (real time) + timeout + `timeout_grace`."""
-        params = {
+        """Lease up to `limit` ready executions of `task` (from `queues` only, if given);
+        with a concurrency `cap` (> 0), never more than `cap` running in all, whatever other
+        coordinators lease meanwhile. With `flow` (a task whose definition is limited, see
+        TaskDef.limited) or `paused` (a RateLimited pause may hold it), its per-key caps,
+        rate limit and pauses apply too (flow_lease). An execution with a timeout (its own,
+        else `task_timeout`) gets the deadline `lease_now` (real time) + timeout +
+        `timeout_grace`."""
+        params: dict[str, Any] = {
             "task": task,
             "limit": limit,
             "worker_id": worker_id,
@@ -259,14 +309,18 @@ class Store(HistoryStore):
             "lease_now": lease_now or now,
             "task_timeout": task_timeout,
             "grace": timeout_grace,
+            "queues": list(queues) if queues is not None else None,
         }
-        async with self.pool.connection() as conn, (
-            conn.transaction() if cap > 0 else contextlib.nullcontext()
-        ):
-            if cap > 0:  # held until the lease commits: see lock_capped_task
-                await conn.execute(_q("lock_capped_task"), params)
-            cur = await conn.execute(_q("lease"), params)
-            rows = await cur.fetchall()
+        if flow is not None and (flow.limited or paused):
+            rows = await self._lease_limited(params, flow)
+        else:
+            async with self.pool.connection() as conn, (
+                conn.transaction() if cap > 0 else contextlib.nullcontext()
+            ):
+                if cap > 0:  # held until the lease commits: see lock_capped_task
+                    await conn.execute(_q("lock_capped_task"), params)
+                cur = await conn.execute(_q("lease"), params)
+                rows = await cur.fetchall()
         return [
             Lease(
                 execution_id=row[0],
@@ -286,6 +340,60 @@ class Store(HistoryStore):
             )
             for row in sorted(rows, key=lambda r: r[0])
         ]
+
+    async def _lease_limited(self, params: dict[str, Any], flow: TaskDef) -> list[TupleRow]:
+        """One transaction: the task's lock (and the rate bucket's), the tokens, the lease,
+        the tokens spent. Keyed tasks take per-key caps and buckets in one statement."""
+        rated = flow.rate_count > 0
+        params = {
+            **params, "key_cap": flow.key_concurrency, "bucket": flow.bucket,
+            "rate_count": flow.rate_count, "rate_period": flow.rate_period or 1.0,
+            "rated": True, "key": "",
+        }
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(_q("lock_capped_task"), params)
+            if rated:
+                await conn.execute(_q("lock_rate_bucket"), params)
+            if flow.keyed:
+                cur = await conn.execute(_q("lease_keyed"), params)
+                rows = await cur.fetchall()
+            else:
+                cur = await conn.execute(_q("bucket_tokens"), params)
+                row = await cur.fetchone()
+                tokens = int(row[0]) if row is not None else (
+                    flow.rate_count if rated else params["limit"])
+                if tokens <= 0:
+                    return []
+                params["limit"] = min(params["limit"], tokens)
+                cur = await conn.execute(_q("lease"), params)
+                rows = [(*r, "") for r in await cur.fetchall()]
+            if rated and rows:
+                spent: dict[str, int] = {}
+                for r in rows:
+                    spent[r[12] or ""] = spent.get(r[12] or "", 0) + 1
+                await conn.execute(_q("spend_tokens"), {
+                    **params, "keys": list(spent), "counts": list(spent.values())})
+        return [r[:12] for r in rows]
+
+    async def pause_buckets(
+        self, pauses: Sequence[tuple[int, datetime]], now: datetime
+    ) -> list[str]:
+        """RateLimited(retry_after) from these executions: nothing is leased under their
+        task's rate bucket (their key's, for a keyed task) before the time given. Tells the
+        other coordinators; returns the bucket names."""
+        params = {"ids": [p[0] for p in pauses], "untils": [p[1] for p in pauses], "now": now}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("pause_buckets"), params)
+            buckets = sorted({row[0] for row in await cur.fetchall()})
+            for bucket in buckets:
+                await conn.execute(_q("notify"), {"channel": "conductor_paused",
+                                                  "payload": bucket})
+        return buckets
+
+    async def active_pauses(self, now: datetime) -> list[tuple[str, str, datetime]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_q("active_pauses"), {"now": now})
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     async def next_run_at(self, task: str) -> datetime | None:
         async with self.pool.connection() as conn:
@@ -682,6 +790,7 @@ class Store(HistoryStore):
             "coordinator": worker.coordinator,
             "leases": worker.leases,
             "capacity": worker.capacity,
+            "queues": list(worker.queues) if worker.queues is not None else None,
             "now": worker.connected_at,
         }
         async with self.pool.connection() as conn:
@@ -702,7 +811,8 @@ class Store(HistoryStore):
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("list_workers"), {"seen_after": seen_after})
             return [
-                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7], r[8])
+                WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7], r[8],
+                           tuple(r[9]) if r[9] is not None else None)
                 for r in await cur.fetchall()
             ]
 
@@ -801,6 +911,7 @@ def _execution(row: TupleRow) -> Execution:
         redacted_at=row[24],
         dead_letter_of=row[25],
         timeout=row[26],
+        concurrency_key=row[27] if len(row) > 27 else None,
     )
 
 

@@ -3,6 +3,7 @@ sends is validated before anything is written, and every refusal names the field
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from . import flow_validation
 from .models import InvalidArgument, NewExecutions, NotFound, TaskDef
 from .windows import validate_window, zone
 
@@ -179,6 +181,9 @@ def new_executions(
     batch: bool,
     trace_context: str = "",
     timeout_seconds: float = 0.0,
+    concurrency_key: str = "",
+    debounce: float = 0.0,
+    throttle: float = 0.0,
 ) -> NewExecutions:
     """Validate an invoke request; the field names are those of the protobuf messages."""
     if not task_name:
@@ -190,17 +195,38 @@ def new_executions(
         raise InvalidArgument(payload_field, f"needs 1 to {MAX_BATCH} payloads")
     if batch and dedupe_key:
         raise InvalidArgument("options.dedupe_key", "not allowed in InvokeBatch")
+    debounce = flow_validation.check_seconds(debounce, "options.debounce_seconds")
+    throttle = flow_validation.check_seconds(throttle, "options.throttle_seconds")
+    for name, value in (("debounce_seconds", debounce), ("throttle_seconds", throttle)):
+        if value and batch:
+            raise InvalidArgument(f"options.{name}", "not allowed in InvokeBatch (it works"
+                                  " per dedupe_key, which a batch cannot have)")
+        if value and not dedupe_key:
+            raise InvalidArgument(f"options.{name}", "needs options.dedupe_key (the key it"
+                                  " works per)")
+    if debounce and throttle:
+        raise InvalidArgument("options.throttle_seconds", "cannot be combined with"
+                              " options.debounce_seconds")
+    key = check_text(concurrency_key, "options.concurrency_key", flow_validation.MAX_KEY)
+    queue = check_text(queue, "options.queue", MAX_QUEUE_NAME)
     new = NewExecutions(
         task=task.name,
         payloads=[],
         run_at=_run_at(now, run_at, delay_seconds),
         priority=_priority(priority),
-        queue=check_text(queue, "options.queue", MAX_QUEUE_NAME) or "default",
+        queue=queue or task.queue,
         max_attempts=_max_attempts(max_attempts, task),
         dedupe_key=check_text(dedupe_key, "options.dedupe_key", MAX_DEDUPE_KEY) or None,
         trace_context=check_trace_context(trace_context),
         timeout=check_timeout(timeout_seconds, "options.timeout_seconds"),
+        concurrency_key=key or None,
+        key_path=task.key_path,
+        keyed=task.keyed,
+        debounce=debounce,
+        throttle=throttle,
     )
+    if debounce:
+        new = dataclasses.replace(new, run_at=max(new.run_at, now + timedelta(seconds=debounce)))
     new.payloads.extend(
         check_payload(p, f"{payload_field}[{i}]" if batch else payload_field, payload_limit)
         for i, p in enumerate(payloads)

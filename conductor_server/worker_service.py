@@ -16,7 +16,7 @@ import grpc
 
 from conductor.v1 import worker_pb2, worker_pb2_grpc
 
-from . import validation
+from . import flow_validation, validation
 from .cron import validate_cron
 from .dispatch import Dispatcher
 from .models import (
@@ -85,6 +85,12 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
         validation.check_text(s.cron, f"{field_name}.cron", limits.name_length)
     for name in ("start", "end"):
         validation.check_text(getattr(t.window, name), f"{prefix}.window.{name}", 5)
+    rate = (
+        flow_validation.parse_rate_limit(t.rate_limit, f"{prefix}.rate_limit")
+        if t.rate_limit else (0, 0.0)
+    )
+    if t.rate_limit_name and not t.rate_limit:
+        raise InvalidArgument(f"{prefix}.rate_limit_name", "needs rate_limit")
     definition = TaskDef(
         name=t.name,
         max_attempts=t.max_attempts,
@@ -111,7 +117,15 @@ def task_from_pb(t: worker_pb2.TaskDefinition, index: int, limits: Limits) -> Ta
         timeout=validation.check_timeout(t.timeout_seconds, f"{prefix}.timeout_seconds"),
         on_failure=validation.check_text(
             t.on_failure, f"{prefix}.on_failure", limits.name_length) or None,
+        key_path=flow_validation.parse_key_path(t.key, f"{prefix}.key"),
+        key_concurrency=t.key_concurrency,
+        rate_count=rate[0],
+        rate_period=rate[1],
+        rate_limit_name=t.rate_limit_name,
+        queue=flow_validation.check_queue_name(t.queue, f"{prefix}.queue") if t.queue
+        else "default",
     )
+    flow_validation.check_flow(definition, prefix)
     return validation.check_task_def(definition, t.capacity, prefix, limits)
 
 
@@ -151,6 +165,12 @@ def register_from_pb(register: worker_pb2.Register, limits: Limits) -> Session:
         tasks[definition.name] = definition
     if len(register.held_leases) > MAX_HELD:
         raise InvalidArgument("register.held_leases", f"at most {MAX_HELD}")
+    if len(register.queues) > validation.MAX_PER_TASK:
+        raise InvalidArgument("register.queues", f"at most {validation.MAX_PER_TASK}")
+    queues = tuple(
+        flow_validation.check_queue_name(q, f"register.queues[{i}]")
+        for i, q in enumerate(register.queues)
+    )
     return Session(
         worker_id=register.worker_id,
         tasks=tasks,
@@ -159,6 +179,7 @@ def register_from_pb(register: worker_pb2.Register, limits: Limits) -> Session:
         drain=register.drain,
         hostname=register.hostname,
         pid=register.pid,
+        queues=queues or None,
     )
 
 
@@ -384,6 +405,7 @@ _RELEASE_REASONS = {
     worker_pb2.RELEASE_REASON_CANCELLED: "cancelled",
     worker_pb2.RELEASE_REASON_WAITING: "waiting",
     worker_pb2.RELEASE_REASON_PROCESS_STOPPED: "process_stopped",
+    worker_pb2.RELEASE_REASON_RATE_LIMITED: "rate_limited",
 }
 
 

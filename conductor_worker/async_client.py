@@ -62,6 +62,7 @@ class AsyncClient(ClientBase):
     # -- the operations (operations.py has their documentation) --------------------------
 
     invoke = _awaited(operations.invoke)
+    invoke_info = _awaited(operations.invoke_info)
     invoke_batch = _awaited(operations.invoke_batch)
     get = _awaited(operations.get)
     wait = _awaited(operations.wait)

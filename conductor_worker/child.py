@@ -61,7 +61,7 @@ from typing import Any
 
 from .batching import run_batch, run_batch_async
 from .context import AsyncContext, Context, Event, RunKey, RunSpec, encode_result
-from .errors import Interrupted, LeaseLost, NonRetryableError
+from .errors import Interrupted, LeaseLost, NonRetryableError, RateLimited
 from .log_format import formatter
 from .metrics import ENV as METRICS_ENV
 from .metrics import metrics
@@ -433,7 +433,7 @@ def run(
     try:
         outcome = ("done", key, encode_result(task.fn(_event(task, spec), ctx)))
     except BaseException as exc:  # the attempt ended early, whatever was raised
-        outcome = _ended_by(key, exc)
+        outcome = _ended_by(key, exc, spec, link)
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
     if ctx.recorder is not None:  # a traced run: its spans go to the worker first
         link.send(ctx.recorder.message(key, outcome))
@@ -464,7 +464,7 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
         result = await task.fn(_event(task, spec), ctx)
         outcome: tuple[Any, ...] = ("done", key, encode_result(result))
     except BaseException as exc:  # the attempt ended early, whatever was raised
-        outcome = _ended_by(key, exc)
+        outcome = _ended_by(key, exc, spec, link)
     metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
     if ctx.recorder is not None:  # a traced run: its spans go to the worker first
         link.send_soon(ctx.recorder.message(key, outcome))
@@ -500,8 +500,11 @@ def _let_go(spec: RunSpec, link: PipeLink) -> tuple[Any, ...] | None:
     return None
 
 
-def _ended_by(key: RunKey, exc: BaseException) -> tuple[Any, ...]:
+def _ended_by(key: RunKey, exc: BaseException, spec: RunSpec, link: PipeLink) -> tuple[Any, ...]:
     """The message for a run that raised: a release, an abandoned lease or a failure."""
+    if isinstance(exc, RateLimited):  # on the coordinator's clock, as ctx.sleep
+        now = spec.coordinator_now(link.clock_sync, link.clock_bound)
+        return ("released", key, "rate_limited", now + exc.retry_after)
     if isinstance(exc, Interrupted):
         if exc.reason == "lost":
             return ("abandoned", key)

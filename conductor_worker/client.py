@@ -95,6 +95,7 @@ class Client(ClientBase):
     # -- the operations (operations.py has their documentation) --------------------------
 
     invoke = _blocking(operations.invoke)
+    invoke_info = _blocking(operations.invoke_info)
     invoke_batch = _blocking(operations.invoke_batch)
     get = _blocking(operations.get)
     wait = _blocking(operations.wait)

@@ -66,6 +66,21 @@ class Interrupted(BaseException):
         self.run_at = run_at
 
 
+class RateLimited(Exception):
+    """Raise in a handler when a service it calls says "too many requests": the execution is
+    released without counting an attempt, and the task's rate limit (its key's, for a task
+    with `key=`) is paused for every worker until `retry_after` seconds from now; then it
+    runs again. Works on tasks without a rate_limit too (docs/flow-control.md)."""
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        if not isinstance(retry_after, int | float) or not 0 <= retry_after <= 86400 \
+                or retry_after != retry_after:
+            raise ValueError(f"RateLimited: retry_after must be 0..86400 seconds, got "
+                             f"{retry_after!r}")
+        super().__init__(f"rate limited: retry after {retry_after} s")
+        self.retry_after = float(retry_after)
+
+
 class WorkflowError(NonRetryableError):
     """A workflow wait ended badly. Not retried: the outcome is recorded as a step, so a
     retry would meet the same one (catch it to compensate)."""

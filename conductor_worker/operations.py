@@ -67,6 +67,9 @@ def invoke(
     max_attempts: int | None = None,
     request_id: str | None = None,
     timeout: float | str | None = None,
+    concurrency_key: str | None = None,
+    debounce: float | None = None,
+    throttle: float | None = None,
 ) -> Operation[str]:
     """Create an execution of `task` (its name or the @task object); returns its id (with
     dedupe_key, maybe an old one's). A pydantic model as payload is sent as its JSON form.
@@ -74,15 +77,61 @@ def invoke(
 
     The call carries `request_id` (default: a new UUID), so retrying it on UNAVAILABLE
     never creates a second execution; pass your own to repeat a call safely later (the
-    coordinator remembers it for 24 hours)."""
+    coordinator remembers it for 24 hours).
+
+    Flow control (docs/flow-control.md): `queue` routes it (default: the task's queue);
+    `concurrency_key` is its key for per-key limits (default: the task's key field). With
+    `dedupe_key`, `debounce=s` runs it once `s` seconds after the last invoke with that key,
+    with the newest payload; `throttle=s` keeps only the first invoke per key per `s`
+    seconds (the others return that execution's id; `invoke_info` says whether it was
+    created)."""
+    info = yield from invoke_info(
+        task, payload, run_at=run_at, delay=delay, priority=priority, dedupe_key=dedupe_key,
+        queue=queue, max_attempts=max_attempts, request_id=request_id,
+        concurrency_key=concurrency_key, debounce=debounce, throttle=throttle,
+        timeout=timeout,
+    )
+    return info.execution_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Invoked:
+    """What an invoke did: the execution's id, and whether this call created it (False:
+    a dedupe key's holder, a debounced execution pushed back, or a throttled invoke)."""
+
+    execution_id: str
+    created: bool
+
+
+def invoke_info(
+    task: TaskRef,
+    payload: Any = None,
+    *,
+    run_at: datetime | None = None,
+    delay: float | None = None,
+    priority: int = 0,
+    dedupe_key: str | None = None,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    request_id: str | None = None,
+    concurrency_key: str | None = None,
+    debounce: float | None = None,
+    throttle: float | None = None,
+    timeout: float | str | None = None,
+) -> Operation[Invoked]:
+    """`invoke`, answering with the id and whether this call created the execution."""
+    options = _options(run_at, delay, priority, dedupe_key, queue, max_attempts, timeout)
+    options.concurrency_key = concurrency_key or ""
+    options.debounce_seconds = debounce or 0.0
+    options.throttle_seconds = throttle or 0.0
     request = client_pb2.InvokeRequest(
         task=_name(task),
         payload_json=dumps(payload),
-        options=_options(run_at, delay, priority, dedupe_key, queue, max_attempts, timeout),
+        options=options,
         request_id=request_id or str(uuid.uuid4()),
     )
     response = yield from _traced_invoke("Invoke", request)
-    return str(response.execution_id)
+    return Invoked(str(response.execution_id), response.created)
 
 
 def invoke_batch(
@@ -96,14 +145,18 @@ def invoke_batch(
     max_attempts: int | None = None,
     request_id: str | None = None,
     timeout: float | str | None = None,
+    concurrency_key: str | None = None,
 ) -> Operation[list[str]]:
     """Create one execution per payload in one transaction; returns their ids in order.
+    `concurrency_key` gives them all one key (default: each payload's key field).
 
     Retried on UNAVAILABLE under one `request_id`, as `invoke` is."""
+    options = _options(run_at, delay, priority, None, queue, max_attempts, timeout)
+    options.concurrency_key = concurrency_key or ""
     request = client_pb2.InvokeBatchRequest(
         task=_name(task),
         payloads_json=[dumps(p) for p in payloads],
-        options=_options(run_at, delay, priority, None, queue, max_attempts, timeout),
+        options=options,
         request_id=request_id or str(uuid.uuid4()),
     )
     response = yield from _traced_invoke("InvokeBatch", request)

@@ -54,6 +54,10 @@ class Execution:
     dead_letter_of: str | None = None
     #: the execution timeout its attempts run under, in seconds (None: none)
     timeout: float | None = None
+    #: its concurrency / rate-limit key (None: none)
+    concurrency_key: str | None = None
+    #: why it is not running, when pending (filled by get, not by list or wait)
+    explanation: Explanation | None = None
 
     @property
     def finished(self) -> bool:
@@ -66,7 +70,50 @@ class Execution:
             if isinstance(value, datetime):
                 data[key] = value.isoformat()
         data["attempts"] = [a.to_dict() for a in self.attempts]
+        data["explanation"] = self.explanation.to_dict() if self.explanation else None
         return data
+
+
+#: ExplanationReason values by their short names
+EXPLANATION_REASONS = {
+    common_pb2.EXPLANATION_REASON_READY: "ready",
+    common_pb2.EXPLANATION_REASON_RUN_AT: "run_at",
+    common_pb2.EXPLANATION_REASON_WINDOW: "window",
+    common_pb2.EXPLANATION_REASON_CONCURRENCY: "concurrency",
+    common_pb2.EXPLANATION_REASON_KEY_CONCURRENCY: "key_concurrency",
+    common_pb2.EXPLANATION_REASON_RATE_LIMITED: "rate_limited",
+    common_pb2.EXPLANATION_REASON_NO_WORKER: "no_worker",
+    common_pb2.EXPLANATION_REASON_WAITING_CHILDREN: "waiting_children",
+    common_pb2.EXPLANATION_REASON_WAITING_EVENT: "waiting_event",
+    common_pb2.EXPLANATION_REASON_WAITING_SIGNAL: "waiting_signal",
+}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a pending execution is not running: `reason` is one of "ready", "run_at",
+    "window", "concurrency", "key_concurrency", "rate_limited", "no_worker",
+    "waiting_children", "waiting_event", "waiting_signal"; `message` says it in English;
+    `until` is when the obstacle goes away (if known); `execution_ids` are the executions
+    in the way (the running ones holding a cap, the unfinished children)."""
+
+    reason: str
+    message: str
+    until: datetime | None = None
+    execution_ids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "message": self.message,
+                "until": self.until.isoformat() if self.until else None,
+                "execution_ids": list(self.execution_ids)}
+
+
+def explanation_from_pb(e: common_pb2.Execution) -> Explanation | None:
+    if not e.HasField("explanation"):
+        return None
+    x = e.explanation
+    return Explanation(EXPLANATION_REASONS.get(x.reason, "unknown"), x.message,
+                       _time(x.until, x.HasField("until")), tuple(x.execution_ids))
 
 
 def _time(ts: Timestamp, present: bool) -> datetime | None:
@@ -102,6 +149,8 @@ def execution_from_pb(e: common_pb2.Execution) -> Execution:
         redacted_at=_time(e.redacted_at, e.HasField("redacted_at")),
         dead_letter_of=e.dead_letter_of or None,
         timeout=e.timeout_seconds or None,
+        concurrency_key=e.concurrency_key or None,
+        explanation=explanation_from_pb(e),
     )
 
 

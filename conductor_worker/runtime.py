@@ -31,8 +31,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
+from . import flow, preload, tracing
 from . import metrics as worker_metrics
-from . import preload, tracing
 from .client import Client
 from .connection import Connection
 from .context import RunKey, RunSpec
@@ -75,6 +75,7 @@ _RELEASE_REASONS = {
     "cancelled": worker_pb2.RELEASE_REASON_CANCELLED,
     "waiting": worker_pb2.RELEASE_REASON_WAITING,
     "process_stopped": worker_pb2.RELEASE_REASON_PROCESS_STOPPED,
+    "rate_limited": worker_pb2.RELEASE_REASON_RATE_LIMITED,
 }
 
 
@@ -133,8 +134,11 @@ class Worker:
         tls_key: str | None = None,
         metrics_port: int | None = None,
         pool_settings: PoolSettings | None = None,
+        queues: Iterable[str] | None = None,
     ) -> None:
         self.tasks = {t.name: t for t in load_tasks(tasks)}
+        #: take work only from these queues (None: from every queue)
+        self.queues = _check_queues(queues)
         self.pool_settings = pool_settings or PoolSettings.resolve()
         #: the pools' tasks by pool name (checked here, so that a bad pool fails at once)
         self.pool_groups = pool_groups(list(self.tasks.values()))
@@ -360,6 +364,7 @@ class Worker:
                     if not h.abandoned
                 ],
                 drain=self.drain_mode,
+                queues=self.queues or (),
             )
         )
 
@@ -853,6 +858,21 @@ class Worker:
 _REASON_NAMES = {v: k for k, v in _RELEASE_REASONS.items()}
 
 
+def _check_queues(queues: Iterable[str] | None) -> tuple[str, ...] | None:
+    """Worker(queues=...): None or a non-empty list of queue names."""
+    if queues is None:
+        return None
+    if isinstance(queues, str):
+        queues = [queues]
+    checked = tuple(queues)
+    if not checked:
+        raise TaskDefinitionError("queues: give at least one queue, or None for every queue")
+    for q in checked:
+        if problem := flow.name_problem(q, "queue"):
+            raise TaskDefinitionError(f"queues: {problem}")
+    return checked
+
+
 def _released(reason: str, run_at: float | None) -> worker_pb2.Released:
     released = worker_pb2.Released(
         reason=_RELEASE_REASONS.get(reason, worker_pb2.RELEASE_REASON_UNSPECIFIED)
@@ -988,9 +1008,14 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
             non_retryable_errors=[*o.non_retryable, "NonRetryableError"],
         ),
         timezone=o.timezone,
-        concurrency=o.concurrency,
         timeout_seconds=o.timeout or 0.0,
         on_failure=o.on_failure or "",
+        concurrency=0 if o.key else o.concurrency,
+        key=o.key or "",
+        key_concurrency=o.concurrency if o.key else 0,
+        rate_limit=o.rate_limit or "",
+        rate_limit_name=o.rate_limit_name or "",
+        queue=o.queue or "",
         schedules=[worker_pb2.StaticSchedule(name=n, cron=c) for n, c in o.schedules],
         subscriptions=[
             worker_pb2.EventSubscription(

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from . import durations, typed
+from . import durations, flow, typed
 from .batching import MAX_BATCH, MAX_BATCH_WAIT
 from .context import Event
 from .errors import TaskDefinitionError
@@ -72,6 +72,15 @@ class TaskOptions:
     #: the first lease of a batch waits for more
     batch: int = 0
     batch_wait: float = 0.5
+    #: the payload field (dotted path) whose value is an execution's key; with it,
+    #: `concurrency` is the limit per key and `rate_limit` applies per key
+    key: str | None = None
+    #: "N/s", "N/m", "N/h", "N/d" (or "N/10s"): leases per period, burst N
+    rate_limit: str | None = None
+    #: share the rate limit with the other tasks naming it
+    rate_limit_name: str | None = None
+    #: the queue of executions invoked without one
+    queue: str | None = None
 
     @property
     def slots(self) -> int:
@@ -162,6 +171,10 @@ def task(
     on_failure: str | Task[..., Any] | None = None,
     batch: int = 0,
     batch_wait: float | str = 0.5,
+    key: str | None = None,
+    rate_limit: str | None = None,
+    rate_limit_name: str | None = None,
+    queue: str | None = None,
 ) -> Any:
     """Declare a task. Use as `@task` or `@task(name=..., processes=..., ...)`.
 
@@ -213,6 +226,13 @@ def task(
     handler passed to `ctx.fail(i, error)`, fails alone and only it is retried; when the
     handler raises, every item fails. Batch handlers have no steps (docs/concepts.md,
     "Batch handlers").
+    Flow control (docs/flow-control.md): `concurrency=N` caps running executions across all
+    workers; with `key="customer.id"` (a payload field, dotted path) it is the cap *per key*
+    instead (an invoke's `concurrency_key=` overrides the field). `rate_limit="100/s"`
+    allows that many leases per period (burst: the count), per key with `key`;
+    `rate_limit_name="openai"` shares one limit among the tasks naming it. Raising
+    `RateLimited(retry_after=s)` in the handler pauses the limit for everyone. `queue` is
+    the queue of executions invoked without one (workers with `--queues` take only those).
     """
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
@@ -242,6 +262,10 @@ def task(
             on_failure=on_failure.name if isinstance(on_failure, Task) else on_failure,
             batch=batch,
             batch_wait=_batch_wait(task_name, batch_wait),
+            key=key,
+            rate_limit=rate_limit,
+            rate_limit_name=rate_limit_name,
+            queue=queue,
         )
         validate_options(options)
         defined = Task(f, options)
@@ -335,6 +359,22 @@ def _batch_wait(task_name: str, value: object) -> float:
 
 
 def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    if o.key is not None and (problem := flow.key_problem(o.key)):
+        fail("key", problem)
+    if o.rate_limit is not None and (problem := flow.rate_problem(o.rate_limit)):
+        fail("rate_limit", problem)
+    if o.rate_limit_name is not None:
+        if o.rate_limit is None:
+            fail("rate_limit_name", "needs rate_limit (the shared limit's rate)")
+        if problem := flow.name_problem(o.rate_limit_name, "rate limit"):
+            fail("rate_limit_name", problem)
+    if o.queue is not None and (problem := flow.name_problem(o.queue, "queue")):
+        fail("queue", problem)
+    _validate_runs(o, fail)
+
+
+def _validate_runs(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
+    """Batches, timeouts and dead letters."""
     if isinstance(o.batch, bool) or not isinstance(o.batch, int) or not (
         0 <= o.batch <= MAX_BATCH
     ):

@@ -1352,6 +1352,9 @@ class InvokeOptions(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    DEBOUNCE_SECONDS_FIELD_NUMBER: _builtins.int
+    THROTTLE_SECONDS_FIELD_NUMBER: _builtins.int
     delay_seconds: _builtins.float
     """Run no earlier than this many seconds from now (>= 0). Exclusive with run_at."""
     priority: _builtins.int
@@ -1365,6 +1368,20 @@ class InvokeOptions(_message.Message):
     timeout_seconds: _builtins.float
     """Override of the task's execution timeout for this execution, in seconds (> 0); 0 keeps
     the task's setting (TaskDefinition.timeout_seconds).
+    """
+    concurrency_key: _builtins.str
+    """The execution's concurrency and rate-limit key, overriding the task's key field; empty:
+    read from the payload if the task has a key. At most 200 characters.
+    """
+    debounce_seconds: _builtins.float
+    """With dedupe_key: run once `debounce_seconds` after the last invoke with that key, with
+    the newest payload (a pending holder of the key is updated and pushed back; created is
+    false). Not in InvokeBatch. 0: no debounce.
+    """
+    throttle_seconds: _builtins.float
+    """With dedupe_key: only the first invoke per key per this many seconds creates an
+    execution; the others are answered with that execution's id and created = false. Not in
+    InvokeBatch. 0: no throttle.
     """
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp:
@@ -1380,10 +1397,13 @@ class InvokeOptions(_message.Message):
         queue: _builtins.str = ...,
         max_attempts: _builtins.int = ...,
         timeout_seconds: _builtins.float = ...,
+        concurrency_key: _builtins.str = ...,
+        debounce_seconds: _builtins.float = ...,
+        throttle_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "delay_seconds", b"delay_seconds", "max_attempts", b"max_attempts", "priority", b"priority", "queue", b"queue", "run_at", b"run_at", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_key", b"concurrency_key", "debounce_seconds", b"debounce_seconds", "dedupe_key", b"dedupe_key", "delay_seconds", b"delay_seconds", "max_attempts", b"max_attempts", "priority", b"priority", "queue", b"queue", "run_at", b"run_at", "throttle_seconds", b"throttle_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

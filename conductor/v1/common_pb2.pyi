@@ -56,6 +56,62 @@ EXECUTION_STATE_CANCELLED: ExecutionState.ValueType  # 5
 """Finished: cancelled before it completed."""
 Global___ExecutionState: _TypeAlias = ExecutionState  # noqa: Y015
 
+class _ExplanationReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExplanationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExplanationReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPLANATION_REASON_UNSPECIFIED: _ExplanationReason.ValueType  # 0
+    """Not pending (or nothing known)."""
+    EXPLANATION_REASON_READY: _ExplanationReason.ValueType  # 1
+    """Nothing holds it back: a worker gets it as soon as one has room."""
+    EXPLANATION_REASON_RUN_AT: _ExplanationReason.ValueType  # 2
+    """Its run_at (a delay, a retry's backoff, a sleep, a debounce) is in the future."""
+    EXPLANATION_REASON_WINDOW: _ExplanationReason.ValueType  # 3
+    """Its task's time window is closed; until = when it opens."""
+    EXPLANATION_REASON_CONCURRENCY: _ExplanationReason.ValueType  # 4
+    """Its task's global concurrency cap is full (execution_ids: the running ones)."""
+    EXPLANATION_REASON_KEY_CONCURRENCY: _ExplanationReason.ValueType  # 5
+    """Its key's concurrency limit is full (execution_ids: the running ones with that key)."""
+    EXPLANATION_REASON_RATE_LIMITED: _ExplanationReason.ValueType  # 6
+    """Its rate limit has no room, or a handler's RateLimited paused it; until = when."""
+    EXPLANATION_REASON_NO_WORKER: _ExplanationReason.ValueType  # 7
+    """No connected worker runs its task (or takes work from its queue)."""
+    EXPLANATION_REASON_WAITING_CHILDREN: _ExplanationReason.ValueType  # 8
+    """It waits for child executions (execution_ids: the unfinished children)."""
+    EXPLANATION_REASON_WAITING_EVENT: _ExplanationReason.ValueType  # 9
+    """It waits for an event (ctx.wait_for_event)."""
+    EXPLANATION_REASON_WAITING_SIGNAL: _ExplanationReason.ValueType  # 10
+    """It waits for a signal (ctx.wait_for_signal)."""
+
+class ExplanationReason(_ExplanationReason, metaclass=_ExplanationReasonEnumTypeWrapper):
+    """Why a pending execution is not running."""
+
+EXPLANATION_REASON_UNSPECIFIED: ExplanationReason.ValueType  # 0
+"""Not pending (or nothing known)."""
+EXPLANATION_REASON_READY: ExplanationReason.ValueType  # 1
+"""Nothing holds it back: a worker gets it as soon as one has room."""
+EXPLANATION_REASON_RUN_AT: ExplanationReason.ValueType  # 2
+"""Its run_at (a delay, a retry's backoff, a sleep, a debounce) is in the future."""
+EXPLANATION_REASON_WINDOW: ExplanationReason.ValueType  # 3
+"""Its task's time window is closed; until = when it opens."""
+EXPLANATION_REASON_CONCURRENCY: ExplanationReason.ValueType  # 4
+"""Its task's global concurrency cap is full (execution_ids: the running ones)."""
+EXPLANATION_REASON_KEY_CONCURRENCY: ExplanationReason.ValueType  # 5
+"""Its key's concurrency limit is full (execution_ids: the running ones with that key)."""
+EXPLANATION_REASON_RATE_LIMITED: ExplanationReason.ValueType  # 6
+"""Its rate limit has no room, or a handler's RateLimited paused it; until = when."""
+EXPLANATION_REASON_NO_WORKER: ExplanationReason.ValueType  # 7
+"""No connected worker runs its task (or takes work from its queue)."""
+EXPLANATION_REASON_WAITING_CHILDREN: ExplanationReason.ValueType  # 8
+"""It waits for child executions (execution_ids: the unfinished children)."""
+EXPLANATION_REASON_WAITING_EVENT: ExplanationReason.ValueType  # 9
+"""It waits for an event (ctx.wait_for_event)."""
+EXPLANATION_REASON_WAITING_SIGNAL: ExplanationReason.ValueType  # 10
+"""It waits for a signal (ctx.wait_for_signal)."""
+Global___ExplanationReason: _TypeAlias = ExplanationReason  # noqa: Y015
+
 class _AttemptOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -157,6 +213,8 @@ class Execution(_message.Message):
     REDACTED_AT_FIELD_NUMBER: _builtins.int
     DEAD_LETTER_OF_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier, unique in the database."""
     task: _builtins.str
@@ -197,6 +255,10 @@ class Execution(_message.Message):
     """The execution timeout its attempts run under, in seconds (the invoke's override, else
     the task's); 0: none.
     """
+    concurrency_key: _builtins.str
+    """The execution's concurrency and rate-limit key (InvokeOptions.concurrency_key, or the
+    task's key field read from the payload); empty: none.
+    """
     @_builtins.property
     def error(self) -> Global___ErrorInfo:
         """The last error; set when the last attempt failed (and so when state is FAILED)."""
@@ -233,6 +295,12 @@ class Execution(_message.Message):
         redact_after); unset while they are kept.
         """
 
+    @_builtins.property
+    def explanation(self) -> Global___Explanation:
+        """Why a pending execution is not running now (unset for other states); GetExecution
+        fills it in, lists leave it unset (docs/flow-control.md#explain).
+        """
+
     def __init__(
         self,
         *,
@@ -261,14 +329,58 @@ class Execution(_message.Message):
         redacted_at: _timestamp_pb2.Timestamp | None = ...,
         dead_letter_of: _builtins.str = ...,
         timeout_seconds: _builtins.float = ...,
+        explanation: Global___Explanation | None = ...,
+        concurrency_key: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "redacted_at", b"redacted_at", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "explanation", b"explanation", "finished_at", b"finished_at", "fire_time", b"fire_time", "redacted_at", b"redacted_at", "run_at", b"run_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "dead_letter_of", b"dead_letter_of", "dedupe_key", b"dedupe_key", "error", b"error", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "parent_id", b"parent_id", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "redacted_at", b"redacted_at", "rerun_of", b"rerun_of", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task", "timeout_seconds", b"timeout_seconds", "waiting_for", b"waiting_for"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "concurrency_key", b"concurrency_key", "created_at", b"created_at", "dead_letter_of", b"dead_letter_of", "dedupe_key", b"dedupe_key", "error", b"error", "explanation", b"explanation", "finished_at", b"finished_at", "fire_time", b"fire_time", "id", b"id", "max_attempts", b"max_attempts", "parent_id", b"parent_id", "payload_json", b"payload_json", "priority", b"priority", "queue", b"queue", "redacted_at", b"redacted_at", "rerun_of", b"rerun_of", "result_json", b"result_json", "run_at", b"run_at", "schedule", b"schedule", "started_at", b"started_at", "state", b"state", "task", b"task", "timeout_seconds", b"timeout_seconds", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Execution: _TypeAlias = Execution  # noqa: Y015
+
+@_typing.final
+class Explanation(_message.Message):
+    """Why a pending execution is not running, in a form programs can act on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    reason: Global___ExplanationReason.ValueType
+    """The reason, machine-readable."""
+    message: _builtins.str
+    """The same as one English sentence, for people."""
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """When the obstacle goes away, if known: run_at, the window's opening, the end of a rate
+        limit or pause.
+        """
+
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The executions in the way (running ones holding the task's cap or the key), if any; at
+        most 20.
+        """
+
+    def __init__(
+        self,
+        *,
+        reason: Global___ExplanationReason.ValueType = ...,
+        message: _builtins.str = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids", "message", b"message", "reason", b"reason", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Explanation: _TypeAlias = Explanation  # noqa: Y015
 
 @_typing.final
 class Attempt(_message.Message):

@@ -52,6 +52,10 @@ class _ReleaseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Release
     """Another run in the same pool process exceeded its timeout and the process was stopped;
     this run did not fail, so no attempt is counted (its recorded steps are kept).
     """
+    RELEASE_REASON_RATE_LIMITED: _ReleaseReason.ValueType  # 30
+    """The handler raised RateLimited(retry_after): the task's (or the key's) rate limit is
+    paused for everyone until run_at, and the execution runs again then.
+    """
 
 class ReleaseReason(_ReleaseReason, metaclass=_ReleaseReasonEnumTypeWrapper):
     """Why an execution was released."""
@@ -73,6 +77,10 @@ RELEASE_REASON_WAITING: ReleaseReason.ValueType  # 6
 RELEASE_REASON_PROCESS_STOPPED: ReleaseReason.ValueType  # 20
 """Another run in the same pool process exceeded its timeout and the process was stopped;
 this run did not fail, so no attempt is counted (its recorded steps are kept).
+"""
+RELEASE_REASON_RATE_LIMITED: ReleaseReason.ValueType  # 30
+"""The handler raised RateLimited(retry_after): the task's (or the key's) rate limit is
+paused for everyone until run_at, and the execution runs again then.
 """
 Global___ReleaseReason: _TypeAlias = ReleaseReason  # noqa: Y015
 
@@ -197,6 +205,11 @@ class TaskDefinition(_message.Message):
     RETENTION_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     ON_FAILURE_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    KEY_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_NAME_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique task name; what clients invoke."""
     processes: _builtins.int
@@ -221,6 +234,25 @@ class TaskDefinition(_message.Message):
     """A task to invoke once, with the failed execution's id, task, payload and error, when an
     execution of this task fails for good (a dead letter); empty: none.
     """
+    key: _builtins.str
+    """Dotted path of the payload field whose value is the execution's key (for
+    key_concurrency and a per-key rate limit), e.g. "customer.id"; empty: keys come only
+    from InvokeOptions.concurrency_key.
+    """
+    key_concurrency: _builtins.int
+    """At most this many running executions per key, across all workers; 0: no per-key limit.
+    Executions without a key are limited only by `concurrency`.
+    """
+    rate_limit: _builtins.str
+    """Rate limit "N/s", "N/m", "N/h" or "N/d" (N >= 1): at most N leases per period, with a
+    burst of N; per key when the task has a key. Empty: none.
+    """
+    rate_limit_name: _builtins.str
+    """Share the rate limit with every task naming the same limit (its rate is the one the
+    newest registration gives); empty: the task's own.
+    """
+    queue: _builtins.str
+    """Queue of the executions invoked without InvokeOptions.queue; empty: "default"."""
     @_builtins.property
     def retry(self) -> Global___RetryPolicy:
         """How failed attempts are retried."""
@@ -257,10 +289,15 @@ class TaskDefinition(_message.Message):
         retention: Global___Retention | None = ...,
         timeout_seconds: _builtins.float = ...,
         on_failure: _builtins.str = ...,
+        key: _builtins.str = ...,
+        key_concurrency: _builtins.int = ...,
+        rate_limit: _builtins.str = ...,
+        rate_limit_name: _builtins.str = ...,
+        queue: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention", "retry", b"retry", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "max_attempts", b"max_attempts", "name", b"name", "on_failure", b"on_failure", "processes", b"processes", "retention", b"retention", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timeout_seconds", b"timeout_seconds", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "concurrency", b"concurrency", "key", b"key", "key_concurrency", b"key_concurrency", "max_attempts", b"max_attempts", "name", b"name", "on_failure", b"on_failure", "processes", b"processes", "queue", b"queue", "rate_limit", b"rate_limit", "rate_limit_name", b"rate_limit_name", "retention", b"retention", "retry", b"retry", "schedules", b"schedules", "subscriptions", b"subscriptions", "timeout_seconds", b"timeout_seconds", "timezone", b"timezone", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,6 +448,7 @@ class Register(_message.Message):
     TASKS_FIELD_NUMBER: _builtins.int
     HELD_LEASES_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    QUEUES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable identity of the worker process, the same across reconnects."""
     hostname: _builtins.str
@@ -427,6 +465,10 @@ class Register(_message.Message):
     def held_leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
         """Leases the worker still holds from an earlier connection; they count against capacity."""
 
+    @_builtins.property
+    def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Take work only from these queues; empty: from every queue of its tasks."""
+
     def __init__(
         self,
         *,
@@ -436,10 +478,11 @@ class Register(_message.Message):
         tasks: _abc.Iterable[Global___TaskDefinition] | None = ...,
         held_leases: _abc.Iterable[Global___LeaseRef] | None = ...,
         drain: _builtins.bool = ...,
+        queues: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "held_leases", b"held_leases", "hostname", b"hostname", "pid", b"pid", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "held_leases", b"held_leases", "hostname", b"hostname", "pid", b"pid", "queues", b"queues", "tasks", b"tasks", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,12 +28,14 @@ INSERT INTO conductor_migrations (version, name) VALUES (%(version)s, %(name)s);
 INSERT INTO conductor_tasks (name, max_attempts, initial_backoff, max_backoff,
     backoff_multiplier, backoff_jitter, non_retryable_errors, window_start, window_end,
     timezone, concurrency, registered_at, retention_succeeded, retention_failed,
-    retention_cancelled, redact_after, timeout, on_failure)
+    retention_cancelled, redact_after, timeout, on_failure, key_path, key_concurrency,
+    rate_limit_name, rate_limit_count, rate_limit_period, queue)
 VALUES (%(name)s, %(max_attempts)s, %(initial_backoff)s, %(max_backoff)s,
     %(backoff_multiplier)s, %(backoff_jitter)s, %(non_retryable_errors)s, %(window_start)s,
     %(window_end)s, %(timezone)s, %(concurrency)s, %(now)s, %(retention_succeeded)s,
     %(retention_failed)s, %(retention_cancelled)s, %(redact_after)s, %(timeout)s,
-    %(on_failure)s)
+    %(on_failure)s, %(key_path)s, %(key_concurrency)s, %(rate_limit_name)s,
+    %(rate_limit_count)s, %(rate_limit_period)s, %(queue)s)
 ON CONFLICT (name) DO UPDATE SET
     max_attempts = EXCLUDED.max_attempts, initial_backoff = EXCLUDED.initial_backoff,
     max_backoff = EXCLUDED.max_backoff, backoff_multiplier = EXCLUDED.backoff_multiplier,
@@ -45,12 +47,16 @@ ON CONFLICT (name) DO UPDATE SET
     retention_succeeded = EXCLUDED.retention_succeeded,
     retention_failed = EXCLUDED.retention_failed,
     retention_cancelled = EXCLUDED.retention_cancelled, redact_after = EXCLUDED.redact_after,
-    timeout = EXCLUDED.timeout, on_failure = EXCLUDED.on_failure;
+    timeout = EXCLUDED.timeout, on_failure = EXCLUDED.on_failure,
+    key_path = EXCLUDED.key_path, key_concurrency = EXCLUDED.key_concurrency,
+    rate_limit_name = EXCLUDED.rate_limit_name, rate_limit_count = EXCLUDED.rate_limit_count,
+    rate_limit_period = EXCLUDED.rate_limit_period, queue = EXCLUDED.queue;
 
 -- name: get_task
 -- One task definition.
 SELECT name, max_attempts, initial_backoff, max_backoff, backoff_multiplier, backoff_jitter,
-    non_retryable_errors, window_start, window_end, timezone, concurrency, timeout, on_failure
+    non_retryable_errors, window_start, window_end, timezone, concurrency, timeout, on_failure,
+    key_path, key_concurrency, rate_limit_name, rate_limit_count, rate_limit_period, queue
 FROM conductor_tasks WHERE name = %(name)s;
 
 -- name: insert_executions
@@ -59,9 +65,11 @@ FROM conductor_tasks WHERE name = %(name)s;
 -- and forth; without one (null) the update matches nothing.
 WITH created AS (
     INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-        max_attempts, trace_context, timeout)
+        max_attempts, trace_context, timeout, concurrency_key)
     SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
-        %(max_attempts)s, %(trace_context)s, %(timeout)s
+        %(max_attempts)s, %(trace_context)s, %(timeout)s,
+        coalesce(%(concurrency_key)s::text,
+        conductor_key(%(keyed)s, %(key_path)s::text[], u.payload::jsonb))
     FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
     ORDER BY u.n
     RETURNING id
@@ -75,12 +83,50 @@ SELECT id FROM created;
 -- name: insert_deduped_execution
 -- One execution with a dedupe key; no row when an unfinished one holds the key.
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, dedupe_key, trace_context, timeout)
+    max_attempts, dedupe_key, trace_context, timeout, concurrency_key)
 VALUES (%(task)s, %(queue)s, %(payload)s::jsonb, %(priority)s, %(run_at)s, %(now)s,
-    %(max_attempts)s, %(dedupe_key)s, %(trace_context)s, %(timeout)s)
+    %(max_attempts)s, %(dedupe_key)s, %(trace_context)s, %(timeout)s,
+    coalesce(%(concurrency_key)s::text,
+        conductor_key(%(keyed)s, %(key_path)s::text[], %(payload)s::jsonb)))
 ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;
+
+-- name: debounce_execution
+-- Debounce: the pending holder of a dedupe key takes the newest invoke's payload (and key)
+-- and waits again from now; no row when no pending execution holds the key.
+UPDATE conductor_executions SET payload = %(payload)s::jsonb, run_at = %(run_at)s,
+    priority = %(priority)s, queue = %(queue)s,
+    concurrency_key = coalesce(%(concurrency_key)s::text,
+        conductor_key(%(keyed)s, %(key_path)s::text[], %(payload)s::jsonb))
+WHERE task = %(task)s AND dedupe_key = %(dedupe_key)s AND state = 'pending'
+    AND waiting_for IS NULL AND runs = 0
+RETURNING id;
+
+-- name: claim_throttle
+-- Throttle: claim the window of (task, key) unless an earlier invoke holds it; no row: it
+-- does (read its execution with throttled_execution). A concurrent claim waits for this
+-- transaction. Deletes up to two expired windows of other keys on the way (bounded table).
+WITH expired AS (
+    DELETE FROM conductor_throttles WHERE (task, key) IN (
+        SELECT task, key FROM conductor_throttles
+        WHERE until <= %(now)s AND NOT (task = %(task)s AND key = %(dedupe_key)s)
+        ORDER BY until LIMIT 2 FOR UPDATE SKIP LOCKED)
+)
+INSERT INTO conductor_throttles (task, key, execution_id, until)
+VALUES (%(task)s, %(dedupe_key)s, 0, %(until)s)
+ON CONFLICT (task, key) DO UPDATE SET until = EXCLUDED.until, execution_id = 0
+    WHERE conductor_throttles.until <= %(now)s
+RETURNING task;
+
+-- name: record_throttle
+-- The execution of a claimed throttle window.
+UPDATE conductor_throttles SET execution_id = %(execution_id)s
+WHERE task = %(task)s AND key = %(dedupe_key)s;
+
+-- name: throttled_execution
+-- The execution the window's first invoke created (or found).
+SELECT execution_id FROM conductor_throttles WHERE task = %(task)s AND key = %(dedupe_key)s;
 
 -- name: find_deduped_execution
 -- The unfinished execution holding a dedupe key.
@@ -132,6 +178,7 @@ SELECT pg_notify(%(channel)s, %(payload)s);
 WITH picked AS (
     SELECT id FROM conductor_executions
     WHERE state = 'pending' AND task = %(task)s AND run_at <= %(now)s
+        AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
     ORDER BY priority DESC, run_at, id
     LIMIT CASE WHEN %(cap)s > 0 THEN least(%(limit)s, greatest(0, %(cap)s - (
         SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s)))
@@ -150,6 +197,128 @@ RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
      WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,
     e.trace_context, coalesce(e.timeout, %(task_timeout)s::double precision);
+
+-- name: lease_keyed
+-- Lease up to %(limit)s ready executions of a keyed task (per-key cap %(key_cap)s > 0, or a
+-- rate limit per key): at most %(key_cap)s running per key (the key '' is no key: only the
+-- global %(cap)s applies to it), and per key no more than its rate bucket holds tokens
+-- (%(rated)s; a paused bucket holds none). The keys come from a skip scan of the keyed
+-- index, one probe per distinct pending key, so a hot key does not hide the others behind it.
+-- Run after lock_capped_task (and lock_rate_bucket) in one transaction: those serialise the
+-- leases of the task (and of the bucket) across coordinators, so the counts and tokens read
+-- here see every lease committed before, and no overshoot is possible. Returns each lease's
+-- key, to spend its tokens (spend_tokens). "state < 'running'" means pending: see the index
+-- conductor_executions_keyed_ready (migration 0013).
+WITH RECURSIVE keys(k) AS (
+    (SELECT concurrency_key FROM conductor_executions
+     WHERE state < 'running' AND task = %(task)s AND concurrency_key IS NOT NULL
+     ORDER BY concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.concurrency_key FROM conductor_executions e
+            WHERE e.state < 'running' AND e.task = %(task)s AND e.concurrency_key > keys.k
+            ORDER BY e.concurrency_key LIMIT 1)
+    FROM keys WHERE keys.k IS NOT NULL
+), room AS (
+    SELECT keys.k,
+        CASE WHEN keys.k = '' OR %(key_cap)s = 0 THEN %(limit)s
+            ELSE greatest(0, %(key_cap)s - (SELECT count(*) FROM conductor_executions r
+                WHERE r.state = 'running' AND r.task = %(task)s AND r.concurrency_key = keys.k))
+        END AS by_key,
+        CASE WHEN NOT %(rated)s THEN %(limit)s
+            WHEN b.paused_until > %(now)s THEN 0
+            WHEN %(rate_count)s = 0 THEN %(limit)s
+            ELSE floor(least(%(rate_count)s::float8, coalesce(b.tokens + %(rate_count)s
+                / %(rate_period)s * extract(epoch FROM %(now)s - b.updated_at),
+                %(rate_count)s::float8)))
+        END AS by_rate
+    FROM keys LEFT JOIN conductor_rate_buckets b ON b.name = %(bucket)s AND b.key = keys.k
+    WHERE keys.k IS NOT NULL
+), picked AS (
+    SELECT c.id FROM (
+        SELECT p.id, p.priority, p.run_at FROM room CROSS JOIN LATERAL (
+            SELECT e.id, e.priority, e.run_at FROM conductor_executions e
+            WHERE e.state < 'running' AND e.task = %(task)s AND e.concurrency_key = room.k
+                AND e.run_at <= %(now)s
+                AND (%(queues)s::text[] IS NULL OR e.queue = ANY(%(queues)s::text[]))
+            ORDER BY e.priority DESC, e.run_at, e.id
+            LIMIT least(room.by_key, room.by_rate)::bigint
+        ) p
+    ) c
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT CASE WHEN %(cap)s > 0 THEN least(%(limit)s, greatest(0, %(cap)s - (
+        SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s)))
+        ELSE %(limit)s END
+)
+UPDATE conductor_executions e
+SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
+    lease_expires_at = %(expires_at)s, worker_id = %(worker_id)s, lease_unstarted = false,
+    started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s,
+    deadline = %(lease_now)s::timestamptz + make_interval(secs =>
+        coalesce(e.timeout, %(task_timeout)s::double precision) + %(grace)s)
+-- By primary key, and only if still pending (these rows are not locked: a cancel may have
+-- ended one meanwhile; the update re-checks a row changed under it). The state is compared as
+-- text so that the planner cannot drive this from the pending-rows index instead (with stale
+-- statistics it did, visiting every pending row of the table).
+WHERE e.id = ANY(ARRAY(SELECT id FROM picked)) AND e.state::text = 'pending'
+RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
+    (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
+     WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,
+    e.trace_context, coalesce(e.timeout, %(task_timeout)s::double precision), e.concurrency_key;
+
+-- name: lock_rate_bucket
+-- Serialise leases under one rate limit (shared by several tasks, maybe) across
+-- coordinators until the end of the transaction.
+SELECT pg_advisory_xact_lock(hashtext('conductor_rate'), hashtext(%(bucket)s));
+
+-- name: bucket_tokens
+-- Whole tokens a bucket holds now (the limit's count when it was never used; 0 while
+-- paused; %(limit)s without a rate, for a pause only), and when its next token comes.
+SELECT CASE WHEN b.paused_until > %(now)s THEN 0
+        WHEN %(rate_count)s = 0 THEN %(limit)s
+        ELSE floor(least(%(rate_count)s::float8, b.tokens + %(rate_count)s / %(rate_period)s
+            * extract(epoch FROM %(now)s - b.updated_at))) END,
+    b.paused_until
+FROM conductor_rate_buckets b WHERE b.name = %(bucket)s AND b.key = %(key)s;
+
+-- name: spend_tokens
+-- Take tokens for the leases just granted, per key (refilled to now first).
+INSERT INTO conductor_rate_buckets AS b (name, key, tokens, updated_at)
+SELECT %(bucket)s, u.key, %(rate_count)s::float8 - u.n, %(now)s
+FROM unnest(%(keys)s::text[], %(counts)s::int[]) AS u(key, n)
+ON CONFLICT (name, key) DO UPDATE SET
+    tokens = least(%(rate_count)s::float8, b.tokens + %(rate_count)s / %(rate_period)s
+        * greatest(0, extract(epoch FROM %(now)s - b.updated_at))) - (%(rate_count)s::float8
+        - EXCLUDED.tokens),
+    updated_at = greatest(b.updated_at, %(now)s);
+
+-- name: pause_buckets
+-- Handlers raised RateLimited(retry_after): nothing is leased under the rate bucket of each
+-- execution's task (of its key, for a keyed task) until then. Returns the bucket names.
+INSERT INTO conductor_rate_buckets AS b (name, key, tokens, updated_at, paused_until)
+SELECT DISTINCT ON (1, 2) coalesce(t.rate_limit_name, t.name),
+    CASE WHEN t.key_path IS NOT NULL OR t.key_concurrency > 0
+        THEN coalesce(e.concurrency_key, '') ELSE '' END,
+    0, %(now)s, u.until
+FROM unnest(%(ids)s::bigint[], %(untils)s::timestamptz[]) AS u(id, until)
+JOIN conductor_executions e ON e.id = u.id
+JOIN conductor_tasks t ON t.name = e.task
+ORDER BY 1, 2, u.until DESC
+ON CONFLICT (name, key) DO UPDATE SET
+    paused_until = greatest(b.paused_until, EXCLUDED.paused_until)
+RETURNING b.name;
+
+-- name: active_pauses
+-- Buckets paused now (a coordinator that starts, or hears of a pause, reads them).
+SELECT name, key, paused_until FROM conductor_rate_buckets WHERE paused_until > %(now)s;
+
+-- name: backfill_keys
+-- Pending executions of tasks registered as keyed that have no key yet (created before the
+-- task had one) get it from their payload.
+UPDATE conductor_executions e
+SET concurrency_key = conductor_key(true, t.key_path, e.payload)
+FROM conductor_tasks t
+WHERE t.name = e.task AND e.task = ANY(%(tasks)s::text[]) AND e.state = 'pending'
+    AND e.concurrency_key IS NULL;
 
 -- name: lock_capped_task
 -- Serialise leasing of a task with a concurrency cap across coordinators until the end of the
@@ -411,7 +580,8 @@ SELECT id, task, queue, state::text, payload::text, result::text, error::text, p
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
     cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
     rerun_of, redacted_at, dead_letter_of,
-    coalesce(timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = task))
+    coalesce(timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = task)),
+    concurrency_key
 FROM conductor_executions WHERE id = %(id)s;
 
 -- name: list_executions
@@ -421,7 +591,8 @@ SELECT id, task, queue, state::text, payload::text, result::text, error::text, p
     run_at, created_at, started_at, finished_at, attempt, max_attempts, dedupe_key,
     cancel_requested, schedule, fire_time, parent_id, waiting_for, runs, leased_at, worker_id,
     rerun_of, redacted_at, dead_letter_of,
-    coalesce(timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = task))
+    coalesce(timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = task)),
+    concurrency_key
 FROM conductor_executions
 WHERE (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(parent_id)s::bigint IS NULL OR parent_id = %(parent_id)s)
@@ -498,9 +669,10 @@ FOR UPDATE SKIP LOCKED;
 -- name: insert_fires
 -- One execution per (schedule, fire time); a fire that exists already is skipped.
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, schedule, fire_time)
-SELECT u.task, 'default', u.payload::jsonb, 0, u.fire_time, %(now)s, t.max_attempts, u.name,
-    u.fire_time
+    max_attempts, schedule, fire_time, concurrency_key)
+SELECT u.task, t.queue, u.payload::jsonb, 0, u.fire_time, %(now)s, t.max_attempts, u.name,
+    u.fire_time,
+    conductor_key(t.key_path IS NOT NULL OR t.key_concurrency > 0, t.key_path, u.payload::jsonb)
 FROM unnest(%(tasks)s::text[], %(names)s::text[], %(payloads)s::text[],
     %(fire_times)s::timestamptz[]) AS u(task, name, payload, fire_time)
 JOIN conductor_tasks t ON t.name = u.task
@@ -521,12 +693,12 @@ SELECT min(next_fire_at) FROM conductor_schedules;
 -- name: upsert_worker
 -- A worker connected (or reconnected).
 INSERT INTO conductor_workers (worker_id, hostname, pid, tasks, coordinator, leases,
-    capacity, connected_at, last_seen)
+    capacity, connected_at, last_seen, queues)
 VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(tasks)s, %(coordinator)s, %(leases)s,
-    %(capacity)s, %(now)s, %(now)s)
+    %(capacity)s, %(now)s, %(now)s, %(queues)s)
 ON CONFLICT (worker_id) DO UPDATE SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
     tasks = EXCLUDED.tasks, coordinator = EXCLUDED.coordinator, leases = EXCLUDED.leases,
-    capacity = EXCLUDED.capacity,
+    capacity = EXCLUDED.capacity, queues = EXCLUDED.queues,
     connected_at = EXCLUDED.connected_at, last_seen = EXCLUDED.last_seen,
     disconnected_at = NULL;
 
@@ -545,7 +717,7 @@ WHERE worker_id = %(worker_id)s AND coordinator = %(coordinator)s;
 SELECT w.worker_id, w.hostname, w.pid, w.tasks,
     (SELECT count(*) FROM conductor_executions e
      WHERE e.state = 'running' AND e.worker_id = w.worker_id)::int AS leases,
-    w.connected_at, w.last_seen, w.coordinator, w.capacity
+    w.connected_at, w.last_seen, w.coordinator, w.capacity, w.queues
 FROM conductor_workers w
 WHERE w.disconnected_at IS NULL AND w.last_seen > %(seen_after)s
 ORDER BY w.worker_id;
@@ -607,10 +779,12 @@ SELECT result::text FROM conductor_steps WHERE execution_id = %(id)s AND name = 
 -- name: insert_children
 -- The children of one step of a parent, ids ascending in payload order.
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, parent_id, parent_step)
+    max_attempts, parent_id, parent_step, concurrency_key)
 SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(now)s, %(now)s,
-    %(max_attempts)s, %(parent_id)s, %(step)s
+    %(max_attempts)s, %(parent_id)s, %(step)s,
+    conductor_key(t.key_path IS NOT NULL OR t.key_concurrency > 0, t.key_path, u.payload::jsonb)
 FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(payload, n)
+LEFT JOIN conductor_tasks t ON t.name = %(task)s
 ORDER BY u.n
 RETURNING id;
 
@@ -652,9 +826,9 @@ ON CONFLICT (task, event) DO UPDATE SET filter = EXCLUDED.filter;
 -- name: insert_rerun
 -- A new execution of a finished one's task, linked to it (payload: the original's when null).
 INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-    max_attempts, rerun_of, timeout)
+    max_attempts, rerun_of, timeout, concurrency_key)
 SELECT task, queue, coalesce(%(payload)s::jsonb, payload), priority, %(now)s, %(now)s,
-    max_attempts, id, timeout
+    max_attempts, id, timeout, concurrency_key
 FROM conductor_executions
 WHERE id = %(id)s AND state IN ('succeeded', 'failed', 'cancelled')
 RETURNING id, task;
@@ -886,3 +1060,39 @@ JOIN LATERAL (
       AND x.finished_at >= %(since)s AND x.finished_at < %(until)s
 ) e ON true
 GROUP BY t.name, s.state, bucket;
+
+-- name: explain_running
+-- Up to 20 running executions of a task (with one key, unless %(key)s is null), oldest lease
+-- first, and how many run in all: what holds a concurrency cap (explain).
+SELECT coalesce(array_agg(id ORDER BY leased_at, id) FILTER (WHERE n <= 20), '{}'),
+    count(*)
+FROM (
+    SELECT id, leased_at, row_number() OVER (ORDER BY leased_at, id) AS n
+    FROM conductor_executions
+    WHERE state = 'running' AND task = %(task)s
+        AND (%(key)s::text IS NULL OR concurrency_key = %(key)s::text)
+) r;
+
+-- name: explain_bucket
+-- A rate bucket as of now: whole tokens (null: never used, so full) and its pause (explain).
+SELECT least(%(rate_count)s::float8, tokens + %(rate_count)s / %(rate_period)s
+        * greatest(0, extract(epoch FROM %(now)s - updated_at))),
+    paused_until
+FROM conductor_rate_buckets WHERE name = %(bucket)s AND key = %(key)s;
+
+-- name: explain_children
+-- Up to 20 unfinished children of an execution's step (explain).
+SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM (
+    SELECT id FROM conductor_executions
+    WHERE parent_id = %(id)s AND parent_step = %(step)s
+        AND state IN ('pending', 'running')
+    ORDER BY id LIMIT 20
+) c;
+
+-- name: explain_workers
+-- Whether a connected worker runs the task and takes work from the queue (explain).
+SELECT EXISTS (
+    SELECT 1 FROM conductor_workers
+    WHERE disconnected_at IS NULL AND last_seen > %(seen_after)s
+        AND %(task)s = ANY(tasks) AND (queues IS NULL OR %(queue)s = ANY(queues))
+);

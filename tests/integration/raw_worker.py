@@ -61,6 +61,9 @@ class RawWorker:
     def _read(self) -> None:
         try:
             for message in self._responses:
+                if message.WhichOneof("kind") == "clock_sync":  # confirmed, as workers do
+                    self.send(worker_pb2.WorkerMessage(clock_synced=worker_pb2.ClockSynced(
+                        sequence=message.clock_sync.sequence)))
                 self.received.put(message)
             self.received.put(EOFError("the coordinator ended the stream"))
         except grpc.RpcError as exc:

@@ -29,6 +29,7 @@ PUBLIC = [
     "InvalidArgument",
     "InvalidPayload",
     "NonRetryableError",
+    "RateLimited",
     "Schedule",
     "ScheduleNotFound",
     "SignalTimeout",

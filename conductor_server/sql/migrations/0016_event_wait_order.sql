@@ -31,8 +31,9 @@ BEGIN
     END IF;
     WITH created AS (
         INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
-            max_attempts)
-        SELECT s.task, 'default', body, 0, at, at, t.max_attempts
+            max_attempts, concurrency_key)
+        SELECT s.task, t.queue, body, 0, at, at, t.max_attempts,
+            conductor_key(t.key_path IS NOT NULL OR t.key_concurrency > 0, t.key_path, body)
         FROM conductor_subscriptions s JOIN conductor_tasks t ON t.name = s.task
         WHERE s.event = p_event AND conductor_matches(body, s.filter)
         ORDER BY s.task
