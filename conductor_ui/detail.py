@@ -20,7 +20,8 @@ from conductor_worker import AsyncClient, Execution
 from .timeline import timeline
 
 #: sections of the execution page, top to bottom
-SECTIONS = ("summary", "payload", "outcome", "steps", "attempts", "children", "logs")
+SECTIONS = ("summary", "explanation", "payload", "outcome", "steps", "attempts", "children",
+            "logs")
 #: children and log lines shown on the page (the rest are a link / the CLI away)
 CHILDREN_SHOWN = 50
 LOGS_SHOWN = 200

@@ -219,3 +219,20 @@ def test_a_task_no_worker_serves_is_warned_about(address, spawn_worker, dashboar
         client.invoke("dash-steps", {"delay": 0})
         page.goto(f"{dashboard}/")
         assert page.locator('[data-unserved="dash-steps"]').count() == 1
+
+
+def test_the_detail_says_why_a_pending_execution_is_not_running(
+    address, spawn_worker, dashboard, page, artifacts
+):
+    spawn_worker(address, TASKS).stop()  # registers the tasks, then nobody serves them
+    with Client(address) as client:
+        waiting = client.invoke("dash-steps", {"delay": 0})
+        later = client.invoke("dash-steps", {"delay": 0}, delay=3600)
+    page.goto(f"{dashboard}/executions/{waiting}")
+    why = page.locator("#why")
+    assert why.get_attribute("data-reason") == "no_worker"
+    assert "dash-steps" in why.inner_text()
+    page.screenshot(path=str(artifacts / "dashboard-why-not-running.png"), full_page=True)
+    page.goto(f"{dashboard}/executions/{later}")
+    assert page.locator("#why").get_attribute("data-reason") == "run_at"
+    assert "until" in page.locator("#why").inner_text()
