@@ -132,6 +132,9 @@ class Session:
     renewed_until: datetime | None = None
     #: held leases whose attempt has an execution timeout (see deadlines.py)
     timed: set[int] = field(default_factory=set)
+    #: log-line messages are stored one after another, in the order they came (each is
+    #: handled in a task of its own; two at once could be stored out of order)
+    log_lines: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: the queues it takes work from (None: every queue)
     queues: tuple[str, ...] | None = None
 

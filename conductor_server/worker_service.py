@@ -612,7 +612,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         lines = [line for item in message.items
                  if (line := log_line_from_pb(item, session, self.settings, now)) is not None]
         try:
-            await self.dispatcher.store.insert_log_lines(lines, self.settings.max_log_lines)
+            async with session.log_lines:  # taken at once, in message order (no await before)
+                await self.dispatcher.store.insert_log_lines(lines, self.settings.max_log_lines)
         except Exception:  # nothing to resend: the stream stays open, the lines are dropped
             log.warning("worker %s: %d log lines dropped (database error)", session.worker_id,
                         len(lines), exc_info=log.isEnabledFor(logging.DEBUG))
