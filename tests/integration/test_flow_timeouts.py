@@ -81,7 +81,10 @@ def test_a_stalled_worker_cannot_outlive_the_timeout(start_coordinator, db):
 def test_writes_after_the_deadline_are_refused_before_the_reaper_runs(start_coordinator, db):
     coordinator = start_coordinator(timeout_grace=0.2, reaper_interval=3600)
     address = coordinator.coordinator.address
-    worker = RawWorker(address, definition("late-writer", timeout_seconds=0.5))
+    late_writer = definition("late-writer", timeout_seconds=0.5)
+    # its retry waits (so it is still pending when looked at, not leased to this worker again)
+    late_writer.retry.initial_backoff_seconds = late_writer.retry.max_backoff_seconds = 3600
+    worker = RawWorker(address, late_writer)
     with Client(address) as client:
         execution_id = client.invoke("late-writer")
         lease = worker.next("leases").leases.items[0]
