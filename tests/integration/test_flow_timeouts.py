@@ -218,7 +218,9 @@ def test_a_lease_waiting_in_the_worker_does_not_use_up_its_time(start_coordinato
     coordinator = start_coordinator(timeout_grace=0.2, reaper_interval=3600)
     address = coordinator.coordinator.address
     reap = coordinator.coordinator.dispatcher.reap
-    worker = RawWorker(address, definition("queued", timeout_seconds=0.5))
+    queued = definition("queued", timeout_seconds=0.5)
+    queued.retry.initial_backoff_seconds = queued.retry.max_backoff_seconds = 3600  # stays pending
+    worker = RawWorker(address, queued)
     with Client(address) as client:
         execution_id = client.invoke("queued")
         lease = worker.next("leases").leases.items[0]
