@@ -76,6 +76,11 @@ Tasks = dict[str, Task[..., Any]]
 PR_SET_PDEATHSIG = 1
 #: seconds between re-checks of a run that waits for its lease to be renewed
 LEASE_POLL = 0.5
+#: seconds a step save waits for its answer before it is sent again: saves are idempotent
+#: (the first write of a name wins and every answer carries the recorded result), so a save
+#: or an answer lost anywhere between this process and the database delays the run by this
+#: much instead of holding it (and its heartbeated lease) forever
+STEP_RESEND = 5.0
 #: the exit code of a pool process stopped by SIGUSR1 (a run's timeout)
 STOPPED_EXIT = 75
 #: seconds a pool process of several handler threads lets messages gather before a write
@@ -242,9 +247,17 @@ class PipeLink:
     def save_step(self, key: RunKey, name: str, result_json: str) -> str:
         if key in self.interrupts and self.interrupts[key][0] == "lost":
             return _checked((None, ""), key, name)
-        answer: tuple[str | None, str] = self._ask(
-            ("step", key, name), ("step", key, name, result_json)
-        )
+        wait, message = ("step", key, name), ("step", key, name, result_json)
+        waiter: queue.SimpleQueue[tuple[str | None, str]] = queue.SimpleQueue()
+        self._waiting[wait] = waiter
+        self.send(message)
+        while True:
+            try:
+                answer = waiter.get(timeout=STEP_RESEND)
+                break
+            except queue.Empty:
+                if self._waiting.get(wait) is waiter:  # (else it is being answered now)
+                    self.send(message)  # idempotent: see STEP_RESEND
         return _checked(answer, key, name)
 
     def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
@@ -274,11 +287,18 @@ class PipeLink:
         assert self._loop is not None, "save_step_async needs the link's event loop"
         if key in self.interrupts and self.interrupts[key][0] == "lost":
             return _checked((None, ""), key, name)
-        wait = ("step", key, name)
+        wait, message = ("step", key, name), ("step", key, name, result_json)
         future: asyncio.Future[tuple[str | None, str]] = self._loop.create_future()
         self._futures[wait] = future
-        self.send_soon(("step", key, name, result_json))
-        return _checked(await future, key, name)
+        self.send_soon(message)
+        while True:
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(future), STEP_RESEND)
+                break
+            except TimeoutError:
+                if self._futures.get(wait) is future:
+                    self.send_soon(message)  # idempotent: see STEP_RESEND
+        return _checked(answer, key, name)
 
     def send_soon(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the parent from the loop: everything queued in one pass of

@@ -772,6 +772,11 @@ class Worker:
         if held.abandoned:
             self.pools[held.task].step_acks([(key, name, None, "")])
             return
+        if (pending := self.pending_steps.get((key, name))) is not None:
+            # the pool process sent it again, its answer being late (child.STEP_RESEND): the
+            # same save once more (idempotent), its size counted once
+            self._send(("step", pending))
+            return
         if too_big := self._limits.refuse(result_json, self._limits.step_result_bytes):
             self.pools[held.task].step_acks([(key, name, None, too_big)])
             return
