@@ -140,6 +140,9 @@ def child_time(event: Event, ctx: Context) -> float:
 @task(name="bench-on-event", on="bench.event", processes=2)
 def on_event(event: Event, ctx: Context) -> float:
     """S8: runs on each emitted bench.event; returns when its handler started."""
+    return time.time()
+
+
 @task(name="bench-half-second", processes=2)
 def half_second(event: Event, ctx: Context) -> None:
     """S11: half a second of (sleeping) work, nothing tuned."""
