@@ -512,6 +512,7 @@ class Dispatcher:
             self.wake(task, opening)
             return False
         room = await self._concurrency_room(definition)
+        capped = definition.concurrency > 0
         # Fair: the workers with the most room first (least recently served among equals),
         # and limited room shared out among them rather than given to the first.
         takers.sort(key=lambda s: (-s.free(task) / max(1, s.capacity[task]), s.served))
@@ -520,30 +521,32 @@ class Dispatcher:
             # queue ran dry, so no prefetch wait: idle pool processes first (so that one
             # worker's prefetch does not hold the few keys free while others idle), then
             # the prefetch, in the same pass.
-            if await self._lease_round(task, takers, room, now, Session.idle):
-                await self._lease_round(task, takers, room, now, Session.free)
+            if await self._lease_round(task, takers, room, now, Session.idle, capped):
+                await self._lease_round(task, takers, room, now, Session.free, capped)
             return False
         if task not in self._flowing:
             # New work after the queue ran dry: it may be scarce, so idle pool processes
             # come first, on every worker of every coordinator; the prefetch (leases beyond
             # one per process) waits PREFETCH_WAIT, long enough for the other coordinators
             # (woken by NOTIFY) to fill their idle processes first.
-            if await self._lease_round(task, takers, room, now, Session.idle):
+            if await self._lease_round(task, takers, room, now, Session.idle, capped):
                 self._flowing.add(task)
                 self._prefetch_after[task] = time.monotonic() + PREFETCH_WAIT
                 asyncio.get_running_loop().call_later(PREFETCH_WAIT, self._undefer, task)
             return False
         if time.monotonic() < self._prefetch_after.get(task, 0.0):  # (woken when it ends)
-            await self._lease_round(task, takers, room, now, Session.idle)
+            await self._lease_round(task, takers, room, now, Session.idle, capped)
             return False
-        return await self._lease_round(task, takers, room, now, Session.free)
+        return await self._lease_round(task, takers, room, now, Session.free, capped)
 
     async def _lease_round(
         self, task: str, takers: list[Session], room: int, now: datetime,
-        limit: Callable[[Session, str], int],
+        limit: Callable[[Session, str], int], capped: bool,
     ) -> bool:
         """Lease to each taker in turn up to `limit` of it (and its share of the room);
-        returns whether more may be ready (not once the queue ran dry)."""
+        returns whether more may be ready (not once the queue ran dry, nor once a capped
+        task's room is used up: its next run waits for one to end)."""
+        more = True
         for i, session in enumerate(takers):
             share = -(-room // (len(takers) - i))  # ceil: what is left, split evenly
             want = min(limit(session, task), self.settings.lease_batch_size, share)
@@ -551,10 +554,14 @@ class Dispatcher:
                 continue
             leases = await self._lease(session, task, want, now)
             room -= len(leases)
-            if len(leases) < want and session.queues is None:
-                self._flowing.discard(task)
-                return False
-        return room > 0 and all(s.queues is None for s in takers)
+            if len(leases) < want:
+                if session.queues is None:
+                    self._flowing.discard(task)
+                    return False
+                more = False  # its queues ran dry, not necessarily the task
+        # An uncapped task's room is only this pass's share-out (a batch per worker): using
+        # it up says nothing about the queue, so the next pass goes on leasing.
+        return more and (room > 0 or not capped)
 
     def paused(self, definition: TaskDef, now: datetime) -> bool:
         """Whether a RateLimited pause may hold some of the task's work now."""
