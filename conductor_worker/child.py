@@ -64,7 +64,7 @@ from .context import AsyncContext, Context, Event, RunKey, RunSpec, encode_resul
 from .errors import Interrupted, LeaseLost, NonRetryableError, RateLimited
 from .log_format import formatter
 from .metrics import ENV as METRICS_ENV
-from .metrics import metrics
+from .metrics import labelled, metrics
 from .pipes import Outgoing, read_batch, write_batches
 from .preload import forker_threads
 from .task import Task, _load_task
@@ -81,6 +81,9 @@ LEASE_POLL = 0.5
 #: or an answer lost anywhere between this process and the database delays the run by this
 #: much instead of holding it (and its heartbeated lease) forever
 STEP_RESEND = 5.0
+#: seconds between two looks for step saves unanswered for STEP_RESEND (one thread per pool
+#: process does it, so that a save itself costs no timer)
+RESEND_CHECK = 1.0
 #: the exit code of a pool process stopped by SIGUSR1 (a run's timeout)
 STOPPED_EXIT = 75
 #: seconds a pool process of several handler threads lets messages gather before a write
@@ -111,6 +114,8 @@ class PipeLink:
         #: answers awaited by handler threads: ("step", key, name) or ("call", request id);
         #: a run's step waits are answered at once when its lease is lost
         self._waiting: dict[tuple[Any, ...], queue.SimpleQueue[Any]] = {}
+        #: step saves not answered yet: wait key -> [message, monotonic time last sent]
+        self._unanswered: dict[tuple[Any, ...], list[Any]] = {}
         self._requests = itertools.count(1)
         self._outq: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         # -- the event loop's side (async handlers only)
@@ -125,6 +130,7 @@ class PipeLink:
         threading.Thread(target=self._read, daemon=True, name="parent-reader").start()
         self._writer = threading.Thread(target=self._write, daemon=True, name="parent-writer")
         self._writer.start()
+        threading.Thread(target=self._resend, daemon=True, name="step-resend").start()
 
     def send(self, message: tuple[Any, ...] | list[tuple[Any, ...]]) -> None:
         """Queue a message (or several, for one write) for the parent (sent by the writer
@@ -143,6 +149,16 @@ class PipeLink:
     def _write(self) -> None:
         if not write_batches(self._outq, self.conn, self.gather):
             os._exit(0)  # the worker is gone; nothing here may outlive it
+
+    def _resend(self) -> None:
+        """Send again every step save unanswered for STEP_RESEND seconds (see there)."""
+        while True:
+            time.sleep(min(RESEND_CHECK, STEP_RESEND / 2))
+            now = time.monotonic()
+            for wait, entry in list(self._unanswered.items()):  # list(): savers add meanwhile
+                if now - entry[1] >= STEP_RESEND and wait in self._unanswered:
+                    entry[1] = now
+                    self.send(entry[0])  # idempotent: see STEP_RESEND
 
     def _read(self) -> None:
         try:
@@ -233,6 +249,7 @@ class PipeLink:
                 self._for_loop.append((key, lost))
 
     def _answer(self, key: tuple[Any, ...], value: Any) -> None:
+        self._unanswered.pop(key, None)
         waiter = self._waiting.pop(key, None)
         if waiter is not None:
             waiter.put(value)
@@ -250,15 +267,9 @@ class PipeLink:
         wait, message = ("step", key, name), ("step", key, name, result_json)
         waiter: queue.SimpleQueue[tuple[str | None, str]] = queue.SimpleQueue()
         self._waiting[wait] = waiter
+        self._unanswered[wait] = [message, time.monotonic()]
         self.send(message)
-        while True:
-            try:
-                answer = waiter.get(timeout=STEP_RESEND)
-                break
-            except queue.Empty:
-                if self._waiting.get(wait) is waiter:  # (else it is being answered now)
-                    self.send(message)  # idempotent: see STEP_RESEND
-        return _checked(answer, key, name)
+        return _checked(waiter.get(), key, name)
 
     def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
         """Have the worker's main process call the coordinator's client API."""
@@ -290,15 +301,9 @@ class PipeLink:
         wait, message = ("step", key, name), ("step", key, name, result_json)
         future: asyncio.Future[tuple[str | None, str]] = self._loop.create_future()
         self._futures[wait] = future
+        self._unanswered[wait] = [message, time.monotonic()]
         self.send_soon(message)
-        while True:
-            try:
-                answer = await asyncio.wait_for(asyncio.shield(future), STEP_RESEND)
-                break
-            except TimeoutError:
-                if self._futures.get(wait) is future:
-                    self.send_soon(message)  # idempotent: see STEP_RESEND
-        return _checked(answer, key, name)
+        return _checked(await future, key, name)
 
     def send_soon(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the parent from the loop: everything queued in one pass of
@@ -322,6 +327,7 @@ class PipeLink:
             elif item[0] == "lease":
                 self.lease_event.set()
             else:
+                self._unanswered.pop(item[0], None)
                 future = self._futures.pop(item[0], None)
                 if future is not None and not future.done():
                     future.set_result(item[1])
@@ -454,7 +460,7 @@ def run(
         outcome = ("done", key, encode_result(task.fn(_event(task, spec), ctx)))
     except BaseException as exc:  # the attempt ended early, whatever was raised
         outcome = _ended_by(key, exc, spec, link)
-    metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    labelled(metrics().handler_seconds, spec.task).observe(time.perf_counter() - started)
     if ctx.recorder is not None:  # a traced run: its spans go to the worker first
         link.send(ctx.recorder.message(key, outcome))
     return outcome
@@ -485,7 +491,7 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
         outcome: tuple[Any, ...] = ("done", key, encode_result(result))
     except BaseException as exc:  # the attempt ended early, whatever was raised
         outcome = _ended_by(key, exc, spec, link)
-    metrics().handler_seconds.labels(spec.task).observe(time.perf_counter() - started)
+    labelled(metrics().handler_seconds, spec.task).observe(time.perf_counter() - started)
     if ctx.recorder is not None:  # a traced run: its spans go to the worker first
         link.send_soon(ctx.recorder.message(key, outcome))
     link.send_soon(outcome)
