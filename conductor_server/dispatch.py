@@ -380,7 +380,7 @@ class Dispatcher:
             else:
                 self._forget(session, w.execution_id, w.token)
         for task, count in saved.items():
-            self.metrics.steps_saved.labels(task).inc(count)
+            self.metrics.labelled(self.metrics.steps_saved, task).inc(count)
 
     async def apply_outcomes(self, session: Session, writes: list[OutcomeWrite]) -> None:
         results = await self._outcomes.submit_all(writes)
@@ -415,17 +415,17 @@ class Dispatcher:
         m, task = self.metrics, result.task
         granted = self._granted.pop(write.lease.execution_id, None)
         if granted is not None:
-            m.run_time.labels(task).observe(time.monotonic() - granted)
+            m.labelled(m.run_time, task).observe(time.monotonic() - granted)
         if write.lost:
-            m.leases_expired.labels(task).inc()
+            m.labelled(m.leases_expired, task).inc()
         if write.kind is OutcomeKind.RELEASED:
             outcome = "released" if result.state is State.PENDING else result.state.value
-            m.checkpoint_releases.labels(task, write.reason or "unspecified").inc()
+            m.labelled(m.checkpoint_releases, task, write.reason or "unspecified").inc()
         elif result.state is State.PENDING:
             outcome = "retried"
         else:
             outcome = result.state.value
-        m.executions_finished.labels(task, outcome).inc()
+        m.labelled(m.executions_finished, task, outcome).inc()
 
     def _after_outcomes(self, applied: Iterable[OutcomeApplied]) -> None:
         finished = []
@@ -656,6 +656,7 @@ class Dispatcher:
         if definition is not None and definition.window_start:
             leases = _with_window(leases, definition, now)
         started = time.monotonic()
+        observe = self.metrics.labelled(self.metrics.dispatch_latency, task).observe
         for lease in leases:
             session.hold(lease.execution_id, task, lease.token)
             if lease.timeout:
@@ -663,8 +664,8 @@ class Dispatcher:
             self._granted[lease.execution_id] = started
             if lease.ready_at is not None:
                 latency = (now - lease.ready_at).total_seconds()
-                self.metrics.dispatch_latency.labels(task).observe(max(0.0, latency))
-        self.metrics.executions_started.labels(task).inc(len(leases))
+                observe(max(0.0, latency))
+        self.metrics.labelled(self.metrics.executions_started, task).inc(len(leases))
         session.send(leases)
         return leases
 

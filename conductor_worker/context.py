@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import Interrupted, InvalidResult
-from .metrics import metrics
+from .metrics import labelled, metrics
 from .spans import Recorder
 from .typed import jsonable
 from .workflow import AsyncWorkflowContext, WorkflowContext
@@ -213,7 +213,7 @@ class Context(WorkflowContext):
         self._key = spec.key
         self._link = link
         self._steps = dict(spec.steps)
-        self._steps_counter = metrics().steps.labels(spec.task)
+        self._steps_counter = labelled(metrics().steps, spec.task)
         self._closes_at = spec.window_closes_at
         self._lease_margin = LEASE_MARGIN * spec.lease_seconds
         #: step times of a traced run, for its spans (spans.py); None when not traced

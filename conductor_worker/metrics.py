@@ -44,6 +44,19 @@ def process_died(pid: int) -> None:
 
 _lock = threading.Lock()
 _metrics: Any = None
+#: labelled children by (metric name, label values): see labelled()
+_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, remembered: prometheus-client's labels() validates and locks
+    on every call (1.5-4 us), which a run's path would pay several times. Only for metrics
+    whose children are never removed (counters and histograms here)."""
+    key = (metric._name, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def metrics() -> Any:

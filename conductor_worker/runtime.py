@@ -812,10 +812,10 @@ class Worker:
         m = worker_metrics.metrics()
         kind = next(iter(result))
         outcome = {"completed": "succeeded", "failed": "failed"}.get(kind, kind)
-        m.executions.labels(task, outcome).inc()
+        worker_metrics.labelled(m.executions, task, outcome).inc()
         if kind == "released":
             reason = _REASON_NAMES.get(result["released"].reason, "unspecified")
-            m.releases.labels(task, reason).inc()
+            worker_metrics.labelled(m.releases, task, reason).inc()
 
     async def _serve_call(
         self, task: str, key: RunKey, request_id: int, method: str, kwargs: dict[str, Any]
