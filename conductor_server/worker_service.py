@@ -8,11 +8,12 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import worker_pb2, worker_pb2_grpc
 
@@ -183,7 +184,9 @@ def register_from_pb(register: worker_pb2.Register, limits: Limits) -> Session:
     )
 
 
-def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
+def lease_to_pb(lease: Lease, granted: Timestamp | None = None) -> worker_pb2.Lease:
+    """The lease's message; `granted` is its coordinator_time already converted (the leases
+    of one batch share it, and a conversion costs more than the rest of the message)."""
     return worker_pb2.Lease(
         execution_id=str(lease.execution_id),
         task=lease.task,
@@ -192,7 +195,7 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         max_attempts=lease.max_attempts,
         payload_json=lease.payload_json,
         steps=lease.steps,
-        coordinator_time=timestamp(lease.granted_at),
+        coordinator_time=granted or timestamp(lease.granted_at),
         schedule=lease.schedule or "",
         fire_time=timestamp(lease.fire_time),
         window_closes_at=timestamp(lease.window_closes_at),
@@ -201,6 +204,17 @@ def lease_to_pb(lease: Lease) -> worker_pb2.Lease:
         trace_context=lease.trace_context or "",
         timeout_seconds=lease.timeout,
     )
+
+
+def _leases_to_pb(leases: list[Lease]) -> list[worker_pb2.Lease]:
+    granted: dict[datetime, Timestamp | None] = {}
+    items = []
+    for lease in leases:
+        at = granted.get(lease.granted_at)
+        if at is None:
+            at = granted[lease.granted_at] = timestamp(lease.granted_at)
+        items.append(lease_to_pb(lease, at))
+    return items
 
 
 def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
@@ -246,7 +260,7 @@ def outgoing_to_pb(message: Outgoing) -> worker_pb2.CoordinatorMessage:
     first = message[0]
     if isinstance(first, Lease):
         return worker_pb2.CoordinatorMessage(
-            leases=worker_pb2.Leases(items=[lease_to_pb(m) for m in message])  # type: ignore[arg-type]
+            leases=worker_pb2.Leases(items=_leases_to_pb(message))  # type: ignore[arg-type]
         )
     if isinstance(first, StepAck):
         return worker_pb2.CoordinatorMessage(
@@ -353,9 +367,11 @@ def log_line_from_pb(item: worker_pb2.LogLine, session: Session, settings: Setti
                    validation.sanitize(item.message, settings.max_log_line_bytes), logged_at)
 
 
-def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> OutcomeWrite:
-    """A storable write for the outcome (an unstorable one becomes a failed attempt saying
-    why). Call only when a result is set."""
+def outcome_from_pb(
+    o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits, worker_id: str
+) -> OutcomeWrite:
+    """A storable write for the outcome from `worker_id` (an unstorable one becomes a failed
+    attempt saying why). Call only when a result is set."""
     kind = o.WhichOneof("result")
     if kind == "completed":
         try:
@@ -364,8 +380,9 @@ def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> Out
             )
         except InvalidArgument as exc:  # not storable: a failed attempt, not a stuck run
             error = ErrorInfo("InvalidResult", f"the handler's return value: {exc}", "")
-            return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=False)
-        return OutcomeWrite(ref, OutcomeKind.COMPLETED, result_json=result)
+            return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=False,
+                                worker_id=worker_id)
+        return OutcomeWrite(ref, OutcomeKind.COMPLETED, result_json=result, worker_id=worker_id)
     if kind == "failed":
         pb = o.failed.error
         cut = limits.error_bytes
@@ -374,7 +391,8 @@ def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> Out
             validation.sanitize(pb.message, cut),
             validation.sanitize(pb.traceback, cut),
         )
-        return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=o.failed.retryable)
+        return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=o.failed.retryable,
+                            worker_id=worker_id)
     run_at = None
     if o.released.HasField("run_at"):
         at = o.released.run_at
@@ -382,9 +400,11 @@ def outcome_from_pb(o: worker_pb2.Outcome, ref: LeaseRef, limits: Limits) -> Out
             run_at = validation.check_time(at.seconds, at.nanos, "released.run_at")
         except InvalidArgument as exc:
             error = ErrorInfo("InvalidOutcome", f"the worker's release: {exc}", "")
-            return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=True)
+            return OutcomeWrite(ref, OutcomeKind.FAILED, error=error, retryable=True,
+                                worker_id=worker_id)
     reason = _RELEASE_REASONS.get(o.released.reason, "unspecified")
-    return OutcomeWrite(ref, OutcomeKind.RELEASED, run_at=run_at, reason=reason)
+    return OutcomeWrite(ref, OutcomeKind.RELEASED, run_at=run_at, reason=reason,
+                        worker_id=worker_id)
 
 
 @dataclass(frozen=True)
@@ -587,8 +607,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                                    item.lease_token, status)
                 )
                 continue
-            write = outcome_from_pb(item, ref, limits)
-            writes.append(replace(write, worker_id=session.worker_id))
+            writes.append(outcome_from_pb(item, ref, limits, session.worker_id))
         if refused:
             session.send(refused)
         if writes:

@@ -564,7 +564,7 @@ class Worker:
             bound = None
             if ack.HasField("coordinator_time"):  # read between `sent` and now
                 now = time.monotonic()
-                bound = (ack.coordinator_time.ToDatetime(UTC).timestamp() + (now - sent), now)
+                bound = (_epoch(ack.coordinator_time) + (now - sent), now)
             self._renewed(sent, bound)
 
     def _on_drained(self, drained: worker_pb2.Drained) -> None:
@@ -594,7 +594,7 @@ class Worker:
 
     def _sync_clock(self, sync: worker_pb2.ClockSync) -> None:
         """Hand the coordinator's jumped clock to every pool process, then confirm."""
-        now = sync.coordinator_time.ToDatetime(UTC).timestamp()
+        now = _epoch(sync.coordinator_time)
         sequence = sync.sequence
         futures = [pool.sync_clock(now, sequence) for pool in self.pool_list]
         self._heartbeat()  # the sync's time is behind by its transit; the answer bounds it
@@ -895,7 +895,8 @@ def _steps_bytes(steps: Any) -> int:
 
 
 def _epoch(ts: Timestamp) -> float:
-    return ts.ToDatetime(UTC).timestamp()
+    """Seconds since the epoch (without a datetime on the way: this runs for every lease)."""
+    return ts.seconds + ts.nanos / 1e9
 
 
 def _ref(key: RunKey) -> worker_pb2.LeaseRef:
