@@ -130,6 +130,21 @@ def test_a_signal_sent_before_the_wait_over_the_steps_limit_fails_the_wait(
         assert caught["size"] + caught["steps_bytes"] > LIMIT
 
 
+def test_a_wait_over_at_once_counts_toward_the_steps_limit(start_coordinator, spawn_worker):
+    node = start_coordinator(max_steps_bytes=LIMIT)
+    spawn_worker(node.coordinator.address, TASKS).stop()
+    with Client(node.coordinator.address) as client:
+        run = client.invoke("wl-signal-then-step", {"more": 50_000})
+        client.signal(run, "early", "s" * 60_000)  # fits; answered when the wait opens
+        spawn_worker(node.coordinator.address, TASKS)
+        done = client.wait(run, timeout=60)
+        assert done.state == "succeeded", done
+        assert done.result["signal"] == 60_000
+        refused = done.result["refused"]
+        assert refused is not None and refused.startswith("step 'more' was not recorded:")
+        assert f"the limit is {LIMIT} bytes" in refused
+
+
 def test_outcomes_within_the_limit_are_delivered_whole(start_coordinator, spawn_worker,
                                                        tmp_path):
     node = start_coordinator(max_steps_bytes=LIMIT)

@@ -63,6 +63,18 @@ def wait_signal(event: Event, ctx: Context) -> Any:
         return {"caught": _caught(exc)}
 
 
+@task(name="wl-signal-then-step", processes=1)
+def signal_then_step(event: Event, ctx: Context) -> Any:
+    """A wait answered at once (the signal was sent before), then a step that would take
+    the steps past the limit with it."""
+    signal = ctx.wait_for_signal("early", timeout=600)
+    try:
+        ctx.step("more", lambda: "m" * event.payload["more"])
+    except ValueError as exc:
+        return {"signal": len(signal), "refused": str(exc)}
+    return {"signal": len(signal), "refused": None}
+
+
 @task(name="wl-short-lived", processes=1, retention={"succeeded": "1h"})
 def short_lived_parent(event: Event, ctx: Context) -> Any:
     return ctx.invoke("child", "wl-long-lived", event.payload)
