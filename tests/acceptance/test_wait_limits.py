@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from conductor_worker import Client, ExecutionNotFound
@@ -112,6 +113,25 @@ def test_an_event_payload_over_the_steps_limit_fails_the_wait(
         assert caught["steps_bytes"] == len(json.dumps("p" * 60_000))
         assert caught["size"] > 50_000
         assert _step(db, run, "ev")["too_large"]["bytes"] == caught["size"]
+
+
+def test_a_transactional_emit_past_the_limit_fails_the_wait(
+    start_coordinator, spawn_worker, database_url
+):
+    """conductor_emit in an application's own transaction (no coordinator, no payload limit
+    in between) applies the limit the coordinator wrote."""
+    node = start_coordinator(max_steps_bytes=LIMIT)
+    spawn_worker(node.coordinator.address, TASKS)
+    with Client(node.coordinator.address) as client:
+        run = client.invoke("wl-event", {"pad": 10})
+        wait_for(lambda: client.get(run).waiting_for == "event:ev", what="the wait")
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            conn.execute("SELECT conductor_emit('wl.big', %s::jsonb)",
+                         (json.dumps("t" * 2_000_000),))
+        done = client.wait(run, timeout=60)
+        assert done.state == "succeeded", done
+        assert done.result["caught"]["limit"] == LIMIT
+        assert done.result["caught"]["size"] > 2_000_000
 
 
 def test_a_signal_sent_before_the_wait_over_the_steps_limit_fails_the_wait(
