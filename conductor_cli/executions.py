@@ -217,7 +217,7 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     execution = conductor.get(execution_id)
     steps = conductor.steps(execution_id)
     children = conductor.list(parent_id=execution_id, limit=SHOWN_CHILDREN + 1)
-    parent_gone = bool(execution.parent_id) and _deleted(conductor, execution.parent_id)
+    parent_gone = execution.parent_id is not None and _deleted(conductor, execution.parent_id)
     if as_json:
         data = execution.to_dict()
         if execution.parent_id:
@@ -232,7 +232,7 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     fields = [
         ("id", execution.id), ("task", execution.task), ("state", execution.state),
         ("attempt", f"{execution.attempt}/{execution.max_attempts}"),
-        ("schedule", execution.schedule or "-"), ("parent", _parent(execution.parent_id, parent_gone)),
+        ("parent", _parent(execution.parent_id, parent_gone)),
         ("waiting for", execution.waiting_for or "-"),
         ("schedule", execution.schedule or "-"), ("rerun of", execution.rerun_of or "-"),
         ("created", when(execution.created_at)),

@@ -36,7 +36,7 @@ def test_outcomes_without_the_error_read_as_before():
     children = [{"id": "5", "state": "succeeded", "result": 1, "error": None}]
     assert _results({"timeout": False, "children": children}, "fan", False) == [1]
     with pytest.raises(ChildTimeout):
-        _results({"timeout": True, "children": children + [
-            {"id": "6", "state": "running", "result": None, "error": None}]}, "fan", False)
+        running = {"id": "6", "state": "running", "result": None, "error": None}
+        _results({"timeout": True, "children": [*children, running]}, "fan", False)
     assert _event({"timeout": False, "event": {"a": 1}}, "paid", "order.paid") == {"a": 1}
     assert _signal({"timeout": False, "signal": "yes"}, "ok") == "yes"
