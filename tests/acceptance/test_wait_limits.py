@@ -65,6 +65,28 @@ def test_fan_in_over_the_steps_limit_fails_that_call_and_the_parent_goes_on(
             "bytes": caught["size"], "steps_bytes": 0, "limit": LIMIT}}
 
 
+def test_a_timed_out_fan_in_over_the_limit_fails_the_wait_and_cancels_the_rest(
+    start_coordinator, spawn_worker, clock, db
+):
+    node = start_coordinator(max_steps_bytes=LIMIT)
+    spawn_worker(node.coordinator.address, TASKS)
+    with Client(node.coordinator.address) as client:
+        parent = client.invoke("wl-fan-timeout")
+        wait_for(lambda: client.get(parent).waiting_for == "children:fan", what="the wait")
+        children = client.list(parent_id=parent, limit=None)
+        slow = next(c for c in children if c.payload.get("slow"))
+        wait_for(lambda: sum(client.get(c.id).state == "succeeded" for c in children) == 15,
+                 timeout=60, what="the fast children")
+        wait_for(lambda: client.get(slow.id).state == "running", what="the slow child")
+        clock.advance(timedelta(seconds=31))
+        done = client.wait(parent, timeout=60)
+        assert done.state == "succeeded", done
+        assert done.result["caught"]["step"] == "fan"
+        assert done.result["caught"]["size"] > 15 * 10_000
+        assert _step(db, parent, "fan")["timeout"] is True
+        assert client.wait(slow.id, timeout=60).state == "cancelled"
+
+
 def test_an_uncaught_too_large_child_result_fails_the_parent_for_good(
     start_coordinator, spawn_worker
 ):

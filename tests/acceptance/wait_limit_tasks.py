@@ -3,6 +3,7 @@ test_wait_limits.py): children with large results, waits whose outcome is too la
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from conductor_worker import Context, Event, ResultTooLarge, task
@@ -17,6 +18,10 @@ def _caught(exc: ResultTooLarge) -> dict[str, Any]:
 
 @task(name="wl-big", processes=1, threads=8)
 def big(event: Event, ctx: Context) -> Any:
+    deadline = time.monotonic() + 60
+    while event.payload.get("slow") and time.monotonic() < deadline:
+        ctx.checkpoint()  # until the parent's timeout cancels it
+        time.sleep(0.05)
     return "x" * event.payload["size"]
 
 
@@ -36,6 +41,17 @@ def fan(event: Event, ctx: Context) -> Any:
             raise RuntimeError("first attempt fails after the wait") from None
         return {"caught": _caught(exc), "after": after}
     return {"count": len(results), "sizes": sorted({len(r) for r in results})}
+
+
+@task(name="wl-fan-timeout", processes=1)
+def fan_timeout(event: Event, ctx: Context) -> Any:
+    """Fast children with large results and a slow one, with a timeout."""
+    payloads = [{"size": 10_000}] * 15 + [{"size": 1, "slow": True}]
+    try:
+        ctx.invoke_many("fan", "wl-big", payloads, timeout=30)
+    except ResultTooLarge as exc:
+        return {"caught": _caught(exc)}
+    return {"caught": None}
 
 
 @task(name="wl-invoke", processes=1)
