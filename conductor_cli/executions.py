@@ -9,7 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from conductor_worker import Client, Execution
+from conductor_worker import Client, Execution, ExecutionNotFound
 from conductor_worker.encoding import STATES
 
 from .connection import add_server_flags, client
@@ -197,12 +197,31 @@ def _watch(conductor: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _deleted(conductor: Client, execution_id: str) -> bool:
+    """Whether an execution is gone (a parent that retention or a delete removed; its
+    children stay, naming it)."""
+    try:
+        conductor.get(execution_id)
+    except ExecutionNotFound:
+        return True
+    return False
+
+
+def _parent(parent_id: str | None, deleted: bool) -> str:
+    if not parent_id:
+        return "-"
+    return f"{parent_id} (deleted)" if deleted else parent_id
+
+
 def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     execution = conductor.get(execution_id)
     steps = conductor.steps(execution_id)
     children = conductor.list(parent_id=execution_id, limit=SHOWN_CHILDREN + 1)
+    parent_gone = execution.parent_id is not None and _deleted(conductor, execution.parent_id)
     if as_json:
         data = execution.to_dict()
+        if execution.parent_id:
+            data["parent_deleted"] = parent_gone
         data["children"] = [c.id for c in children[:SHOWN_CHILDREN]]
         data["steps"] = [
             {"name": s.name, "result": s.result, "saved_at": s.saved_at.isoformat()}
@@ -213,7 +232,7 @@ def _show_execution(conductor: Client, execution_id: str, as_json: bool) -> int:
     fields = [
         ("id", execution.id), ("task", execution.task), ("state", execution.state),
         ("attempt", f"{execution.attempt}/{execution.max_attempts}"),
-        ("schedule", execution.schedule or "-"), ("parent", execution.parent_id or "-"),
+        ("parent", _parent(execution.parent_id, parent_gone)),
         ("waiting for", execution.waiting_for or "-"),
         ("schedule", execution.schedule or "-"), ("rerun of", execution.rerun_of or "-"),
         ("created", when(execution.created_at)),

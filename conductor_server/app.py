@@ -105,6 +105,7 @@ class Coordinator:
         self.store = Store(url, self.settings.pool_size)
         await self.store.open()
         applied = await self.store.migrate()
+        await self.store.set_limits(self.settings.max_steps_bytes)
         if applied:
             log.info("applied migrations %s", applied)
         waiters = Waiters()

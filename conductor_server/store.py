@@ -102,6 +102,12 @@ class Store(HistoryStore, FlowStore):
                 applied_now.append(migration.version)
         return applied_now
 
+    async def set_limits(self, max_steps_bytes: int) -> None:
+        """Write the limits the database applies to what it records itself (a wait's
+        outcome, migration 0018); the most recently started coordinator's apply."""
+        async with self.pool.connection() as conn:
+            await conn.execute(_q("set_limits"), {"max_steps_bytes": max_steps_bytes})
+
     # -- tasks --------------------------------------------------------------------------
 
     async def upsert_tasks(self, tasks: Iterable[TaskDef], now: datetime) -> None:

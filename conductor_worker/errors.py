@@ -119,3 +119,21 @@ class EventTimeout(WorkflowError):
 
 class SignalTimeout(WorkflowError):
     """ctx.wait_for_signal: no signal within the timeout."""
+
+
+class ResultTooLarge(WorkflowError):
+    """A wait's outcome (the children's results of ctx.invoke/invoke_many, an event's or a
+    signal's payload) would take the execution's recorded steps past the coordinator's
+    --max-steps-bytes, so it was recorded as this error instead (the lease of a run carries
+    every step). The children keep their results (Client.get / list(parent_id=...))."""
+
+    def __init__(self, step: str, size: int, steps_bytes: int, limit: int) -> None:
+        super().__init__(
+            f"step {step!r}: the wait's outcome is {size} bytes; with the {steps_bytes} bytes"
+            f" of the execution's other steps it would pass the limit of {limit} bytes"
+            f" (--max-steps-bytes)"
+        )
+        self.step = step
+        self.size = size
+        self.steps_bytes = steps_bytes
+        self.limit = limit

@@ -824,6 +824,11 @@ class Worker:
         try:
             value = await asyncio.to_thread(self._call_client, method, kwargs)
             answer: tuple[Any, ...] = ("call_result", request_id, True, value)
+            held = self.held.get(key)
+            if method == "workflow_wait" and value[0] is not None and held is not None:
+                # a wait over at once (a signal sent before it): its outcome is a step of
+                # the run now, counted toward the steps limit like a saved one
+                held.steps_bytes += len(value[0])
         except Exception as exc:
             answer = ("call_result", request_id, False, f"{type(exc).__name__}: {exc}")
         self.pools[task].send_to(key, answer)

@@ -20,6 +20,7 @@ from .errors import (
     ChildTimeout,
     EventTimeout,
     Interrupted,
+    ResultTooLarge,
     SignalTimeout,
 )
 
@@ -103,7 +104,7 @@ class WorkflowContext(_WorkflowBase):
         if outcome is None:
             outcome = self._ask(self._children_kwargs(
                 step_name, task, [payload], timeout, priority, queue))
-        return _results(outcome, return_exceptions=False)[0]
+        return _results(outcome, step_name, return_exceptions=False)[0]
 
     def invoke_many(self, step_name: str, task: str, payloads: Iterable[Any], *,
                     timeout: float | None = None, priority: int | None = None,
@@ -119,7 +120,7 @@ class WorkflowContext(_WorkflowBase):
         if outcome is None:
             outcome = self._ask(self._children_kwargs(
                 step_name, task, payloads, timeout, priority, queue))
-        return _results(outcome, return_exceptions)
+        return _results(outcome, step_name, return_exceptions)
 
     def emit(self, step_name: str, event: str, payload: Any = None) -> list[str]:
         """Emit an event once per step name (a resumed run does not emit it again); returns
@@ -167,7 +168,7 @@ class AsyncWorkflowContext(_WorkflowBase):
         if outcome is None:
             outcome = await self._ask(self._children_kwargs(
                 step_name, task, [payload], timeout, priority, queue))
-        return _results(outcome, return_exceptions=False)[0]
+        return _results(outcome, step_name, return_exceptions=False)[0]
 
     async def invoke_many(self, step_name: str, task: str, payloads: Iterable[Any], *,
                           timeout: float | None = None, priority: int | None = None,  # noqa: ASYNC109 (a durable wait's)
@@ -181,7 +182,7 @@ class AsyncWorkflowContext(_WorkflowBase):
         if outcome is None:
             outcome = await self._ask(self._children_kwargs(
                 step_name, task, payloads, timeout, priority, queue))
-        return _results(outcome, return_exceptions)
+        return _results(outcome, step_name, return_exceptions)
 
     async def emit(self, step_name: str, event: str, payload: Any = None) -> list[str]:
         """Like WorkflowContext.emit."""
@@ -211,7 +212,16 @@ class AsyncWorkflowContext(_WorkflowBase):
         return _signal(outcome, name)
 
 
-def _results(outcome: dict[str, Any], return_exceptions: bool) -> list[Any]:
+def _too_large(outcome: dict[str, Any], step: str) -> None:
+    """Raise the error the coordinator recorded for an outcome over the steps limit."""
+    measured = outcome.get("too_large")
+    if measured is not None:
+        raise ResultTooLarge(step, measured["bytes"], measured["steps_bytes"],
+                             measured["limit"])
+
+
+def _results(outcome: dict[str, Any], step: str, return_exceptions: bool) -> list[Any]:
+    _too_large(outcome, step)
     children = outcome["children"]
     if outcome.get("timeout"):
         ids = [c["id"] for c in children]
@@ -234,12 +244,14 @@ def _results(outcome: dict[str, Any], return_exceptions: bool) -> list[Any]:
 
 
 def _event(outcome: dict[str, Any], step: str, event: str) -> Any:
+    _too_large(outcome, step)
     if outcome.get("timeout"):
         raise EventTimeout(f"{step!r}: no event {event!r} in time")
     return outcome["event"]
 
 
 def _signal(outcome: dict[str, Any], name: str) -> Any:
+    _too_large(outcome, f"signal:{name}")
     if outcome.get("timeout"):
         raise SignalTimeout(f"no signal {name!r} in time")
     return outcome["signal"]

@@ -23,6 +23,11 @@ SELECT version FROM conductor_migrations ORDER BY version;
 -- Mark one migration applied.
 INSERT INTO conductor_migrations (version, name) VALUES (%(version)s, %(name)s);
 
+-- name: set_limits
+-- The coordinator's limits that the database applies itself (migration 0018): the step
+-- results one execution may hold, which bounds the outcome recorded for a wait.
+UPDATE conductor_limits SET max_steps_bytes = %(max_steps_bytes)s;
+
 -- name: upsert_task
 -- Create or replace a task definition (the newest registration wins).
 INSERT INTO conductor_tasks (name, max_attempts, initial_backoff, max_backoff,

@@ -30,6 +30,7 @@ PUBLIC = [
     "InvalidPayload",
     "NonRetryableError",
     "RateLimited",
+    "ResultTooLarge",
     "Schedule",
     "ScheduleNotFound",
     "SignalTimeout",
