@@ -195,6 +195,24 @@ def test_approval_flow_with_a_signal(address, spawn_worker, client, tmp_path, ap
     assert lines(effects) == ["requested", f"decided-{approve}"]
 
 
+def test_a_rerun_from_a_step_before_a_wait_waits_again(address, spawn_worker, client,
+                                                       tmp_path):
+    """A wait's outcome is a step in save order: a rerun from the step before it does not
+    copy it (the rerun waits for a signal of its own), one from a later point would."""
+    spawn_worker(address, TASKS)
+    effects = tmp_path / "effects"
+    run = client.invoke("wf-approval", {"effects": str(effects)})
+    wait_for(lambda: client.get(run).waiting_for is not None, what="the wait")
+    client.signal(run, "decision", {"approve": True, "by": "ana"})
+    assert client.wait(run, timeout=60).result == {"outcome": "approved", "by": "ana"}
+    assert [s.name for s in client.steps(run)][0] == "requested"  # then the signal's step
+    again = client.rerun(run, from_step="requested").id
+    wait_for(lambda: client.get(again).waiting_for is not None, what="the rerun's own wait")
+    client.signal(again, "decision", {"approve": False, "by": "bo"})
+    assert client.wait(again, timeout=60).result == {"outcome": "rejected", "by": "bo"}
+    assert lines(effects) == ["requested", "decided-True", "requested", "decided-False"]
+
+
 def test_a_signal_sent_before_the_wait_is_kept(address, spawn_worker, client, tmp_path):
     spawn_worker(address, TASKS).stop()  # registers the task, then is gone
     run = client.invoke("wf-approval", {"effects": str(tmp_path / "effects")})

@@ -14,7 +14,9 @@ CREATE TABLE conductor_limits (
 INSERT INTO conductor_limits (max_steps_bytes) VALUES (16777216);
 
 -- Record a resolved wait's step and make its execution runnable if it waits (the wait's row
--- is already marked resolved by the caller, under the execution's row lock). An outcome
+-- is already marked resolved by the caller, under the execution's row lock). Its step gets
+-- its save order (0008's version left seq null, so a wait's outcome sorted before every step
+-- and a rerun from any step copied it). An outcome
 -- that, with the execution's other steps, passes the limit is replaced by what it measured.
 CREATE OR REPLACE FUNCTION conductor_record_wait(p_execution bigint, p_step text,
     p_result jsonb, p_now timestamptz) RETURNS void
@@ -35,8 +37,9 @@ BEGIN
             'too_large', jsonb_build_object('bytes', outcome_bytes,
                 'steps_bytes', other_bytes, 'limit', steps_limit));
     END IF;
-    INSERT INTO conductor_steps (execution_id, name, result, created_at)
-    VALUES (p_execution, p_step, outcome, p_now)
+    -- seq: in save order with the steps around it (rerun from a step copies the earlier ones)
+    INSERT INTO conductor_steps (execution_id, name, result, created_at, seq)
+    VALUES (p_execution, p_step, outcome, p_now, nextval('conductor_steps_seq'))
     ON CONFLICT (execution_id, name) DO NOTHING;
     UPDATE conductor_executions SET waiting_for = NULL, run_at = p_now
     WHERE id = p_execution AND state = 'pending' AND waiting_for IS NOT NULL
