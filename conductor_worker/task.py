@@ -72,9 +72,12 @@ class TaskOptions:
     #: the first lease of a batch waits for more
     batch: int = 0
     batch_wait: float = 0.5
-    #: the payload field (dotted path) whose value is an execution's key; with it,
-    #: `concurrency` is the limit per key and `rate_limit` applies per key
+    #: the payload field (dotted path) whose value is an execution's key; with it (and no
+    #: `key_concurrency`), `concurrency` is the limit per key; `rate_limit` applies per key
     key: str | None = None
+    #: at most this many running per key (None: not set); when set, `concurrency` stays the
+    #: cap over all the task's running executions, so both limits apply at once
+    key_concurrency: int | None = None
     #: "N/s", "N/m", "N/h", "N/d" (or "N/10s"): leases per period, burst N
     rate_limit: str | None = None
     #: share the rate limit with the other tasks naming it
@@ -172,6 +175,7 @@ def task(
     batch: int = 0,
     batch_wait: float | str = 0.5,
     key: str | None = None,
+    key_concurrency: int | None = None,
     rate_limit: str | None = None,
     rate_limit_name: str | None = None,
     queue: str | None = None,
@@ -228,7 +232,9 @@ def task(
     "Batch handlers").
     Flow control (docs/flow-control.md): `concurrency=N` caps running executions across all
     workers; with `key="customer.id"` (a payload field, dotted path) it is the cap *per key*
-    instead (an invoke's `concurrency_key=` overrides the field). `rate_limit="100/s"`
+    instead (an invoke's `concurrency_key=` overrides the field). `key_concurrency=M` sets
+    the per-key cap on its own, keeping `concurrency` as the cap over all keys: both hold
+    at once (executions without a key are limited by `concurrency` only). `rate_limit="100/s"`
     allows that many leases per period (burst: the count), per key with `key`;
     `rate_limit_name="openai"` shares one limit among the tasks naming it. Raising
     `RateLimited(retry_after=s)` in the handler pauses the limit for everyone. `queue` is
@@ -263,6 +269,7 @@ def task(
             batch=batch,
             batch_wait=_batch_wait(task_name, batch_wait),
             key=key,
+            key_concurrency=key_concurrency,
             rate_limit=rate_limit,
             rate_limit_name=rate_limit_name,
             queue=queue,
@@ -361,6 +368,15 @@ def _batch_wait(task_name: str, value: object) -> float:
 def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
     if o.key is not None and (problem := flow.key_problem(o.key)):
         fail("key", problem)
+    if o.key_concurrency is not None:
+        if isinstance(o.key_concurrency, bool) or not isinstance(o.key_concurrency, int) or not (
+            1 <= o.key_concurrency <= flow.MAX_KEY_CONCURRENCY
+        ):
+            fail("key_concurrency", f"must be an integer 1..{flow.MAX_KEY_CONCURRENCY} (None:"
+                 f" no per-key cap of its own), got {o.key_concurrency!r}")
+        if 0 < o.concurrency < o.key_concurrency:
+            fail("key_concurrency", f"must be <= concurrency (the cap over all keys,"
+                 f" {o.concurrency}), got {o.key_concurrency}")
     if o.rate_limit is not None and (problem := flow.rate_problem(o.rate_limit)):
         fail("rate_limit", problem)
     if o.rate_limit_name is not None:
