@@ -119,8 +119,11 @@ class Task(Generic[P, R]):
 
     @functools.cached_property
     def payload_type(self) -> Any | None:
-        """X when the handler's first parameter is annotated `Event[X]`: payloads are
-        validated and parsed into X before the handler runs (needs pydantic)."""
+        """X when the handler's first parameter is annotated `Event[X]` (a batch handler's:
+        `list[Event[X]]`): payloads are validated and parsed into X before the handler runs
+        (needs pydantic)."""
+        if self.options.batch:
+            return typed.batch_payload_type(self.fn, Event)
         return typed.payload_type(self.fn, Event)
 
     @functools.cached_property
@@ -228,8 +231,10 @@ def task(
     or the first has waited `batch_wait` seconds. Each item stays its own execution (its
     own result, attempts and fencing); an item whose result is an exception, or that the
     handler passed to `ctx.fail(i, error)`, fails alone and only it is retried; when the
-    handler raises, every item fails. Batch handlers have no steps (docs/concepts.md,
-    "Batch handlers").
+    handler raises, every item fails. `events: list[Event[Model]]` parses each payload (one
+    that does not fit fails alone, InvalidPayload); `ctx.logger_for(i)` records lines on
+    item i's execution. Batch handlers have no steps (docs/flow-control.md, "Batch
+    handlers").
     Flow control (docs/flow-control.md): `concurrency=N` caps running executions across all
     workers; with `key="customer.id"` (a payload field, dotted path) it is the cap *per key*
     instead (an invoke's `concurrency_key=` overrides the field). `key_concurrency=M` sets
@@ -481,5 +486,18 @@ def check_registrable(t: Task[..., Any]) -> None:
             f"task {t.name!r}: {where} does not name this task; keep the @task object under "
             "the name it was defined with"
         )
+    _check_event_annotation(t)
     if t.payload_type is not None:
         typed.check_type(t.payload_type, f"task {t.name!r}: payload annotation")
+
+
+def _check_event_annotation(t: Task[..., Any]) -> None:
+    """A batch handler's first parameter is a list of events, a plain handler's one event:
+    an annotation of the other form would leave payloads unparsed without a word."""
+    if t.options.batch and typed.payload_type(t.fn, Event) is not None:
+        raise TaskDefinitionError(f"task {t.name!r}: a batch handler takes a list of events:"
+                                  " annotate its first parameter list[Event[X]], not Event[X]")
+    if not t.options.batch and typed.batch_payload_type(t.fn, Event) is not None:
+        raise TaskDefinitionError(f"task {t.name!r}: the handler takes one event (not a batch"
+                                  " handler: no batch=...): annotate it Event[X], not"
+                                  " list[Event[X]]")
