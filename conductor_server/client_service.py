@@ -232,8 +232,9 @@ class ClientService(
             request_id=request.request_id, trace_context=request.trace_context,
             dedupe_keys=list(request.dedupe_keys),
         )
+        # without keys every item was created: no flags (a 100,000 batch stays as small)
         return client_pb2.InvokeBatchResponse(execution_ids=[str(i) for i in ids],
-                                              created=created)
+                                              created=created if request.dedupe_keys else [])
 
     async def _get(self, execution_id: int) -> Execution:
         found = await self.store.get_execution(execution_id)

@@ -192,7 +192,7 @@ def invoke_batch_info(
     )
     response = yield from _traced_invoke("InvokeBatch", request)
     ids = list(response.execution_ids)
-    # an older coordinator answers no flags: it created every one
+    # no flags: a batch without keys (or an older coordinator) created every one
     created = list(response.created) if len(response.created) == len(ids) else [True] * len(ids)
     return [Invoked(str(i), c) for i, c in zip(ids, created, strict=True)]
 

@@ -1558,7 +1558,9 @@ class InvokeBatchResponse(_message.Message):
 
     @_builtins.property
     def created(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
-        """Per payload, whether this call created its execution (false: its dedupe key was held)."""
+        """With dedupe_keys: per payload, whether this call created its execution (false: its
+        dedupe key was held). Empty without dedupe_keys: every execution was created.
+        """
 
     def __init__(
         self,

@@ -72,6 +72,9 @@ def test_a_retried_batch_answers_the_same_flags_and_creates_nothing(stub, db):
     assert list(again.execution_ids) == list(first.execution_ids)
     assert list(again.created) == [True, True, False]
     assert len(_rows(db)) == count == 2
+    plain = stub.InvokeBatch(client_pb2.InvokeBatchRequest(task="known", payloads_json=["1"]),
+                             timeout=10)
+    assert len(plain.execution_ids) == 1 and list(plain.created) == [], "no keys: no flags"
 
 
 def test_racing_batches_with_the_same_keys_create_one_execution_per_key(address, db):
