@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,7 +179,8 @@ class ClientService(
         batch: bool,
         request_id: str,
         trace_context: str,
-    ) -> tuple[list[int], bool]:
+        dedupe_keys: Sequence[str] = (),
+    ) -> tuple[list[int], list[bool]]:
         key = check_request_id(request_id)
         limits = self.settings.limits
         validation.check_text(task, "task", limits.name_length)
@@ -206,9 +208,10 @@ class ClientService(
             concurrency_key=options.concurrency_key,
             debounce=options.debounce_seconds,
             throttle=options.throttle_seconds,
+            dedupe_keys=dedupe_keys,
         )
         ids, created = await self.store.insert_executions(new, self.clock.now(), key)
-        if created:
+        if any(created):
             self.dispatcher.wake(new.task, new.run_at)
         return ids, created
 
@@ -219,16 +222,19 @@ class ClientService(
             request.task, [request.payload_json], request.options, batch=False,
             request_id=request.request_id, trace_context=request.trace_context,
         )
-        return client_pb2.InvokeResponse(execution_id=str(ids[0]), created=created)
+        return client_pb2.InvokeResponse(execution_id=str(ids[0]), created=created[0])
 
     async def InvokeBatch(  # noqa: N802
         self, request: client_pb2.InvokeBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> client_pb2.InvokeBatchResponse:
-        ids, _ = await self._invoke(
+        ids, created = await self._invoke(
             request.task, list(request.payloads_json), request.options, batch=True,
             request_id=request.request_id, trace_context=request.trace_context,
+            dedupe_keys=list(request.dedupe_keys),
         )
-        return client_pb2.InvokeBatchResponse(execution_ids=[str(i) for i in ids])
+        # without keys every item was created: no flags (a 100,000 batch stays as small)
+        return client_pb2.InvokeBatchResponse(execution_ids=[str(i) for i in ids],
+                                              created=created if request.dedupe_keys else [])
 
     async def _get(self, execution_id: int) -> Execution:
         found = await self.store.get_execution(execution_id)

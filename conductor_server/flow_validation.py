@@ -65,6 +65,9 @@ def check_flow(task: TaskDef, prefix: str) -> TaskDef:
     """The flow-control part of a registered task definition."""
     if not 0 <= task.key_concurrency <= 1_000_000:
         raise InvalidArgument(f"{prefix}.key_concurrency", "must be 0..1000000")
+    if 0 < task.concurrency < task.key_concurrency:
+        raise InvalidArgument(f"{prefix}.key_concurrency", f"must be <= concurrency (the cap"
+                              f" over all keys, {task.concurrency}), got {task.key_concurrency}")
     if task.rate_limit_name:
         check_queue_name(task.rate_limit_name, f"{prefix}.rate_limit_name")
     return task

@@ -148,6 +148,8 @@ class NewExecutions:
     queue: str = "default"
     max_attempts: int = 3
     dedupe_key: str | None = None
+    #: an InvokeBatch's dedupe key per payload (None: that item has none); (): no keys
+    dedupe_keys: tuple[str | None, ...] = ()
     #: the invoker's W3C traceparent (OpenTelemetry), or None
     trace_context: str | None = None
     #: override of the task's execution timeout, in seconds (None: the task's)

@@ -175,8 +175,9 @@ class Store(HistoryStore, FlowStore):
 
     async def insert_executions(
         self, new: NewExecutions, now: datetime, request_id: str | None = None
-    ) -> tuple[list[int], bool]:
-        """Insert executions; returns their ids and whether they were created (dedupe).
+    ) -> tuple[list[int], list[bool]]:
+        """Insert executions; returns their ids and, per payload, whether it was created
+        (False: its dedupe key was held).
 
         With a `request_id` already used by an earlier call, returns that call's answer and
         inserts nothing (see idempotency.py)."""
@@ -198,24 +199,29 @@ class Store(HistoryStore, FlowStore):
                 answered = await self._claim_request(conn, request_id, new, now)
                 if answered is not None:
                     return answered
-            if new.dedupe_key is not None:
-                ids, created = await self._insert_keyed(conn, new, base, now)
+            if new.dedupe_key is not None or any(new.dedupe_keys):
+                if new.dedupe_key is not None:
+                    ids, one = await self._insert_keyed(conn, new, base, now)
+                    created, per_item = [one], None
+                else:
+                    ids, created = await self._insert_batch_keyed(conn, new, base)
+                    per_item = created
                 if request_id is not None:
-                    await conn.execute(
-                        _q("record_invoke_request"),
-                        {"request_id": request_id, "ids": ids, "created": created},
-                    )
+                    await conn.execute(_q("record_invoke_request"), {
+                        "request_id": request_id, "ids": ids, "created": any(created),
+                        "created_items": per_item})
             else:
                 params = {**base, "payloads": new.payloads, "request_id": request_id}
                 cur = await conn.execute(_q("insert_executions"), params)
-                ids, created = sorted(row[0] for row in await cur.fetchall()), True
-            if created:
+                ids = sorted(row[0] for row in await cur.fetchall())
+                created = [True] * len(ids)
+            if any(created):
                 await conn.execute(_q("notify_ready"), {"task": new.task})
         return ids, created
 
     async def _claim_request(
         self, conn: AsyncConnection[TupleRow], request_id: str, new: NewExecutions, now: datetime
-    ) -> tuple[list[int], bool] | None:
+    ) -> tuple[list[int], list[bool]] | None:
         """None: the id is ours now (record the answer before commit); else the answer of the
         first call with this id."""
         params = {
@@ -233,13 +239,55 @@ class Store(HistoryStore, FlowStore):
             row = await cur.fetchone()
             if row is None:
                 continue  # deleted as expired between the two statements: claim it anew
-            task, size, ids, created = row
+            task, size, ids, created, per_item = row
             if (task, size) != (new.task, len(new.payloads)):
                 raise InvalidArgument(
                     "request_id",
                     f"already used by an invoke of {size} payload(s) of task {task!r}",
                 )
-            return list(ids), created
+            return list(ids), list(per_item) if per_item is not None else [created] * len(ids)
+
+    async def _insert_batch_keyed(
+        self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any]
+    ) -> tuple[list[int], list[bool]]:
+        """A batch whose items carry dedupe keys (some may not): one execution per distinct
+        key unless an unfinished one holds it, and one per item without a key. Returns the
+        ids in item order and whether each item created its own."""
+        firsts: dict[str, int] = {}  # key -> the index of its first item
+        plain: list[int] = []
+        for i, key in enumerate(new.dedupe_keys):
+            if key is None:
+                plain.append(i)
+            else:
+                firsts.setdefault(key, i)
+        ids: list[int] = [0] * len(new.payloads)
+        created = [False] * len(new.payloads)
+        if plain:
+            params = {**base, "payloads": [new.payloads[i] for i in plain], "request_id": None}
+            cur = await conn.execute(_q("insert_executions"), params)
+            for i, row in zip(plain, sorted(r[0] for r in await cur.fetchall()), strict=True):
+                ids[i], created[i] = row, True
+        holders: dict[str, int] = {}
+        # in key order: concurrent batches with common keys then wait for each other's
+        # inserts in one order, which cannot deadlock
+        waiting = sorted(firsts)
+        while waiting:
+            cur = await conn.execute(_q("insert_deduped_batch"), {
+                **base, "payloads": [new.payloads[firsts[k]] for k in waiting],
+                "dedupe_keys": waiting})
+            for key, execution_id in await cur.fetchall():
+                holders[key] = execution_id
+                created[firsts[key]] = True
+            held = [k for k in waiting if k not in holders]
+            if held:
+                cur = await conn.execute(_q("find_deduped_batch"), {**base, "dedupe_keys": held})
+                holders.update((row[0], row[1]) for row in await cur.fetchall())
+            # a holder that finished between the two statements: try its key again
+            waiting = [k for k in held if k not in holders]
+        for i, key in enumerate(new.dedupe_keys):
+            if key is not None:
+                ids[i] = holders[key]
+        return ids, created
 
     async def _insert_keyed(
         self, conn: AsyncConnection[TupleRow], new: NewExecutions, base: dict[str, Any],

@@ -184,6 +184,7 @@ def new_executions(
     concurrency_key: str = "",
     debounce: float = 0.0,
     throttle: float = 0.0,
+    dedupe_keys: Sequence[str] = (),
 ) -> NewExecutions:
     """Validate an invoke request; the field names are those of the protobuf messages."""
     if not task_name:
@@ -194,13 +195,15 @@ def new_executions(
     if batch and not 0 < len(payloads) <= MAX_BATCH:
         raise InvalidArgument(payload_field, f"needs 1 to {MAX_BATCH} payloads")
     if batch and dedupe_key:
-        raise InvalidArgument("options.dedupe_key", "not allowed in InvokeBatch")
+        raise InvalidArgument("options.dedupe_key", "not allowed in InvokeBatch (give each"
+                              " item its key in dedupe_keys)")
+    keys = _dedupe_keys(dedupe_keys, len(payloads))
     debounce = flow_validation.check_seconds(debounce, "options.debounce_seconds")
     throttle = flow_validation.check_seconds(throttle, "options.throttle_seconds")
     for name, value in (("debounce_seconds", debounce), ("throttle_seconds", throttle)):
         if value and batch:
             raise InvalidArgument(f"options.{name}", "not allowed in InvokeBatch (it works"
-                                  " per dedupe_key, which a batch cannot have)")
+                                  " per invoke: use Invoke with a dedupe_key)")
         if value and not dedupe_key:
             raise InvalidArgument(f"options.{name}", "needs options.dedupe_key (the key it"
                                   " works per)")
@@ -217,6 +220,7 @@ def new_executions(
         queue=queue or task.queue,
         max_attempts=_max_attempts(max_attempts, task),
         dedupe_key=check_text(dedupe_key, "options.dedupe_key", MAX_DEDUPE_KEY) or None,
+        dedupe_keys=keys,
         trace_context=check_trace_context(trace_context),
         timeout=check_timeout(timeout_seconds, "options.timeout_seconds"),
         concurrency_key=key or None,
@@ -232,6 +236,17 @@ def new_executions(
         for i, p in enumerate(payloads)
     )
     return new
+
+
+def _dedupe_keys(keys: Sequence[str], payloads: int) -> tuple[str | None, ...]:
+    """InvokeBatchRequest.dedupe_keys: none, or one per payload ("" for an item without)."""
+    if not keys:
+        return ()
+    if len(keys) != payloads:
+        raise InvalidArgument("dedupe_keys", f"needs one per payload ({payloads}), or none;"
+                              f" got {len(keys)}")
+    return tuple(check_text(k, f"dedupe_keys[{i}]", MAX_DEDUPE_KEY) or None
+                 for i, k in enumerate(keys))
 
 
 #: a W3C traceparent: version, trace id, parent span id, flags (lower-case hex)

@@ -64,6 +64,7 @@ class AsyncClient(ClientBase):
     invoke = _awaited(operations.invoke)
     invoke_info = _awaited(operations.invoke_info)
     invoke_batch = _awaited(operations.invoke_batch)
+    invoke_batch_info = _awaited(operations.invoke_batch_info)
     get = _awaited(operations.get)
     wait = _awaited(operations.wait)
     cancel = _awaited(operations.cancel)

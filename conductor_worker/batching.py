@@ -7,6 +7,9 @@ RunSpec whose `items` are the leases). The handler gets a list of events and ret
 of results of the same length; an item fails alone when its result is an exception
 (`BatchContext.fail(i, error)` does the same), and only failed items are retried. When the
 handler raises, or its process dies or times out, every item of the batch fails that way.
+A handler annotated `list[Event[X]]` gets each payload parsed into X; an item whose payload
+does not fit fails alone (InvalidPayload) and is left out of the list. `ctx.logger_for(i)`
+records log lines on item i's execution, as `ctx.logger` does for a plain handler.
 
 This runs in the pool process (`run_batch`, `run_batch_async`) and in the worker's pool
 (`Gathering`, `batch_of`); nothing here touches gRPC or the database.
@@ -21,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .context import Event, RunKey, RunSpec, encode_result
+from .context import Event, Link, RunKey, RunLogger, RunSpec, encode_result
 from .errors import InvalidResult, NonRetryableError
 from .typed import parse_payload
 
@@ -34,23 +37,45 @@ MAX_BATCH_WAIT = 60.0
 
 
 class BatchContext:
-    """What a batch handler gets besides its events: `fail(i, error)` and a logger.
+    """What a batch handler gets besides its events: `fail(i, error)`, `logger_for(i)` and
+    a logger.
 
     A batch handler has no steps, sleeps or checkpoints (those belong to one execution);
     split work that needs them into a task of its own."""
 
-    def __init__(self, size: int, task: str) -> None:
-        self.size = size
-        #: the pool process's logger (lines are not recorded per execution)
+    def __init__(self, items: list[RunSpec], task: str, link: Link) -> None:
+        self.size = len(items)
+        #: the pool process's logger: lines about the whole batch, kept in the worker's log
+        #: only (not recorded on any execution; logger_for(i) records on item i)
         self.logger = logging.getLogger(f"conductor.task.{task}")
+        self._items = items
+        self._link = link
+        self._loggers: dict[int, RunLogger] = {}
         self._failed: dict[int, BaseException] = {}
 
+    def _check(self, what: str, index: object) -> int:
+        if isinstance(index, bool) or not isinstance(index, int) or not (
+            0 <= index < self.size
+        ):
+            raise IndexError(f"ctx.{what}: index {index!r} is not in 0..{self.size - 1}")
+        return index
+
     def fail(self, index: int, error: BaseException | str) -> None:
-        """Fail item `index` (0-based) whatever the handler returns for it; retried per the
-        task's policy unless `error` is a NonRetryableError. A text becomes an Exception."""
-        if not isinstance(index, int) or not 0 <= index < self.size:
-            raise IndexError(f"ctx.fail: index {index!r} is not in 0..{self.size - 1}")
+        """Fail item `index` (0-based, in the list the handler got) whatever the handler
+        returns for it; retried per the task's policy unless `error` is a NonRetryableError.
+        A text becomes an Exception."""
+        index = self._check("fail", index)
         self._failed[index] = error if isinstance(error, BaseException) else Exception(error)
+
+    def logger_for(self, index: int) -> RunLogger:
+        """The logger of item `index` (0-based, in the list the handler got): like a plain
+        handler's `ctx.logger`, its lines carry that execution's id and attempt and are
+        recorded on that execution (`conductor logs ID`), at most 1,000 per item and run."""
+        index = self._check("logger_for", index)
+        found = self._loggers.get(index)
+        if found is None:
+            found = self._loggers[index] = RunLogger(self._items[index], self._link)
+        return found
 
     def failures(self) -> dict[int, BaseException]:
         return dict(self._failed)
@@ -104,10 +129,10 @@ class Gathering:
 
 
 def run_batch(fn: Callable[..., Any], spec: RunSpec, task: str,
-              payload_type: Any | None) -> list[tuple[Any, ...]]:
+              payload_type: Any | None, link: Link) -> list[tuple[Any, ...]]:
     """Run a plain batch handler; the outcome of every item, then ("batch_done", key)."""
     events, outcomes = _events(spec, payload_type)
-    ctx = BatchContext(len(events), task)
+    ctx = BatchContext([item for item, _ in events], task, link)
     try:
         results = fn([e for _, e in events], ctx) if events else []
     except BaseException as exc:  # the whole batch failed, whatever was raised
@@ -116,10 +141,10 @@ def run_batch(fn: Callable[..., Any], spec: RunSpec, task: str,
 
 
 async def run_batch_async(fn: Callable[..., Any], spec: RunSpec, task: str,
-                          payload_type: Any | None) -> list[tuple[Any, ...]]:
+                          payload_type: Any | None, link: Link) -> list[tuple[Any, ...]]:
     """run_batch for an `async def` batch handler."""
     events, outcomes = _events(spec, payload_type)
-    ctx = BatchContext(len(events), task)
+    ctx = BatchContext([item for item, _ in events], task, link)
     try:
         results = await fn([e for _, e in events], ctx) if events else []
     except BaseException as exc:  # the whole batch failed, whatever was raised

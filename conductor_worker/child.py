@@ -449,7 +449,7 @@ def run(
             return _batch_let_go(spec)
         if spec.timeout:
             link.send(("started", key, time.monotonic()))
-        return run_batch(task.fn, spec, task.name, task.payload_type)
+        return run_batch(task.fn, spec, task.name, task.payload_type, link)
     if (let_go := _let_go(spec, link)) is not None:
         return let_go
     if spec.timeout:
@@ -473,7 +473,7 @@ async def _run_async(task: Task[..., Any], spec: RunSpec, link: PipeLink) -> Non
         if spec.timeout:
             link.send(("started", key, time.monotonic()))
         outcomes = _batch_let_go(spec) if link.shutdown else await run_batch_async(
-            task.fn, spec, task.name, task.payload_type)
+            task.fn, spec, task.name, task.payload_type, link)
         for message in outcomes:
             link.send_soon(message)
         for item in spec.keys:

@@ -97,6 +97,7 @@ class Client(ClientBase):
     invoke = _blocking(operations.invoke)
     invoke_info = _blocking(operations.invoke_info)
     invoke_batch = _blocking(operations.invoke_batch)
+    invoke_batch_info = _blocking(operations.invoke_batch_info)
     get = _blocking(operations.get)
     wait = _blocking(operations.wait)
     cancel = _blocking(operations.cancel)

@@ -12,6 +12,8 @@ _PATH_PART = re.compile(r"[A-Za-z0-9_\-]{1,100}")
 NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 MAX_RATE_COUNT = 1_000_000
 MAX_RATE_PERIOD = 7 * 24 * 3600.0
+#: the largest per-key cap (`key_concurrency`; the coordinator checks the same)
+MAX_KEY_CONCURRENCY = 1_000_000
 
 
 def rate_problem(text: object) -> str | None:

@@ -146,11 +146,41 @@ def invoke_batch(
     request_id: str | None = None,
     timeout: float | str | None = None,
     concurrency_key: str | None = None,
+    dedupe_keys: Sequence[str | None] | None = None,
 ) -> Operation[list[str]]:
     """Create one execution per payload in one transaction; returns their ids in order.
     `concurrency_key` gives them all one key (default: each payload's key field).
+    `dedupe_keys` gives each payload its dedupe key (one per payload, None for none): an
+    item whose key is held by an unfinished execution, or by an earlier item, answers that
+    execution's id and creates nothing (`invoke_batch_info` tells which).
 
     Retried on UNAVAILABLE under one `request_id`, as `invoke` is."""
+    infos = yield from invoke_batch_info(
+        task, payloads, run_at=run_at, delay=delay, priority=priority, queue=queue,
+        max_attempts=max_attempts, request_id=request_id, timeout=timeout,
+        concurrency_key=concurrency_key, dedupe_keys=dedupe_keys,
+    )
+    return [info.execution_id for info in infos]
+
+
+def invoke_batch_info(
+    task: TaskRef,
+    payloads: Sequence[Any],
+    *,
+    run_at: datetime | None = None,
+    delay: float | None = None,
+    priority: int = 0,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    request_id: str | None = None,
+    timeout: float | str | None = None,
+    concurrency_key: str | None = None,
+    dedupe_keys: Sequence[str | None] | None = None,
+) -> Operation[list[Invoked]]:
+    """`invoke_batch`, answering per payload with the id and whether this call created it."""
+    if dedupe_keys is not None and len(dedupe_keys) != len(payloads):
+        raise InvalidArgument(f"dedupe_keys: needs one per payload ({len(payloads)}), got"
+                              f" {len(dedupe_keys)}")
     options = _options(run_at, delay, priority, None, queue, max_attempts, timeout)
     options.concurrency_key = concurrency_key or ""
     request = client_pb2.InvokeBatchRequest(
@@ -158,9 +188,13 @@ def invoke_batch(
         payloads_json=[dumps(p) for p in payloads],
         options=options,
         request_id=request_id or str(uuid.uuid4()),
+        dedupe_keys=[k or "" for k in dedupe_keys] if dedupe_keys is not None else [],
     )
     response = yield from _traced_invoke("InvokeBatch", request)
-    return list(response.execution_ids)
+    ids = list(response.execution_ids)
+    # no flags: a batch without keys (or an older coordinator) created every one
+    created = list(response.created) if len(response.created) == len(ids) else [True] * len(ids)
+    return [Invoked(str(i), c) for i, c in zip(ids, created, strict=True)]
 
 
 def _traced_invoke(

@@ -40,7 +40,7 @@ from .errors import TaskDefinitionError
 from .lifecycle import Run
 from .pool import Pool, pool_groups
 from .settings import PoolSettings
-from .task import Task, check_registrable, registered
+from .task import Task, TaskOptions, check_registrable, registered
 from .window import LeaseWindow
 
 log = logging.getLogger(__name__)
@@ -1003,6 +1003,18 @@ def _outcome_size(outcome: worker_pb2.Outcome) -> int:
             + ITEM_OVERHEAD)
 
 
+def _global_cap(o: TaskOptions) -> int:
+    """The cap over all running executions: `concurrency`, unless it is the per-key cap (the
+    older form `concurrency=N, key=...` without `key_concurrency`)."""
+    return 0 if o.key and o.key_concurrency is None else o.concurrency
+
+
+def _key_cap(o: TaskOptions) -> int:
+    if o.key_concurrency is not None:
+        return o.key_concurrency
+    return o.concurrency if o.key else 0
+
+
 def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
     """The registration message of a task."""
     o = t.options
@@ -1021,9 +1033,9 @@ def task_definition(t: Task[..., Any]) -> worker_pb2.TaskDefinition:
         timezone=o.timezone,
         timeout_seconds=o.timeout or 0.0,
         on_failure=o.on_failure or "",
-        concurrency=0 if o.key else o.concurrency,
+        concurrency=_global_cap(o),
         key=o.key or "",
-        key_concurrency=o.concurrency if o.key else 0,
+        key_concurrency=_key_cap(o),
         rate_limit=o.rate_limit or "",
         rate_limit_name=o.rate_limit_name or "",
         queue=o.queue or "",

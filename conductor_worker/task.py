@@ -72,9 +72,12 @@ class TaskOptions:
     #: the first lease of a batch waits for more
     batch: int = 0
     batch_wait: float = 0.5
-    #: the payload field (dotted path) whose value is an execution's key; with it,
-    #: `concurrency` is the limit per key and `rate_limit` applies per key
+    #: the payload field (dotted path) whose value is an execution's key; with it (and no
+    #: `key_concurrency`), `concurrency` is the limit per key; `rate_limit` applies per key
     key: str | None = None
+    #: at most this many running per key (None: not set); when set, `concurrency` stays the
+    #: cap over all the task's running executions, so both limits apply at once
+    key_concurrency: int | None = None
     #: "N/s", "N/m", "N/h", "N/d" (or "N/10s"): leases per period, burst N
     rate_limit: str | None = None
     #: share the rate limit with the other tasks naming it
@@ -116,8 +119,11 @@ class Task(Generic[P, R]):
 
     @functools.cached_property
     def payload_type(self) -> Any | None:
-        """X when the handler's first parameter is annotated `Event[X]`: payloads are
-        validated and parsed into X before the handler runs (needs pydantic)."""
+        """X when the handler's first parameter is annotated `Event[X]` (a batch handler's:
+        `list[Event[X]]`): payloads are validated and parsed into X before the handler runs
+        (needs pydantic)."""
+        if self.options.batch:
+            return typed.batch_payload_type(self.fn, Event)
         return typed.payload_type(self.fn, Event)
 
     @functools.cached_property
@@ -172,6 +178,7 @@ def task(
     batch: int = 0,
     batch_wait: float | str = 0.5,
     key: str | None = None,
+    key_concurrency: int | None = None,
     rate_limit: str | None = None,
     rate_limit_name: str | None = None,
     queue: str | None = None,
@@ -224,11 +231,15 @@ def task(
     or the first has waited `batch_wait` seconds. Each item stays its own execution (its
     own result, attempts and fencing); an item whose result is an exception, or that the
     handler passed to `ctx.fail(i, error)`, fails alone and only it is retried; when the
-    handler raises, every item fails. Batch handlers have no steps (docs/concepts.md,
-    "Batch handlers").
+    handler raises, every item fails. `events: list[Event[Model]]` parses each payload (one
+    that does not fit fails alone, InvalidPayload); `ctx.logger_for(i)` records lines on
+    item i's execution. Batch handlers have no steps (docs/flow-control.md, "Batch
+    handlers").
     Flow control (docs/flow-control.md): `concurrency=N` caps running executions across all
     workers; with `key="customer.id"` (a payload field, dotted path) it is the cap *per key*
-    instead (an invoke's `concurrency_key=` overrides the field). `rate_limit="100/s"`
+    instead (an invoke's `concurrency_key=` overrides the field). `key_concurrency=M` sets
+    the per-key cap on its own, keeping `concurrency` as the cap over all keys: both hold
+    at once (executions without a key are limited by `concurrency` only). `rate_limit="100/s"`
     allows that many leases per period (burst: the count), per key with `key`;
     `rate_limit_name="openai"` shares one limit among the tasks naming it. Raising
     `RateLimited(retry_after=s)` in the handler pauses the limit for everyone. `queue` is
@@ -263,6 +274,7 @@ def task(
             batch=batch,
             batch_wait=_batch_wait(task_name, batch_wait),
             key=key,
+            key_concurrency=key_concurrency,
             rate_limit=rate_limit,
             rate_limit_name=rate_limit_name,
             queue=queue,
@@ -361,6 +373,15 @@ def _batch_wait(task_name: str, value: object) -> float:
 def _validate_flow(o: TaskOptions, fail: Callable[[str, str], None]) -> None:
     if o.key is not None and (problem := flow.key_problem(o.key)):
         fail("key", problem)
+    if o.key_concurrency is not None:
+        if isinstance(o.key_concurrency, bool) or not isinstance(o.key_concurrency, int) or not (
+            1 <= o.key_concurrency <= flow.MAX_KEY_CONCURRENCY
+        ):
+            fail("key_concurrency", f"must be an integer 1..{flow.MAX_KEY_CONCURRENCY} (None:"
+                 f" no per-key cap of its own), got {o.key_concurrency!r}")
+        if 0 < o.concurrency < o.key_concurrency:
+            fail("key_concurrency", f"must be <= concurrency (the cap over all keys,"
+                 f" {o.concurrency}), got {o.key_concurrency}")
     if o.rate_limit is not None and (problem := flow.rate_problem(o.rate_limit)):
         fail("rate_limit", problem)
     if o.rate_limit_name is not None:
@@ -465,5 +486,18 @@ def check_registrable(t: Task[..., Any]) -> None:
             f"task {t.name!r}: {where} does not name this task; keep the @task object under "
             "the name it was defined with"
         )
+    _check_event_annotation(t)
     if t.payload_type is not None:
         typed.check_type(t.payload_type, f"task {t.name!r}: payload annotation")
+
+
+def _check_event_annotation(t: Task[..., Any]) -> None:
+    """A batch handler's first parameter is a list of events, a plain handler's one event:
+    an annotation of the other form would leave payloads unparsed without a word."""
+    if t.options.batch and typed.payload_type(t.fn, Event) is not None:
+        raise TaskDefinitionError(f"task {t.name!r}: a batch handler takes a list of events:"
+                                  " annotate its first parameter list[Event[X]], not Event[X]")
+    if not t.options.batch and typed.batch_payload_type(t.fn, Event) is not None:
+        raise TaskDefinitionError(f"task {t.name!r}: the handler takes one event (not a batch"
+                                  " handler: no batch=...): annotate it Event[X], not"
+                                  " list[Event[X]]")

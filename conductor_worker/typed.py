@@ -3,6 +3,8 @@
 A handler annotated `def f(event: Event[Order], ctx) -> Receipt` gets `event.payload`
 validated and parsed into `Order` in its pool process before it runs; a payload that does not
 fit fails the execution at once (InvalidPayload, not retried) with the fields that are wrong.
+A batch handler annotated `def f(events: list[Event[Order]], ctx)` gets each item's payload
+parsed the same way; an item that does not fit fails alone and is left out of the list.
 A pydantic model returned (or passed as a payload or step result) is stored as its JSON form,
 and `Client.wait(id, result_type=Receipt)` (or `result_type=f`) parses the result back.
 
@@ -12,6 +14,7 @@ models only once pydantic has been imported by someone, so untyped code pays not
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import sys
 import typing
@@ -104,6 +107,27 @@ def payload_type(fn: Callable[..., Any], event_class: type) -> Any | None:
     if typing.get_origin(hint) is not event_class:
         return None
     (kind,) = typing.get_args(hint)
+    return None if kind is Any else kind
+
+
+#: the list types a batch handler's first parameter may be annotated with
+_LISTS = (list, collections.abc.Sequence, collections.abc.Iterable)
+
+
+def batch_payload_type(fn: Callable[..., Any], event_class: type) -> Any | None:
+    """X for a batch handler whose first parameter is annotated `list[Event[X]]` (or
+    `Sequence[Event[X]]`; X not Any)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_argcount == 0:
+        return None
+    hint = _hint(fn, code.co_varnames[0])
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) not in _LISTS or len(args) != 1:
+        return None
+    (item,) = args
+    if typing.get_origin(item) is not event_class:
+        return None
+    (kind,) = typing.get_args(item)
     return None if kind is Any else kind
 
 

@@ -1496,6 +1496,7 @@ class InvokeBatchRequest(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    DEDUPE_KEYS_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Name of a task that a worker has registered."""
     request_id: _builtins.str
@@ -1511,7 +1512,17 @@ class InvokeBatchRequest(_message.Message):
 
     @_builtins.property
     def options(self) -> Global___InvokeOptions:
-        """Scheduling options for all of them (dedupe_key is not allowed in a batch)."""
+        """Scheduling options for all of them (options.dedupe_key, debounce_seconds and
+        throttle_seconds are not allowed in a batch: give each item its key in dedupe_keys).
+        """
+
+    @_builtins.property
+    def dedupe_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Per payload, its dedupe key (as InvokeOptions.dedupe_key of one Invoke; empty: none, at
+        most 500 characters). Empty list: no keys; otherwise exactly one per payload. An item
+        whose key an unfinished execution of the task holds, or an earlier item of the batch
+        has, creates nothing and answers that execution's id (created false).
+        """
 
     def __init__(
         self,
@@ -1521,10 +1532,11 @@ class InvokeBatchRequest(_message.Message):
         options: Global___InvokeOptions | None = ...,
         request_id: _builtins.str = ...,
         trace_context: _builtins.str = ...,
+        dedupe_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "payloads_json", b"payloads_json", "request_id", b"request_id", "task", b"task", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_keys", b"dedupe_keys", "options", b"options", "payloads_json", b"payloads_json", "request_id", b"request_id", "task", b"task", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1537,18 +1549,28 @@ class InvokeBatchResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Identifiers of the new executions, in the order of the payloads."""
+        """Identifiers of the executions, in the order of the payloads (with dedupe_keys, an item
+        may answer an existing execution's id).
+        """
+
+    @_builtins.property
+    def created(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
+        """With dedupe_keys: per payload, whether this call created its execution (false: its
+        dedupe key was held). Empty without dedupe_keys: every execution was created.
+        """
 
     def __init__(
         self,
         *,
         execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+        created: _abc.Iterable[_builtins.bool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "execution_ids", b"execution_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -133,6 +133,30 @@ WHERE task = %(task)s AND key = %(dedupe_key)s;
 -- The execution the window's first invoke created (or found).
 SELECT execution_id FROM conductor_throttles WHERE task = %(task)s AND key = %(dedupe_key)s;
 
+-- name: insert_deduped_batch
+-- The items of an InvokeBatch that carry dedupe keys, one per distinct key (the first item
+-- with it), inserted in the order given (the caller sorts them by key, so that concurrent
+-- batches with common keys wait for each other in one order and cannot deadlock); no row
+-- for a key an unfinished execution holds (find_deduped_batch reads those).
+INSERT INTO conductor_executions (task, queue, payload, priority, run_at, created_at,
+    max_attempts, dedupe_key, trace_context, timeout, concurrency_key)
+SELECT %(task)s, %(queue)s, u.payload::jsonb, %(priority)s, %(run_at)s, %(now)s,
+    %(max_attempts)s, u.dedupe_key, %(trace_context)s, %(timeout)s,
+    coalesce(%(concurrency_key)s::text,
+        conductor_key(%(keyed)s, %(key_path)s::text[], u.payload::jsonb))
+FROM unnest(%(payloads)s::text[], %(dedupe_keys)s::text[]) WITH ORDINALITY
+    AS u(payload, dedupe_key, n)
+ORDER BY u.n
+ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
+RETURNING dedupe_key, id;
+
+-- name: find_deduped_batch
+-- The unfinished executions holding these dedupe keys.
+SELECT dedupe_key, id FROM conductor_executions
+WHERE task = %(task)s AND dedupe_key = ANY(%(dedupe_keys)s::text[])
+    AND state IN ('pending', 'running');
+
 -- name: find_deduped_execution
 -- The unfinished execution holding a dedupe key.
 SELECT id FROM conductor_executions
@@ -155,14 +179,16 @@ ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id;
 
 -- name: record_invoke_request
--- The answer of a deduped invoke that claimed a request id, for its retries (same
--- transaction; insert_executions records its own ids).
-UPDATE conductor_invoke_requests SET execution_ids = %(ids)s, created = %(created)s
+-- The answer of a deduped invoke (or of a batch with dedupe keys, with its per-item flags;
+-- else null) that claimed a request id, for its retries (same transaction;
+-- insert_executions records its own ids).
+UPDATE conductor_invoke_requests SET execution_ids = %(ids)s, created = %(created)s,
+    created_items = %(created_items)s::boolean[]
 WHERE request_id = %(request_id)s;
 
 -- name: get_invoke_request
 -- What the first call with a request id was and answered.
-SELECT task, size, execution_ids, created FROM conductor_invoke_requests
+SELECT task, size, execution_ids, created, created_items FROM conductor_invoke_requests
 WHERE request_id = %(request_id)s;
 
 -- name: notify_ready

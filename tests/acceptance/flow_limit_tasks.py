@@ -20,6 +20,14 @@ def per_key(event: Event, ctx: Context) -> Any:
     return event.payload["n"]
 
 
+@task(name="capped-keys", key="customer", concurrency=3, key_concurrency=1, processes=2,
+      prefetch=0)
+def capped_keys(event: Event, ctx: Context) -> Any:
+    """Both caps at once: 3 running overall, 1 per customer (keyless: the global cap only)."""
+    time.sleep(event.payload.get("sleep", 0.1))
+    return event.payload["n"]
+
+
 @task(name="rated", rate_limit="50/s", processes=4)
 def rated(event: Event, ctx: Context) -> Any:
     return event.payload

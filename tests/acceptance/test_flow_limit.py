@@ -88,6 +88,64 @@ def test_per_key_limit_holds_across_two_workers_and_two_coordinators(
     assert workers == 2, "both workers ran some"
 
 
+class CapSampler(threading.Thread):
+    """Samples the running executions of a task: most at once overall, per key, keyless."""
+
+    def __init__(self, url: str, task: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.task = url, task
+        self.most_total = self.most_per_key = self.most_keyless = self.samples = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stopped.is_set():
+                rows = conn.execute(
+                    "SELECT coalesce(concurrency_key, ''), count(*) FROM conductor_executions"
+                    " WHERE task = %s AND state = 'running' GROUP BY 1", (self.task,)
+                ).fetchall()
+                self.samples += 1
+                counts = {r[0]: int(r[1]) for r in rows}
+                self.most_total = max(self.most_total, sum(counts.values()))
+                self.most_keyless = max(self.most_keyless, counts.pop("", 0))
+                self.most_per_key = max(self.most_per_key, *counts.values(), 0)
+
+
+def test_a_global_cap_and_a_key_cap_hold_together_across_workers_and_coordinators(
+    start_coordinator, spawn_worker, database_url, db
+):
+    """@task(concurrency=3, key="customer", key_concurrency=1): 5 keys x 4 executions and
+    keyless ones, 2 workers (4 pool processes, more than the cap) on 2 coordinators."""
+    first, second = start_coordinator(), start_coordinator()
+    spawn_worker(first.coordinator.address, MODULE)
+    spawn_worker(second.coordinator.address, MODULE)
+    sampler = CapSampler(database_url, "capped-keys")
+    sampler.start()
+    # each key's executions one after another: without the key cap they would run together
+    keyed = [{"customer": f"c{k}", "n": n} for k in range(5) for n in range(4)]
+    with Client(first.coordinator.address) as client:
+        client.invoke_batch("capped-keys", keyed[:10])
+    with Client(second.coordinator.address) as client:
+        client.invoke_batch("capped-keys", keyed[10:])
+    wait_for(lambda: states(db, "capped-keys")["succeeded"] == 20, timeout=120,
+             what="the 20 keyed executions to succeed")
+    assert sampler.most_total == 3, f"at most 3 overall, and reached: {sampler.most_total}"
+    assert sampler.most_per_key == 1, "two executions of one key ran at once"
+    # Keyless executions: not limited per key, only by the global cap.
+    with Client(second.coordinator.address) as client:
+        client.invoke_batch("capped-keys", [{"n": n, "sleep": 0.3} for n in range(8)])
+    wait_for(lambda: states(db, "capped-keys")["succeeded"] == 28, timeout=120,
+             what="the 8 keyless executions to succeed")
+    sampler.stopped.set()
+    sampler.join()
+    assert sampler.samples > 10
+    assert sampler.most_total == 3, f"the global cap was overshot: {sampler.most_total}"
+    assert sampler.most_keyless >= 2, "keyless executions were limited like one key"
+    workers = db.execute("SELECT count(DISTINCT worker_id) FROM conductor_executions"
+                         " WHERE task = 'capped-keys'").fetchone()[0]
+    assert workers == 2, "both workers ran some"
+
+
 def test_rate_limit_holds_across_two_workers_and_two_coordinators(
     start_coordinator, spawn_worker, db
 ):

@@ -10,7 +10,17 @@ from conductor_worker import Client, Event, InvalidArgument, task
 from conductor_worker.errors import TaskDefinitionError
 from conductor_worker.task import check_registrable
 from tests.acceptance.tasks import noop
-from tests.acceptance.typed_tasks import Item, Order, Receipt, async_order, place_order, total
+from tests.acceptance.typed_tasks import (
+    Item,
+    Order,
+    Receipt,
+    async_order,
+    place_order,
+    total,
+    typed_batch,
+    typed_batch_async,
+)
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -56,6 +66,34 @@ def test_invalid_payload_fails_at_once_naming_the_fields(address, spawn_worker, 
     assert "Traceback" not in message
 
 
+@pytest.mark.parametrize("task_name", ["typed-batch", "typed-batch-async"])
+def test_a_typed_batch_parses_each_item_and_a_bad_payload_fails_alone(
+    address, spawn_worker, client, task_name
+):
+    worker = spawn_worker(address, MODULE)
+    payloads: list[Any] = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 0}, {"sku": "c", "qty": 3},
+                           Item(sku="d", qty=4), {"qty": "many"}]
+    ids = client.invoke_batch(task_name, payloads)
+    done = [client.wait(i, timeout=60) for i in ids]
+    assert [(e.state, e.attempt) for e in done] == [
+        ("succeeded", 1), ("failed", 1), ("succeeded", 1), ("succeeded", 1), ("failed", 1)]
+    assert [done[i].result["units"] for i in (0, 2, 3)] == [1, 3, 4]
+    for bad, problem in ((1, "payload.qty: Input should be greater than 0"),
+                         (4, "payload.sku: Field required")):
+        error = done[bad].error
+        assert error is not None and error.type == "InvalidPayload", error
+        assert problem in error.message and "Traceback" not in error.message
+    # each item's line is recorded on its own execution, none on the items that failed
+    word = "sku" if task_name == "typed-batch" else "async sku"
+    for i, sku in ((0, "a"), (2, "c"), (3, "d")):
+        lines = wait_for(lambda i=i: client.logs(ids[i]) or None, what=f"item {i}'s line")
+        assert len(lines) == 1 and lines[0].message.startswith(f"{word} {sku}"), lines
+        assert lines[0].attempt == 1
+    assert client.logs(ids[1]) == [] and client.logs(ids[4]) == []
+    if task_name == "typed-batch":
+        assert "a batch of" in worker.output(), "ctx.logger goes to the worker's log"
+
+
 def test_result_type_of_a_task_without_annotation_is_refused(address, spawn_worker, client):
     spawn_worker(address)
     execution_id = client.invoke(noop, 1)
@@ -78,6 +116,7 @@ def test_annotations_are_read_from_the_handler():
     assert place_order.payload_type is Order and place_order.result_type is Receipt
     assert total.payload_type == list[int] and total.result_type is int
     assert noop.payload_type is None and opaque.result_type is None
+    assert typed_batch.payload_type is Item and typed_batch_async.payload_type is Item
 
 
 def test_a_type_pydantic_cannot_validate_fails_registration():

@@ -238,6 +238,47 @@ def test_keys_from_the_payload_the_invoke_or_none(coordinator, clock, db):
     worker.close()
 
 
+@frozen
+def test_a_global_cap_and_a_key_cap_hold_together_and_explain_says_which(
+    coordinator, clock, db
+):
+    clock.set(START)
+    address = coordinator.coordinator.address
+    worker = RawWorker(address, definition("both-caps", capacity=20, concurrency=3, key="k",
+                                           key_concurrency=1))
+    with Client(address) as client:
+        a1, a2 = client.invoke("both-caps", {"k": "a"}), client.invoke("both-caps", {"k": "a"})
+        b1, c1, d1 = (client.invoke("both-caps", {"k": k}) for k in "bcd")
+        keyless = client.invoke("both-caps", {"other": 1})
+        settle(coordinator)
+        first = {lease.execution_id: lease for lease in leases(worker)}
+        assert sorted(first) == sorted([a1, b1, c1]), "3 overall, one of key a"
+        assert running(db, "both-caps") == sorted([a1, b1, c1], key=int)
+        why = lambda eid: client.get(eid).explanation  # noqa: E731
+        key_full, cap_full = why(a2), why(d1)
+        assert (key_full.reason, key_full.execution_ids) == ("key_concurrency", (a1,))
+        assert "key 'a' is full: 1 of 1 running" in key_full.message
+        assert cap_full.reason == "concurrency"
+        assert sorted(cap_full.execution_ids, key=int) == sorted([a1, b1, c1], key=int)
+        assert "3 of 3 running" in cap_full.message
+        assert why(keyless).reason == "concurrency", "keyless: limited by the global cap only"
+
+        # b1 ends: one place overall, which a2 (key a still full) cannot take
+        worker.complete(b1, first[b1].lease_token, "1")
+        settle(coordinator)
+        second = [lease.execution_id for lease in leases(worker)]
+        assert len(second) == 1 and second[0] in (d1, keyless), second
+        assert a2 not in second
+        # a1 ends: its key frees and a2 runs; the cap is full again (3 running)
+        worker.complete(a1, first[a1].lease_token, "1")
+        settle(coordinator)
+        assert [lease.execution_id for lease in leases(worker)] == [a2]
+        assert len(running(db, "both-caps")) == 3
+        waiting = ({d1, keyless} - set(second)).pop()
+        assert why(waiting).reason == "concurrency"
+    worker.close()
+
+
 @pytest.fixture
 def stub(coordinator):
     address = coordinator.coordinator.address
@@ -289,6 +330,7 @@ def test_bad_flow_options_of_an_invoke_name_the_field(stub, db, method, request_
         ({"key": "a..b"}, "register.tasks[0].key"),
         ({"key": "a.$b"}, "register.tasks[0].key"),
         ({"key_concurrency": -1}, "register.tasks[0].key_concurrency"),
+        ({"concurrency": 2, "key_concurrency": 3}, "register.tasks[0].key_concurrency"),
         ({"queue": "two words"}, "register.tasks[0].queue"),
     ],
 )

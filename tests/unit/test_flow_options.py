@@ -34,6 +34,12 @@ def _noop(event: Any, ctx: Any) -> None:
         ({"key": "customer id"}, "key"),
         ({"queue": ""}, "queue"),
         ({"queue": "a,b"}, "queue"),
+        ({"key": "k", "key_concurrency": 0}, "key_concurrency"),
+        ({"key": "k", "key_concurrency": -1}, "key_concurrency"),
+        ({"key": "k", "key_concurrency": 1.5}, "key_concurrency"),
+        ({"key": "k", "key_concurrency": True}, "key_concurrency"),
+        ({"key": "k", "key_concurrency": 1_000_001}, "key_concurrency"),
+        ({"key": "k", "concurrency": 2, "key_concurrency": 3}, "key_concurrency"),
     ],
 )
 def test_bad_flow_options_name_the_option(options, option):
@@ -49,6 +55,18 @@ def test_the_registration_of_flow_options():
     assert (d.rate_limit, d.rate_limit_name, d.queue) == ("10/m", "crm", "emails")
     plain = task_definition(task(name="plain", concurrency=3)(_noop))
     assert (plain.key, plain.key_concurrency, plain.concurrency, plain.queue) == ("", 0, 3, "")
+
+
+def test_a_global_cap_and_a_cap_per_key_together():
+    both = task_definition(task(name="both", key="k", concurrency=3, key_concurrency=1)(_noop))
+    assert (both.key, both.key_concurrency, both.concurrency) == ("k", 1, 3)
+    per_key_only = task_definition(task(name="per-key", key="k", key_concurrency=2)(_noop))
+    assert (per_key_only.key_concurrency, per_key_only.concurrency) == (2, 0)
+    # keys from the invoke's concurrency_key only: no payload field
+    invoked_keys = task_definition(task(name="by-invoke", concurrency=5,
+                                        key_concurrency=5)(_noop))
+    assert (invoked_keys.key, invoked_keys.key_concurrency, invoked_keys.concurrency) == (
+        "", 5, 5)
 
 
 @pytest.mark.parametrize("text", ["1/s", "100/s", "10/m", "5/10s", "1000/h", "50000/d",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conductor_worker import Event, task
+import pytest
+
+from conductor_worker import Event, TaskDefinitionError, task
+from conductor_worker.task import check_registrable
 from conductor_worker.typed import describe
 
 if TYPE_CHECKING:
@@ -45,3 +48,28 @@ def test_validation_errors_name_the_fields_and_stay_short() -> None:
     text = describe(FakeValidationError(), "payload")
     assert text.startswith("payload.items.0.qty: bad; payload.items.1.qty: bad")
     assert text.endswith("and 2 more") and "items.5" not in text
+
+
+@task(name="typed-unit-batch-as-one", batch=5)
+def batch_as_one(event: Event[dict[str, int]], ctx: Any) -> list[Any]:
+    return []
+
+
+@task(name="typed-unit-one-as-batch")
+def one_as_batch(events: list[Event[dict[str, int]]], ctx: Any) -> Any:
+    return None
+
+
+@task(name="typed-unit-batch", batch=5)
+def typed_batch(events: list[Event[dict[str, int]]], ctx: Any) -> list[Any]:
+    return []
+
+
+def test_a_batch_handler_is_typed_by_a_list_of_events() -> None:
+    assert typed_batch.payload_type == dict[str, int]
+    with pytest.raises(TaskDefinitionError, match=r"'typed-unit-batch-as-one': a batch handler"
+                       r" takes a list of events: annotate its first parameter list\[Event"):
+        check_registrable(batch_as_one)
+    with pytest.raises(TaskDefinitionError, match=r"'typed-unit-one-as-batch': the handler takes"
+                       r" one event"):
+        check_registrable(one_as_batch)
