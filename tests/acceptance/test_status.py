@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.conftest import ROOT
 
@@ -22,13 +23,16 @@ def status(address: str, *extra: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_status_names_the_database_workers_and_unserved_tasks(address, spawn_worker):
+def test_status_names_the_database_workers_and_unserved_tasks(address, spawn_worker,
+                                                              database_url):
+    parts = conninfo_to_dict(database_url)  # 127.0.0.1:5432, or an embedded server's socket
+    place = f"{parts.get('host') or 'localhost'}:{parts.get('port') or '5432'}/"
     spawn_worker(address).stop()  # registers the tasks, then leaves: nobody serves them
     alone = status(address)
     assert alone.returncode == 0, alone.stderr
     lines = alone.stdout.splitlines()
     assert lines[0].startswith(f"coordinator  {address}: reachable (conductor ")
-    assert lines[1].startswith("database     127.0.0.1:5432/") and lines[1].endswith(": ok")
+    assert lines[1].startswith(f"database     {place}") and lines[1].endswith(": ok")
     assert lines[2] == "data dir     - (external database)"
     assert lines[3] == "workers      0 connected"
     assert "not served by any connected worker:" in lines[4]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conductor.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2
 from conductor_worker import Client
@@ -94,7 +95,7 @@ def test_status_names_the_database_without_credentials(clock, database_url):
     from conductor_server.app import CoordinatorThread
     from conductor_server.settings import Settings
 
-    url = database_url.replace("postgresql://", "postgresql://postgres:secret@", 1)
+    url = make_conninfo(database_url, password="secret")  # (trust auth ignores it)
     coordinator = CoordinatorThread(Settings(database_url=url, port=0), clock)
     coordinator.start()
     try:
@@ -103,7 +104,9 @@ def test_status_names_the_database_without_credentials(clock, database_url):
     finally:
         coordinator.stop()
     assert status.database_ok and status.database_error == ""
-    assert status.database.startswith("127.0.0.1:5432/") and "secret" not in status.database
+    parts = conninfo_to_dict(database_url)  # 127.0.0.1:5432, or an embedded server's socket
+    place = f"{parts.get('host') or 'localhost'}:{parts.get('port') or '5432'}/"
+    assert status.database.startswith(place) and "secret" not in status.database
     assert status.data_dir is None and status.version
 
 
