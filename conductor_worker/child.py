@@ -23,7 +23,7 @@ Messages from the parent:
     ("stop",)                             exit when idle
 and to the parent:
     ("ready", pid, forker_threads)        threads of the process that forked this one
-    ("step", key, name, result_json)
+    ("step", key, name, result_json[, True])   True: sent again, its answer being late
     ("done", key, result_json)
     ("error", key, type, message, traceback, retryable)
     ("released", key, reason, run_at | None)
@@ -79,7 +79,8 @@ LEASE_POLL = 0.5
 #: seconds a step save waits for its answer before it is sent again: saves are idempotent
 #: (the first write of a name wins and every answer carries the recorded result), so a save
 #: or an answer lost anywhere between this process and the database delays the run by this
-#: much instead of holding it (and its heartbeated lease) forever
+#: much instead of holding it (and its heartbeated lease) forever. A save sent again is
+#: marked so, and the worker logs where the first one was lost (runtime.Worker._on_step).
 STEP_RESEND = 5.0
 #: the exit code of a pool process stopped by SIGUSR1 (a run's timeout)
 STOPPED_EXIT = 75
@@ -257,7 +258,7 @@ class PipeLink:
                 break
             except queue.Empty:
                 if self._waiting.get(wait) is waiter:  # (else it is being answered now)
-                    self.send(message)  # idempotent: see STEP_RESEND
+                    self.send((*message, True))  # idempotent: see STEP_RESEND
         return _checked(answer, key, name)
 
     def call(self, key: RunKey, method: str, kwargs: dict[str, Any]) -> Any:
@@ -297,7 +298,7 @@ class PipeLink:
                 break
             except TimeoutError:
                 if self._futures.get(wait) is future:
-                    self.send_soon(message)  # idempotent: see STEP_RESEND
+                    self.send_soon((*message, True))  # idempotent: see STEP_RESEND
         return _checked(answer, key, name)
 
     def send_soon(self, message: tuple[Any, ...]) -> None:
