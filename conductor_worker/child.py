@@ -23,7 +23,7 @@ Messages from the parent:
     ("stop",)                             exit when idle
 and to the parent:
     ("ready", pid, forker_threads)        threads of the process that forked this one
-    ("step", key, name, result_json)
+    ("step", key, name, result_json[, True])   True: sent again, its answer being late
     ("done", key, result_json)
     ("error", key, type, message, traceback, retryable)
     ("released", key, reason, run_at | None)
@@ -79,7 +79,8 @@ LEASE_POLL = 0.5
 #: seconds a step save waits for its answer before it is sent again: saves are idempotent
 #: (the first write of a name wins and every answer carries the recorded result), so a save
 #: or an answer lost anywhere between this process and the database delays the run by this
-#: much instead of holding it (and its heartbeated lease) forever
+#: much instead of holding it (and its heartbeated lease) forever. A save sent again is
+#: marked so, and the worker logs where the first one was lost (runtime.Worker._on_step).
 STEP_RESEND = 5.0
 #: seconds between two looks for step saves unanswered for STEP_RESEND (one thread per pool
 #: process does it, so that a save itself costs no timer)
@@ -158,7 +159,7 @@ class PipeLink:
             for wait, entry in list(self._unanswered.items()):  # list(): savers add meanwhile
                 if now - entry[1] >= STEP_RESEND and wait in self._unanswered:
                     entry[1] = now
-                    self.send(entry[0])  # idempotent: see STEP_RESEND
+                    self.send((*entry[0], True))  # idempotent; True: sent again
 
     def _read(self) -> None:
         try:

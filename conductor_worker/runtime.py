@@ -31,6 +31,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from conductor.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
+from . import child as child_module
 from . import flow, preload, tracing
 from . import metrics as worker_metrics
 from .client import Client
@@ -64,6 +65,9 @@ STEP_BATCH_ALONE = 16
 ANNOUNCE_EVERY = 0.25
 #: seconds a stopping worker waits at most for the answer to StopLeasing (LeasingStopped)
 STOP_ANSWER_WAIT = 5.0
+#: step saves whose answer was handed to a pool process lately, kept to tell where a save
+#: that a pool process sends again was lost (see Worker._resent)
+ANSWERED_KEPT = 4096
 #: answers that reconnecting cannot fix: the worker stops with exit code 1
 REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED)
 
@@ -91,6 +95,15 @@ class _Held:
     run: Run | None = None
     #: its span, when the execution is traced (tracing.py)
     trace: tracing.LeaseTrace | None = None
+
+
+@dataclass
+class _PendingStep:
+    """A step save sent up the stream (or waiting for one) and not yet acknowledged."""
+
+    save: worker_pb2.StepSave
+    #: time.monotonic() when it last went up a stream (None: not yet, no stream since)
+    written: float | None = None
 
 
 def load_tasks(target: str | ModuleType | Iterable[Task[..., Any]]) -> list[Task[..., Any]]:
@@ -174,7 +187,10 @@ class Worker:
         #: coordinator, and announced (see ANNOUNCE_EVERY and RunStates)
         self._queued: set[RunKey] = set()
         self._waiting: set[RunKey] = set()
-        self.pending_steps: dict[tuple[RunKey, str], worker_pb2.StepSave] = {}
+        self.pending_steps: dict[tuple[RunKey, str], _PendingStep] = {}
+        #: when each step save acknowledged lately was answered to its pool process
+        #: (time.monotonic(); the ANSWERED_KEPT latest)
+        self._answered: dict[tuple[RunKey, str], float] = {}
         #: time.monotonic() when the coordinator was last heard from on the current stream
         self._last_heard = 0.0
         #: the lease timeout the coordinator announced, and when the heartbeats that are not
@@ -403,8 +419,8 @@ class Worker:
                 STOP_ANSWER_WAIT, self._on_leasing_stopped, None)
         for key in self._waiting:
             outbox.put_nowait(("waiting", _ref(key)))
-        for save in self.pending_steps.values():
-            outbox.put_nowait(("step", save))
+        for pending in self.pending_steps.values():
+            outbox.put_nowait(("step", pending.save))
         for outcome in self.unacked.values():
             outbox.put_nowait(("outcome", outcome))
         log.info("connected to %s as %s", self.server, self.worker_id)
@@ -495,6 +511,16 @@ class Worker:
                 self._steps_landed.clear()
             for message in _coalesce(items, self._limits.message_budget):
                 await call.write(message)
+                if message.HasField("step_saves"):
+                    self._written(message.step_saves.items)
+
+    def _written(self, saves: Iterable[worker_pb2.StepSave]) -> None:
+        """These step saves went up the stream just now."""
+        now = time.monotonic()
+        for save in saves:
+            pending = self.pending_steps.get(((save.execution_id, save.lease_token), save.name))
+            if pending is not None:
+                pending.written = now
 
     async def _heartbeats(self, interval: float) -> None:
         """One heartbeat at once (its answer also bounds the coordinator's clock), then one
@@ -668,12 +694,16 @@ class Worker:
         if not self._steps_in_flight:
             self._steps_landed.set()
         answers: dict[str, list[tuple[RunKey, str, str | None, str]]] = {}
+        now = time.monotonic()
         for ack in acks.items:
             key, name = (ack.execution_id, ack.lease_token), ack.name
             self.pending_steps.pop((key, name), None)
             held = self.held.get(key)
             if held is None:
                 continue
+            self._answered[(key, name)] = now
+            if len(self._answered) > ANSWERED_KEPT:
+                del self._answered[next(iter(self._answered))]
             answer: tuple[RunKey, str, str | None, str]
             if ack.status == worker_pb2.WRITE_STATUS_OK:
                 answer = (key, name, ack.result_json, "")
@@ -740,6 +770,8 @@ class Worker:
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
         elif kind == "step":
+            if len(message) > 4:  # sent again (child.STEP_RESEND)
+                self._resent(key, message[2])
             self._on_step(held, key, message[2], message[3])
         elif kind == "trace":
             tracing.attempt(held.trace, message[2])
@@ -775,12 +807,14 @@ class Worker:
         if (pending := self.pending_steps.get((key, name))) is not None:
             # the pool process sent it again, its answer being late (child.STEP_RESEND): the
             # same save once more (idempotent), its size counted once
-            self._send(("step", pending))
+            self._send(("step", pending.save))
             return
         if too_big := self._limits.refuse(result_json, self._limits.step_result_bytes):
             self.pools[held.task].step_acks([(key, name, None, too_big)])
             return
-        total = held.steps_bytes + len(result_json)
+        # sent again after its answer was handed over (the answer lost on the pipe): its size
+        # was counted then
+        total = held.steps_bytes + (0 if (key, name) in self._answered else len(result_json))
         if self._limits.steps_bytes and total > self._limits.steps_bytes:
             why = (f"steps: the execution's step results would total {total} bytes; the limit"
                    f" is {self._limits.steps_bytes} bytes")
@@ -790,8 +824,33 @@ class Worker:
         save = worker_pb2.StepSave(
             execution_id=key[0], lease_token=key[1], name=name, result_json=result_json
         )
-        self.pending_steps[(key, name)] = save
+        self.pending_steps[(key, name)] = _PendingStep(save)
         self._send(("step", save))
+
+    def _resent(self, key: RunKey, name: str) -> None:
+        """A pool process sent a step save again, no answer having reached it within
+        child.STEP_RESEND seconds (saves are answered in milliseconds): log where this process
+        saw it last, which says where the save or its answer was lost."""
+        pending = self.pending_steps.get((key, name))
+        answered = self._answered.get((key, name))
+        now = time.monotonic()
+        if pending is not None and pending.written is None:
+            log.info("execution %s: step %r sent again by its pool process; it waits for a"
+                     " stream to the coordinator", key[0], name)
+            return
+        if pending is not None and pending.written is not None:
+            where = (f"it went up the stream {now - pending.written:.1f}s ago and no answer came"
+                     " back (lost on the stream, in the coordinator or on the way back, unless"
+                     " the coordinator or this worker was frozen or overloaded meanwhile)")
+        elif answered is not None:
+            where = (f"its answer was handed to the pool process {now - answered:.1f}s ago"
+                     " (lost between this process and the pool process, unless the two"
+                     " crossed: a process frozen or overloaded meanwhile)")
+        else:
+            where = ("this process never had it (lost between the pool process and this"
+                     " process)")
+        log.warning("execution %s: step %r sent again by its pool process, no answer having"
+                    " come within %gs: %s", key[0], name, child_module.STEP_RESEND, where)
 
     def _on_log(self, key: RunKey, attempt: int, level: str, text: str, at: float) -> None:
         """A ctx.logger line: up the stream, before the run's outcome (best effort)."""
