@@ -1,5 +1,6 @@
 """Conductor's benchmark: S1-S8 (with S1-batch, S1-timeout), S11-S14 and the Procrastinate
-peer, one line of figures each (S9, the retention soak, only with --only S9).
+peer, one line of figures each (S9, the retention soak, and S9-delete, its delete statement
+alone, only when named in --only).
 
     .venv/bin/python -m bench [--json] [--only S1,peer,S3] [--database-url URL] [--profile DIR]
 
@@ -23,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from .dashboard import s14_dashboard
+from .deletes import s9_delete
 from .fairness import s11_fairness, s12_priority
 from .harness import PostgresServer, Result, busy_cores
 from .many import MANY
@@ -37,7 +39,7 @@ ORDER = ["S1", "S1-default", "S1-batch", "S1-timeout", "S1-keyed", "S1-rate", "p
          "peer-default", "S2", "S2-sync", "S3", "S4", "S5", "S6", "S7", "S7-fanout", "S8", "S11",
          "S12", "S13", "S13-spawn", "S13-shared", "S14"]
 #: scenarios that run only when named in --only (S9 soaks for many minutes)
-ON_REQUEST = {"S9": s9_soak}
+ON_REQUEST = {"S9": s9_soak, "S9-delete": s9_delete}
 
 
 def machine() -> str:

@@ -921,10 +921,12 @@ WHERE id = ANY(%(ids)s::bigint[])
 RETURNING id, state::text, worker_id;
 
 -- name: delete_many
--- Delete finished executions (their steps and attempts go with them).
-DELETE FROM conductor_executions
-WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelled')
-RETURNING id;
+-- Delete finished executions with their steps, attempts and other rows (migration 0020);
+-- the row locks keep them final and keep writes for them out until the delete commits.
+SELECT conductor_delete_executions(ARRAY(
+    SELECT id FROM conductor_executions
+    WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'failed', 'cancelled')
+    FOR UPDATE));
 
 -- name: retention_policies
 -- Each task's own retention and redaction settings (null: the coordinator's default).
@@ -941,18 +943,15 @@ SELECT pg_advisory_unlock(hashtext('conductor_maintenance'));
 
 -- name: delete_expired
 -- Delete up to %(limit)s executions of one task that finished in one state before the
--- cutoff, oldest first; rows another transaction holds are left for the next pass.
-WITH deleted AS (
-    DELETE FROM conductor_executions WHERE id IN (
-        SELECT id FROM conductor_executions
-        WHERE task = %(task)s AND state = %(state)s::conductor_execution_state
-            AND finished_at < %(cutoff)s
-        ORDER BY finished_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
-    RETURNING 1
-)
-SELECT count(*) FROM deleted;
+-- cutoff, oldest first, with their other rows (migration 0020); rows another transaction
+-- holds are left for the next pass.
+SELECT count(*) FROM conductor_delete_executions(ARRAY(
+    SELECT id FROM conductor_executions
+    WHERE task = %(task)s AND state = %(state)s::conductor_execution_state
+        AND finished_at < %(cutoff)s
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED));
 
 -- name: delete_old_events
 -- Delete up to %(limit)s events emitted before the cutoff, oldest first (their dedupe keys
@@ -1062,7 +1061,8 @@ SELECT u.id, u.attempt, u.level, u.message, u.logged_at
 FROM u JOIN conductor_executions e ON e.id = u.id
 LEFT JOIN kept ON kept.id = u.id
 WHERE coalesce(kept.n, 0) + u.rank <= %(most)s
-ORDER BY u.n;
+ORDER BY u.n
+FOR KEY SHARE OF e;
 
 -- name: list_log_lines
 -- One execution's log lines after a sequence number, oldest first.
