@@ -50,6 +50,26 @@ def _vacuum(stack: Stack) -> None:
     stack.db.execute("VACUUM conductor_executions, conductor_attempts, conductor_steps")
 
 
+def _vacuum_stats(stack: Stack) -> dict[str, float]:
+    """How often the executions table was vacuumed (by the coordinator: vacuum_count; by
+    autovacuum) and, on PostgreSQL 18 and later, for how many seconds in all."""
+    columns = {r[0] for r in stack.db.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_name = 'pg_stat_user_tables'").fetchall()}
+    wanted = ["vacuum_count", "autovacuum_count"]
+    if "total_vacuum_time" in columns:
+        wanted += ["total_vacuum_time", "total_autovacuum_time"]
+    row = stack.db.execute(
+        f"SELECT {', '.join(wanted)} FROM pg_stat_user_tables"  # type: ignore[arg-type]
+        " WHERE relname = 'conductor_executions'").fetchone()
+    assert row is not None
+    figures = dict(zip(wanted, row, strict=True))
+    return {("vacuum_s" if k == "total_vacuum_time" else
+             "autovacuum_s" if k == "total_autovacuum_time" else k):
+            (round(float(v) / 1000, 1) if k.startswith("total") else int(v))
+            for k, v in figures.items()}
+
+
 def _round(stack: Stack, task: str) -> float:
     """One S1-style round: an InvokeBatch, drained; executions/s over its wall time."""
     began = time.monotonic()
@@ -95,10 +115,12 @@ def s9_soak(run: Run) -> Result:
                 sizes.append((time.monotonic() - began, _sizes(stack)))
         row = stack.db.execute("SELECT count(*) FROM conductor_executions"
                                " WHERE state = ANY('{pending,running}')").fetchone()
+        vacuums = _vacuum_stats(stack)
     if row and row[0]:
         raise BenchError(f"S9: {row[0]} executions still pending or running at the end")
     result = _result(plain, rates, sizes, latency, rounds * S9_ROUND)
     result.figures["server_autovacuum"] = autovacuum
+    result.figures.update(vacuums)
     if not autovacuum:
         result.notes.append("autovacuum is off on this server: VACUUM ran after every round")
     return result

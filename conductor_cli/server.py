@@ -39,6 +39,8 @@ _LIMIT_FLAGS = (
     ("register-timeout", float, "seconds a worker stream may take to send Register (default 10)"),
     ("idle-timeout", float, "seconds an idle connection stays open (default 300)"),
     ("maintenance-batch", int, "executions deleted or redacted per statement (default 1000)"),
+    ("vacuum-dead-rows", int, "vacuum a churning table at this many dead rows, checked every "
+                              "second (default 10000; 0: autovacuum only)"),
 )
 
 #: retention and maintenance flags: durations ("7d", "12h", "90" seconds), read by the

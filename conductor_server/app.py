@@ -29,6 +29,7 @@ from .metrics import CoordinatorMetrics
 from .scheduler import Scheduler
 from .settings import Settings
 from .store import Store
+from .vacuum import Vacuum
 from .waiters import Waiters
 from .worker_service import WorkerService
 
@@ -84,6 +85,7 @@ class Coordinator:
         self.dispatcher: Dispatcher | None = None
         self.scheduler: Scheduler | None = None
         self.maintenance: Maintenance | None = None
+        self.vacuum: Vacuum | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.metrics = CoordinatorMetrics()
@@ -117,6 +119,8 @@ class Coordinator:
         self.scheduler.start()
         self.maintenance = Maintenance(self.store, self.clock, self.settings, self.metrics)
         self.maintenance.start()
+        self.vacuum = Vacuum(self.store, self.settings.vacuum_dead_rows, self.metrics)
+        self.vacuum.start()
         self._listener = asyncio.create_task(self._listen(), name="listen")
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if self.settings.auth_token:
@@ -221,6 +225,8 @@ class Coordinator:
             await _bounded("scheduler", self.scheduler.stop())
         if self.maintenance is not None:
             await _bounded("maintenance", self.maintenance.stop())
+        if self.vacuum is not None:
+            await _bounded("vacuum", self.vacuum.stop())
         if self.dispatcher is not None:
             await _bounded("dispatcher", self.dispatcher.stop())
         self.metrics.close()

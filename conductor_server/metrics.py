@@ -90,6 +90,15 @@ class CoordinatorMetrics:
             "conductor_grpc_requests_total", "gRPC calls handled, by method and status code.",
             ["method", "code"], registry=r,
         )
+        self.vacuums = Counter(
+            "conductor_vacuums_total",
+            "VACUUMs the coordinator ran on a churning table (conductor_server/vacuum.py).",
+            ["table"], registry=r,
+        )
+        self.vacuum_seconds = Histogram(
+            "conductor_vacuum_seconds", "Time one of the coordinator's VACUUMs took.",
+            buckets=RUN_BUCKETS, registry=r,
+        )
         self.maintenance_passes = Counter(
             "conductor_maintenance_passes_total",
             "Retention passes, by result: ran, skipped (another coordinator holds the lock), "

@@ -101,6 +101,9 @@ class Settings:
     maintenance_interval: float = 60.0
     #: Executions deleted or redacted per statement (each its own short transaction).
     maintenance_batch: int = 1000
+    #: The coordinator vacuums a churning table once it has this many dead rows (and 5% of
+    #: its live ones), checked every second; 0 leaves vacuuming to autovacuum alone.
+    vacuum_dead_rows: int = 10_000
     #: Seconds without any worker serving a task before it is marked stale.
     task_stale_after: float = 7 * DAY
 
@@ -171,6 +174,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "maintenance_interval": ("CONDUCTOR_MAINTENANCE_INTERVAL", parse_duration),
     "maintenance_batch": ("CONDUCTOR_MAINTENANCE_BATCH", int),
     "task_stale_after": ("CONDUCTOR_TASK_STALE_AFTER", parse_duration),
+    "vacuum_dead_rows": ("CONDUCTOR_VACUUM_DEAD_ROWS", int),
 }
 
 
@@ -239,6 +243,8 @@ def _problems(s: Settings) -> list[str]:
         value = getattr(s, name)
         if value is not None and not 0 <= value <= 65535:
             problems.append(f"{flag(name)}: must be a port 0..65535, got {value!r}")
+    if isinstance(s.vacuum_dead_rows, bool) or not 0 <= s.vacuum_dead_rows <= 10**12:
+        problems.append(f"--vacuum-dead-rows: must be 0 (off) to 10^12, got {s.vacuum_dead_rows!r}")
     problems += _tls_problems(s)
     if not 0 <= s.shutdown_delay <= 3600:
         problems.append(f"--shutdown-delay: must be 0..3600 seconds, got {s.shutdown_delay!r}")

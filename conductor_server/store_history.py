@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import LiteralString
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -40,6 +40,7 @@ class HistoryStore:
     """Mixed into Store; uses its pool."""
 
     pool: AsyncConnectionPool[AsyncConnection[TupleRow]]
+    url: str
 
     async def _execution_in(self, conn: AsyncConnection[TupleRow], execution_id: int) -> Execution:
         raise NotImplementedError  # Store's: the execution as `conn`'s transaction sees it
@@ -163,6 +164,32 @@ class HistoryStore:
             cur = await conn.execute(_q("delete_expired"), params)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    # -- vacuum (conductor_server/vacuum.py) -------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def own_connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A connection outside the pool (autocommit), for statements that take long."""
+        conn = await AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    async def can_vacuum(self, conn: AsyncConnection[TupleRow], tables: Sequence[str]) -> bool:
+        cur = await conn.execute(_q("can_vacuum"), {"tables": list(tables)})
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def dead_rows(
+        self, conn: AsyncConnection[TupleRow], tables: Sequence[str]
+    ) -> list[tuple[str, int, int]]:
+        """(table, dead rows, live rows) as PostgreSQL's statistics count them."""
+        cur = await conn.execute(_q("dead_rows"), {"tables": list(tables)})
+        return [(r[0], int(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    async def vacuum(self, conn: AsyncConnection[TupleRow], table: str) -> None:
+        await conn.execute(sql.SQL(_q("vacuum")).format(table=sql.Identifier(table)))
 
     async def delete_old_events(self, cutoff: datetime, limit: int) -> int:
         async with self.pool.connection() as conn:

@@ -953,6 +953,24 @@ SELECT count(*) FROM conductor_delete_executions(ARRAY(
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED));
 
+-- name: can_vacuum
+-- Whether this role may vacuum all of these tables (it owns them, or is a superuser).
+SELECT bool_and(pg_has_role(c.relowner, 'USAGE'))
+FROM unnest(%(tables)s::text[]) AS t(name)
+JOIN pg_class c ON c.oid = to_regclass(t.name);
+
+-- name: dead_rows
+-- Dead and live row versions of these tables, as PostgreSQL's statistics (autovacuum's
+-- input) count them.
+SELECT t.name, pg_stat_get_dead_tuples(c.oid), pg_stat_get_live_tuples(c.oid)
+FROM unnest(%(tables)s::text[]) AS t(name)
+JOIN pg_class c ON c.oid = to_regclass(t.name);
+
+-- name: vacuum
+-- Make one table's dead row versions reusable; skipped while another vacuum (autovacuum, or
+-- another coordinator's) holds the table. {table} is an identifier filled in by the store.
+VACUUM (SKIP_LOCKED) {table};
+
 -- name: delete_old_events
 -- Delete up to %(limit)s events emitted before the cutoff, oldest first (their dedupe keys
 -- go with them; the executions they created stay).
