@@ -50,8 +50,7 @@ def threads(pid: int) -> int:
 def test_pools_start_on_demand_and_stop_when_idle(address, spawn_worker, client, tmp_path):
     worker = spawn_worker(address, "tests.acceptance.pool_tasks", "--pool-idle-timeout", IDLE)
     # registered, and no pool process yet: the warm task keeps exactly one
-    assert len(wait_for(lambda: pool_processes(worker.pid), what="the warm process")) == 1
-    warm_pid = next(iter(pool_processes(worker.pid)))
+    (warm_pid,) = wait_for(lambda: pool_processes(worker.pid), what="the warm process")
     first = client.wait(client.invoke("pool-on-demand", 1), timeout=60)
     assert first.state == "succeeded"
     assert first.result["pid"] in pool_processes(worker.pid) | {None}
