@@ -6,14 +6,13 @@ busy machine too."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
 
 from conductor_server.sql import QUERIES
 
-from .harness import Result
+from .harness import Result, cpu_seconds
 from .scenarios import Run
 
 S9D_ROWS = 100_000
@@ -49,24 +48,19 @@ def _fill(db: psycopg.Connection[Any], rows: int, own_rows: bool) -> None:
     db.execute("VACUUM ANALYZE")
 
 
-def _backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, clock ticks
-
-
-def _drain(db: psycopg.Connection[Any], statement: str) -> tuple[int, float, float]:
+def _drain(db: psycopg.Connection[Any], statement: str) -> tuple[int, float]:
+    """Run `statement` until it deletes less than a batch; (rows, backend CPU seconds)."""
     pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
     params = {"task": "bench-delete", "state": "succeeded", "cutoff": "infinity",
               "limit": S9D_BATCH}
-    began, cpu, total = time.perf_counter(), _backend_cpu(pid), 0
+    cpu, total = cpu_seconds(pid), 0
     while True:
         row = db.execute(statement, params).fetchone()
         deleted = int(row[0]) if row else 0
         total += deleted
         if deleted < S9D_BATCH:
             break
-    return total, time.perf_counter() - began, _backend_cpu(pid) - cpu
+    return total, cpu_seconds(pid) - cpu
 
 
 def _cascades(db: psycopg.Connection[Any]) -> None:
@@ -80,22 +74,19 @@ def s9_delete(run: Run) -> Result:
     figures: dict[str, float] = {}
     with run.stack("s9-delete") as stack:
         db = stack.db
-        for own_rows in (False, True):
-            _fill(db, S9D_ROWS, own_rows)
-            n, _, cpu = _drain(db, QUERIES["delete_expired"])
-            assert n == S9D_ROWS, n
-            label = "with_rows" if own_rows else "bare"
-            figures[f"set_based_us_{label}"] = round(cpu / n * 1e6, 1)
-        _cascades(db)
-        for own_rows in (False, True):
-            _fill(db, S9D_ROWS, own_rows)
-            n, _, cpu = _drain(db, CASCADING_DELETE)
-            assert n == S9D_ROWS, n
-            label = "with_rows" if own_rows else "bare"
-            figures[f"cascade_us_{label}"] = round(cpu / n * 1e6, 1)
-            for table in OWNED:
-                left = db.execute(f"SELECT count(*) FROM {table}").fetchone()
-                assert left is not None and left[0] == 0, (table, left)
+        for way, statement in (("set_based", QUERIES["delete_expired"]),
+                               ("cascade", CASCADING_DELETE)):
+            if way == "cascade":
+                _cascades(db)
+            for own_rows in (False, True):
+                _fill(db, S9D_ROWS, own_rows)
+                n, cpu = _drain(db, statement)
+                assert n == S9D_ROWS, n
+                for table in OWNED:
+                    left = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    assert left is not None and left[0] == 0, (table, left)
+                label = "with_rows" if own_rows else "bare"
+                figures[f"{way}_us_{label}"] = round(cpu / n * 1e6, 1)
     summary = (
         f"database CPU per deleted execution: set-based {figures['set_based_us_bare']} us"
         f" ({figures['set_based_us_with_rows']} us with 2 steps and an attempt), foreign-key"
