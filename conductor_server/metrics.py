@@ -68,6 +68,11 @@ class CoordinatorMetrics:
             "conductor_queue_oldest_ready_age_seconds",
             "Age of the oldest ready execution (0 when none is ready).", ["task"], registry=r,
         )
+        self.queue_stats_seconds = Gauge(
+            "conductor_queue_stats_seconds",
+            "Time the last count behind the queue gauges took (they refresh every 5 s, or"
+            " every 100 times this when that is longer).", registry=r,
+        )
         self.streams_silent = Counter(
             "conductor_worker_streams_silent_total",
             "Worker streams closed because the worker was silent for two heartbeat intervals.",
