@@ -1,6 +1,14 @@
 """S9: the retention soak. No-op executions pushed through one coordinator in rounds, with
 succeeded executions kept for a few seconds only: the executions table must stay flat,
-dispatch latency and throughput must not drift."""
+dispatch latency and throughput must not drift.
+
+Dispatch latency is sampled S3-style (1,000 sequential invokes, nothing else sent) at four
+marks: "start", before the first round; "middle", between two rounds halfway; "last round",
+right after the last round, while retention deletes the rounds of the last 10 s and the
+coordinator vacuums after it; and "end", once that is done (no soak execution left, the
+executions table's dead rows below the coordinator's vacuum threshold). Start and end are
+both idle, so their ratio shows what two million executions left behind; middle and last
+round show what retention's concurrent work costs a dispatch."""
 
 from __future__ import annotations
 
@@ -18,7 +26,11 @@ S9_ROUND = 20_000
 #: seconds succeeded executions are kept, and between maintenance passes
 S9_RETENTION = 10.0
 S9_INTERVAL = 1.0
-S9_LATENCY_SAMPLES = 300
+S9_LATENCY_SAMPLES = 1000
+#: seconds the end waits for retention to delete the last rounds and vacuum after them
+S9_QUIESCE = S9_RETENTION + 60.0
+#: the coordinator's default --vacuum-dead-rows
+S9_VACUUM_DEAD_ROWS = 10_000
 S9_PLAIN_ROUNDS = 5
 #: seconds after which the table counts as settled: the first retention period plus two of
 #: autovacuum's default naptime (60 s), since deleted rows' space is reused only once
@@ -78,6 +90,25 @@ def _round(stack: Stack, task: str) -> float:
     return S9_ROUND / (time.monotonic() - began)
 
 
+def _quiesce(stack: Stack) -> float:
+    """Wait until retention deleted every execution (the soak's and the latency samples') and
+    the executions table's dead rows are below the vacuum threshold, as at the start; returns
+    the seconds waited."""
+    began = time.monotonic()
+    while True:
+        row = stack.db.execute(
+            "SELECT (SELECT count(*) FROM conductor_executions),"
+            " (SELECT n_dead_tup FROM pg_stat_user_tables"
+            "  WHERE relname = 'conductor_executions')").fetchone()
+        assert row is not None
+        if row[0] == 0 and row[1] < S9_VACUUM_DEAD_ROWS:
+            return time.monotonic() - began
+        if time.monotonic() - began > S9_QUIESCE:
+            raise BenchError(f"S9: {row[0]} executions and {row[1]} dead rows left"
+                             f" {S9_QUIESCE:.0f} s after the last round")
+        time.sleep(0.5)
+
+
 def _prepare(stack: Stack) -> None:
     stack.start_worker("bench-noop", "bench-latency")
     stack.wait_registered("bench-noop", "bench-latency")
@@ -94,7 +125,7 @@ def s9_soak(run: Run) -> Result:
         _prepare(stack)
         plain = [_round(stack, "bench-noop") for _ in range(S9_PLAIN_ROUNDS)]
     rounds = max(3, S9_TOTAL // S9_ROUND)
-    marks = {0: "start", rounds // 2: "middle", rounds: "end"}
+    marks = {0: "start", rounds // 2: "middle", rounds: "last_round"}
     latency: dict[str, dict[str, Any]] = {}
     sizes: list[tuple[float, dict[str, int]]] = []
     rates: list[float] = []
@@ -115,10 +146,13 @@ def s9_soak(run: Run) -> Result:
                 sizes.append((time.monotonic() - began, _sizes(stack)))
         row = stack.db.execute("SELECT count(*) FROM conductor_executions"
                                " WHERE state = ANY('{pending,running}')").fetchone()
+        quiesced = _quiesce(stack)
+        latency["end"] = dispatch_latencies(stack, "bench-latency", S9_LATENCY_SAMPLES)
         vacuums = _vacuum_stats(stack)
     if row and row[0]:
         raise BenchError(f"S9: {row[0]} executions still pending or running at the end")
     result = _result(plain, rates, sizes, latency, rounds * S9_ROUND)
+    result.figures["quiesced_after_s"] = round(quiesced, 1)
     result.figures["server_autovacuum"] = autovacuum
     result.figures.update(vacuums)
     if not autovacuum:
@@ -133,6 +167,8 @@ def _result(plain: list[float], rates: list[float], sizes: list[tuple[float, dic
     largest = max(s["executions_bytes"] for s in settled)
     growth = largest / first
     p99_ratio = latency["end"]["p99_ms"] / latency["start"]["p99_ms"]
+    busy_ratio = max(latency["middle"]["p99_ms"],
+                     latency["last_round"]["p99_ms"]) / latency["start"]["p99_ms"]
     plain_rate = statistics.median(plain)
     soak_rate = statistics.median(rates)
     throughput_ratio = soak_rate / plain_rate
@@ -153,6 +189,7 @@ def _result(plain: list[float], rates: list[float], sizes: list[tuple[float, dic
         "rows_end": sizes[-1][1]["rows"],
         "table_growth": round(growth, 3),
         "p99_ratio_end_start": round(p99_ratio, 2),
+        "p99_ratio_during_retention_start": round(busy_ratio, 2),
         **{f"{mark}_p50_ms": figures["p50_ms"] for mark, figures in latency.items()},
         **{f"{mark}_p99_ms": figures["p99_ms"] for mark, figures in latency.items()},
         "sizes_mib": [round(s["executions_bytes"] / MIB, 1) for _, s in sizes],
@@ -164,7 +201,8 @@ def _result(plain: list[float], rates: list[float], sizes: list[tuple[float, dic
         f" {figures['table_mib_max_settled']} MiB after {S9_SETTLE:.0f} s (x"
         f"{growth:.2f}), {figures['rows_end']} rows at the end; dispatch p99"
         f" {latency['start']['p99_ms']:.2f} / {latency['middle']['p99_ms']:.2f} /"
-        f" {latency['end']['p99_ms']:.2f} ms (start/middle/end); {soak_rate:.0f} tasks/s"
+        f" {latency['last_round']['p99_ms']:.2f} / {latency['end']['p99_ms']:.2f} ms"
+        f" (start/middle/last round/end, x{p99_ratio:.2f} end/start); {soak_rate:.0f} tasks/s"
         f" per round against {plain_rate:.0f} without retention (x{throughput_ratio:.2f})",
         figures,
         "table within 25%, p99 within 1.5x, throughput within 10%",
