@@ -116,14 +116,20 @@ def _prepare(stack: Stack) -> None:
     dispatch_latencies(stack, "bench-latency", 20)
 
 
+def _plain_rounds(run: Run, label: str) -> list[float]:
+    """The reference: S9_PLAIN_ROUNDS rounds on a fresh coordinator without retention."""
+    with run.stack(label) as stack:
+        _prepare(stack)
+        return [_round(stack, "bench-noop") for _ in range(S9_PLAIN_ROUNDS)]
+
+
 def s9_soak(run: Run) -> Result:
     """S9_TOTAL no-op executions in rounds of 20,000 through one coordinator that keeps
     succeeded executions for 10 s (maintenance every second); table size after every round,
-    S3-style dispatch latency at the start, middle and end; round throughput against the same
-    rounds on a coordinator without retention."""
-    with run.stack("s9-plain") as stack:
-        _prepare(stack)
-        plain = [_round(stack, "bench-noop") for _ in range(S9_PLAIN_ROUNDS)]
+    S3-style dispatch latency at four marks (see the module's text); round throughput against
+    the same rounds on a coordinator without retention, run before the soak and again after it
+    (the machine's speed drifts over the soak's minutes: the reference brackets it)."""
+    before = _plain_rounds(run, "s9-plain-before")
     rounds = max(3, S9_TOTAL // S9_ROUND)
     marks = {0: "start", rounds // 2: "middle", rounds: "last_round"}
     latency: dict[str, dict[str, Any]] = {}
@@ -151,7 +157,10 @@ def s9_soak(run: Run) -> Result:
         vacuums = _vacuum_stats(stack)
     if row and row[0]:
         raise BenchError(f"S9: {row[0]} executions still pending or running at the end")
-    result = _result(plain, rates, sizes, latency, rounds * S9_ROUND)
+    after = _plain_rounds(run, "s9-plain-after")
+    result = _result(before + after, rates, sizes, latency, rounds * S9_ROUND)
+    result.figures["plain_before_tasks_per_s"] = round(statistics.median(before))
+    result.figures["plain_after_tasks_per_s"] = round(statistics.median(after))
     result.figures["quiesced_after_s"] = round(quiesced, 1)
     result.figures["server_autovacuum"] = autovacuum
     result.figures.update(vacuums)
