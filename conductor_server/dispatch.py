@@ -84,8 +84,12 @@ def _not_written(_write: object, _error: Exception) -> None:
     return None
 
 
-def gauge_pause(took: float) -> float:
-    """Seconds until the next queue gauge refresh, after one that took `took` seconds."""
+def gauge_pause(took: float | None) -> float:
+    """Seconds until the next queue gauge refresh, after one that took `took` seconds (None:
+    it failed, which says nothing of what a count costs: the database was away, say, and the
+    time went into waiting for a connection, so the next try comes at the usual interval)."""
+    if took is None:
+        return QUEUE_GAUGE_INTERVAL
     return max(QUEUE_GAUGE_INTERVAL, took / QUEUE_GAUGE_SHARE)
 
 
@@ -767,12 +771,13 @@ class Dispatcher:
     async def _queue_gauges_loop(self) -> None:
         while True:
             began = time.monotonic()
+            took: float | None = None
             try:
                 await self.refresh_queue_gauges()
+                took = time.monotonic() - began
+                self.metrics.queue_stats_seconds.set(took)
             except Exception:
                 log_failed_pass(log, "queue metrics refresh failed")
-            took = time.monotonic() - began
-            self.metrics.queue_stats_seconds.set(took)
             await asyncio.sleep(gauge_pause(took))
 
     async def refresh_queue_gauges(self) -> None:

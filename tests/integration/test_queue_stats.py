@@ -72,3 +72,8 @@ def test_counts_ready_waiting_and_running_per_task_with_the_oldest_ready_and_liv
 def test_a_count_that_takes_long_is_run_less_often(took, pause):
     assert gauge_pause(took) == pytest.approx(pause)
     assert took / (took + gauge_pause(took)) <= QUEUE_GAUGE_SHARE + 1e-9
+
+
+def test_a_failed_count_is_tried_again_at_the_usual_interval():
+    # a refresh that failed after waiting 5 s for a connection is no measure of its cost
+    assert gauge_pause(None) == QUEUE_GAUGE_INTERVAL
