@@ -17,6 +17,8 @@ import statistics
 import time
 from typing import Any
 
+from conductor_server.settings import Settings
+
 from .harness import BenchError, Result, Stack
 from .scenarios import Run, dispatch_latencies
 
@@ -29,8 +31,8 @@ S9_INTERVAL = 1.0
 S9_LATENCY_SAMPLES = 1000
 #: seconds the end waits for retention to delete the last rounds and vacuum after them
 S9_QUIESCE = S9_RETENTION + 60.0
-#: the coordinator's default --vacuum-dead-rows
-S9_VACUUM_DEAD_ROWS = 10_000
+#: the coordinator's default --vacuum-dead-rows (the soak's coordinator runs with it)
+S9_VACUUM_DEAD_ROWS = Settings().vacuum_dead_rows
 S9_PLAIN_ROUNDS = 5
 #: seconds after which the table counts as settled: the first retention period plus two of
 #: autovacuum's default naptime (60 s), since deleted rows' space is reused only once

@@ -17,7 +17,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
 
 from .clock import Clock
 from .loop_errors import log_failed_pass
@@ -115,35 +118,31 @@ class Maintenance:
             return True
 
     async def _delete(self, task: str, state: State, cutoff: datetime) -> None:
-        batch = self.settings.maintenance_batch
-        for _ in range(MAX_BATCHES):
-            began = time.monotonic()
-            deleted = await self.store.delete_expired(task, state, cutoff, batch)
-            self.metrics.maintenance_deleted.labels(state.value).inc(deleted)
-            if deleted < batch:
-                return
-            await _pause(began)
+        await self._batches(
+            lambda batch: self.store.delete_expired(task, state, cutoff, batch),
+            self.metrics.maintenance_deleted.labels(state.value))
 
     async def _delete_events(self, cutoff: datetime) -> None:
-        batch = self.settings.maintenance_batch
-        for _ in range(MAX_BATCHES):
-            began = time.monotonic()
-            deleted = await self.store.delete_old_events(cutoff, batch)
-            self.metrics.maintenance_events_deleted.inc(deleted)
-            if deleted < batch:
-                return
-            await _pause(began)
+        await self._batches(lambda batch: self.store.delete_old_events(cutoff, batch),
+                            self.metrics.maintenance_events_deleted)
 
     async def _redact(
         self, task: str, state: State, since: datetime, cutoff: datetime, now: datetime
     ) -> None:
         if cutoff <= since:
             return
+        await self._batches(
+            lambda batch: self.store.redact(task, state, since, cutoff, batch, now),
+            self.metrics.maintenance_redacted.labels(state.value))
+
+    async def _batches(self, step: Callable[[int], Awaitable[int]], done: Counter) -> None:
+        """Run `step(batch size)` until it handles fewer rows than a batch (or MAX_BATCHES
+        times), counting its rows; paced: after each batch, a pause as long as it took."""
         batch = self.settings.maintenance_batch
         for _ in range(MAX_BATCHES):
             began = time.monotonic()
-            redacted = await self.store.redact(task, state, since, cutoff, batch, now)
-            self.metrics.maintenance_redacted.labels(state.value).inc(redacted)
-            if redacted < batch:
+            handled = await step(batch)
+            done.inc(handled)
+            if handled < batch:
                 return
             await _pause(began)
