@@ -222,8 +222,9 @@ SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
     started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s,
     deadline = %(lease_now)s::timestamptz + make_interval(secs =>
         coalesce(e.timeout, %(task_timeout)s::double precision) + %(grace)s)
-FROM picked
-WHERE e.id = picked.id
+-- By primary key, whatever the statistics say (see the migration 0021 note in
+-- docs/performance.md): joined to picked, a table analyzed while empty was scanned whole.
+WHERE e.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
      WHERE s.execution_id = e.id)::text AS steps, e.schedule, e.fire_time, e.run_at, e.priority,
@@ -331,8 +332,8 @@ SELECT DISTINCT ON (1, 2) coalesce(t.rate_limit_name, t.name),
         THEN coalesce(e.concurrency_key, '') ELSE '' END,
     0, %(now)s, u.until
 FROM unnest(%(ids)s::bigint[], %(untils)s::timestamptz[]) AS u(id, until)
-JOIN conductor_executions e ON e.id = u.id
-JOIN conductor_tasks t ON t.name = e.task
+JOIN conductor_executions e ON e.id = u.id AND e.id = ANY(%(ids)s::bigint[])
+CROSS JOIN LATERAL (SELECT * FROM conductor_tasks t WHERE t.name = e.task OFFSET 0) t
 ORDER BY 1, 2, u.until DESC
 ON CONFLICT (name, key) DO UPDATE SET
     paused_until = greatest(b.paused_until, EXCLUDED.paused_until)
@@ -377,7 +378,8 @@ SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(t
 -- said was waiting before is its own business again (lease_unstarted cleared).
 UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s, lease_unstarted = false
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
-WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
+    AND e.state = 'running'
     AND (%(worker_id)s = '' OR e.worker_id = %(worker_id)s)
 RETURNING e.id, e.task, e.cancel_requested;
 
@@ -409,7 +411,8 @@ WITH u AS (
         WITH ORDINALITY AS u(execution_id, token, name, result, worker_id, n)
 ), valid AS (
     SELECT u.n, u.execution_id, u.name, u.result::jsonb AS result FROM u
-    JOIN conductor_executions e ON e.id = u.execution_id AND e.lease_token = u.token
+    JOIN conductor_executions e ON e.id = u.execution_id AND e.id = ANY(%(ids)s::bigint[])
+        AND e.lease_token = u.token
         AND e.state = 'running' AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     FOR SHARE OF e
@@ -441,7 +444,8 @@ WITH done AS (
         result = u.result::jsonb, error = NULL, finished_at = %(now)s, lease_expires_at = NULL
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[], %(workers)s::text[])
         AS u(id, token, result, worker_id)
-    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
+    AND e.state = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt, e.worker_id,
@@ -482,11 +486,12 @@ WITH u AS (
                   t.max_backoff, 3153600000)
             * (1 - least(greatest(t.backoff_jitter, 0), 1) * random())) AS retry_at
     FROM u
-    JOIN conductor_executions e ON e.id = u.id AND e.lease_token = u.token
+    JOIN conductor_executions e ON e.id = u.id AND e.id = ANY(%(ids)s::bigint[])
+        AND e.lease_token = u.token
         AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s
             OR e.deadline <= %(lease_now)s)
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
-    JOIN conductor_tasks t ON t.name = e.task
+    CROSS JOIN LATERAL (SELECT * FROM conductor_tasks t WHERE t.name = e.task OFFSET 0) t
     FOR UPDATE OF e
 ), done AS (
     UPDATE conductor_executions e
@@ -495,7 +500,7 @@ WITH u AS (
         run_at = CASE WHEN target.next_state = 'pending' THEN target.retry_at ELSE e.run_at END,
         finished_at = CASE WHEN target.next_state = 'pending' THEN NULL ELSE %(now)s END
     FROM target
-    WHERE e.id = target.id
+    WHERE e.id = target.id AND e.id = ANY(%(ids)s::bigint[])
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
 ), attempts AS (
     INSERT INTO conductor_attempts (execution_id, n, attempt, worker_id, started_at,
@@ -523,7 +528,8 @@ WITH done AS (
         finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[],
         %(workers)s::text[], %(reasons)s::text[]) AS u(id, token, run_at, worker_id, reason)
-    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
+    AND e.state = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt + 1 AS attempt,
@@ -545,13 +551,18 @@ FROM done;
 -- Timed attempts whose worker said they wait unstarted (started false: no deadline while
 -- they wait) or were handed to a pool process (true: the deadline counts from now again);
 -- by token, while running, and never past a deadline that has passed (deadlines.py).
+-- The task's timeout is read per row (a join to the tasks table let the planner reach the
+-- executions through the task's index, every row of it).
 UPDATE conductor_executions e
 SET deadline = CASE WHEN u.started THEN %(lease_now)s::timestamptz + make_interval(secs =>
-        coalesce(e.timeout, t.timeout) + %(grace)s) END
+        coalesce(e.timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = e.task))
+        + %(grace)s) END
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(started)s::boolean[])
-    AS u(id, token, started), conductor_tasks t
-WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running' AND t.name = e.task
-    AND coalesce(e.timeout, t.timeout) IS NOT NULL
+    AS u(id, token, started)
+WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
+    AND e.state = 'running'
+    AND coalesce(e.timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = e.task))
+        IS NOT NULL
     AND (e.deadline IS NULL OR e.deadline > %(lease_now)s);
 
 -- name: mark_unstarted
@@ -560,7 +571,8 @@ WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running' AND t.name
 -- any coordinator renews them later than %(renewed_until)s).
 UPDATE conductor_executions e SET lease_unstarted = true
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
-WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
+    AND e.state = 'running'
     AND e.worker_id = %(worker_id)s AND e.lease_expires_at <= %(renewed_until)s;
 
 -- name: return_unstarted
@@ -576,7 +588,8 @@ WITH done AS (
         runs = greatest(e.runs - 1, 0),
         finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
-    WHERE e.id = u.id AND e.lease_token = u.token AND e.state = 'running'
+    WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
+    AND e.state = 'running'
         AND e.lease_unstarted AND e.unstarted_returns < %(max_returns)s
         AND e.lease_expires_at < %(lease_now)s
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
@@ -1006,14 +1019,14 @@ WITH picked AS (
     SET payload = 'null', result = NULL, redacted_at = %(now)s,
         error = CASE WHEN e.error IS NULL THEN NULL ELSE jsonb_build_object(
             'type', e.error -> 'type', 'message', '', 'traceback', '') END
-    FROM picked WHERE e.id = picked.id
+    WHERE e.id = ANY(ARRAY(SELECT id FROM picked))
 ), steps AS (
     UPDATE conductor_steps s SET result = 'null'
-    FROM picked WHERE s.execution_id = picked.id
+    WHERE s.execution_id = ANY(ARRAY(SELECT id FROM picked))
 ), attempts AS (
     UPDATE conductor_attempts a
     SET error = jsonb_build_object('type', a.error -> 'type', 'message', '', 'traceback', '')
-    FROM picked WHERE a.execution_id = picked.id AND a.error IS NOT NULL
+    WHERE a.execution_id = ANY(ARRAY(SELECT id FROM picked)) AND a.error IS NOT NULL
 )
 SELECT count(*), max(finished_at) FROM picked;
 
@@ -1082,7 +1095,7 @@ WITH u AS (
 )
 INSERT INTO conductor_execution_logs (execution_id, attempt, level, message, logged_at)
 SELECT u.id, u.attempt, u.level, u.message, u.logged_at
-FROM u JOIN conductor_executions e ON e.id = u.id
+FROM u JOIN conductor_executions e ON e.id = u.id AND e.id = ANY(%(ids)s::bigint[])
 LEFT JOIN kept ON kept.id = u.id
 WHERE coalesce(kept.n, 0) + u.rank <= %(most)s
 ORDER BY u.n
