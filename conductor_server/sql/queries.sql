@@ -379,7 +379,7 @@ SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(t
 UPDATE conductor_executions e SET lease_expires_at = %(expires_at)s, lease_unstarted = false
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state = 'running'
+    AND e.state::text = 'running'
     AND (%(worker_id)s = '' OR e.worker_id = %(worker_id)s)
 RETURNING e.id, e.task, e.cancel_requested;
 
@@ -413,7 +413,7 @@ WITH u AS (
     SELECT u.n, u.execution_id, u.name, u.result::jsonb AS result FROM u
     JOIN conductor_executions e ON e.id = u.execution_id AND e.id = ANY(%(ids)s::bigint[])
         AND e.lease_token = u.token
-        AND e.state = 'running' AND (u.worker_id = '' OR e.worker_id = u.worker_id)
+        AND e.state::text = 'running' AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     FOR SHARE OF e
 ), inserted AS (
@@ -445,7 +445,7 @@ WITH done AS (
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[], %(workers)s::text[])
         AS u(id, token, result, worker_id)
     WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state = 'running'
+    AND e.state::text = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt, e.worker_id,
@@ -488,7 +488,7 @@ WITH u AS (
     FROM u
     JOIN conductor_executions e ON e.id = u.id AND e.id = ANY(%(ids)s::bigint[])
         AND e.lease_token = u.token
-        AND e.state = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s
+        AND e.state::text = 'running' AND (NOT u.lost OR e.lease_expires_at < %(lease_now)s
             OR e.deadline <= %(lease_now)s)
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
     CROSS JOIN LATERAL (SELECT * FROM conductor_tasks t WHERE t.name = e.task OFFSET 0) t
@@ -500,7 +500,7 @@ WITH u AS (
         run_at = CASE WHEN target.next_state = 'pending' THEN target.retry_at ELSE e.run_at END,
         finished_at = CASE WHEN target.next_state = 'pending' THEN NULL ELSE %(now)s END
     FROM target
-    WHERE e.id = target.id AND e.id = ANY(%(ids)s::bigint[])
+    WHERE e.id = target.id AND e.id = ANY(ARRAY(SELECT id FROM target))
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
 ), attempts AS (
     INSERT INTO conductor_attempts (execution_id, n, attempt, worker_id, started_at,
@@ -529,7 +529,7 @@ WITH done AS (
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[],
         %(workers)s::text[], %(reasons)s::text[]) AS u(id, token, run_at, worker_id, reason)
     WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state = 'running'
+    AND e.state::text = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt + 1 AS attempt,
@@ -560,7 +560,7 @@ SET deadline = CASE WHEN u.started THEN %(lease_now)s::timestamptz + make_interv
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(started)s::boolean[])
     AS u(id, token, started)
 WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state = 'running'
+    AND e.state::text = 'running'
     AND coalesce(e.timeout, (SELECT t.timeout FROM conductor_tasks t WHERE t.name = e.task))
         IS NOT NULL
     AND (e.deadline IS NULL OR e.deadline > %(lease_now)s);
@@ -572,7 +572,7 @@ WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
 UPDATE conductor_executions e SET lease_unstarted = true
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
 WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state = 'running'
+    AND e.state::text = 'running'
     AND e.worker_id = %(worker_id)s AND e.lease_expires_at <= %(renewed_until)s;
 
 -- name: return_unstarted
@@ -589,7 +589,7 @@ WITH done AS (
         finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
     WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state = 'running'
+    AND e.state::text = 'running'
         AND e.lease_unstarted AND e.unstarted_returns < %(max_returns)s
         AND e.lease_expires_at < %(lease_now)s
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
