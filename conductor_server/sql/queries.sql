@@ -222,8 +222,8 @@ SET state = 'running', attempt = e.attempt + 1, lease_token = gen_random_uuid(),
     started_at = coalesce(e.started_at, %(now)s), runs = e.runs + 1, leased_at = %(now)s,
     deadline = %(lease_now)s::timestamptz + make_interval(secs =>
         coalesce(e.timeout, %(task_timeout)s::double precision) + %(grace)s)
--- By primary key, whatever the statistics say (see the migration 0021 note in
--- docs/performance.md): joined to picked, a table analyzed while empty was scanned whole.
+-- By primary key, whatever the statistics say (docs/history.md, "Statistics that say
+-- empty"): joined to picked, a table analyzed while empty was scanned whole.
 WHERE e.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING e.id, e.lease_token, e.attempt, e.max_attempts, e.payload::text,
     (SELECT json_object_agg(s.name, s.result::text) FROM conductor_steps s
@@ -373,6 +373,9 @@ SELECT EXISTS (
 SELECT count(*) FROM conductor_executions WHERE state = 'running' AND task = %(task)s;
 
 -- name: renew_leases
+-- This and the other by-id statements below name their rows by id = ANY(ids) and compare the
+-- state as text: so neither a join to the ids nor the running-rows index can drive them when
+-- the table's statistics are stale (docs/history.md, "Statistics that say empty").
 -- Extend the leases a worker still holds; returns the ids that are still its own (by token,
 -- and granted to that worker unless %(worker_id)s is ''). The worker is alive: whatever it
 -- said was waiting before is its own business again (lease_unstarted cleared).
@@ -445,7 +448,7 @@ WITH done AS (
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[], %(workers)s::text[])
         AS u(id, token, result, worker_id)
     WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state::text = 'running'
+        AND e.state::text = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt, e.worker_id,
@@ -529,7 +532,7 @@ WITH done AS (
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(run_ats)s::timestamptz[],
         %(workers)s::text[], %(reasons)s::text[]) AS u(id, token, run_at, worker_id, reason)
     WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state::text = 'running'
+        AND e.state::text = 'running'
         AND (u.worker_id = '' OR e.worker_id = u.worker_id)
         AND (e.deadline IS NULL OR e.deadline > %(lease_now)s)
     RETURNING e.id, e.task, e.state::text AS state, e.run_at, e.runs, e.attempt + 1 AS attempt,
@@ -589,7 +592,7 @@ WITH done AS (
         finished_at = CASE WHEN e.cancel_requested THEN %(now)s END
     FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS u(id, token)
     WHERE e.id = u.id AND e.id = ANY(%(ids)s::bigint[]) AND e.lease_token = u.token
-    AND e.state::text = 'running'
+        AND e.state::text = 'running'
         AND e.lease_unstarted AND e.unstarted_returns < %(max_returns)s
         AND e.lease_expires_at < %(lease_now)s
     RETURNING e.id, e.task, e.state::text AS state, e.run_at
