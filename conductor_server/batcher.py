@@ -155,7 +155,11 @@ class ResultCountError(RuntimeError):
 
 
 def _systemic(exc: Exception) -> bool:
-    """Errors that no item causes (the database is unreachable): splitting cannot help."""
+    """Errors that no item causes (the database is unreachable, or it rolled the flush back
+    for a deadlock every time it was tried, conductor_server/rollbacks.py): splitting cannot
+    help, and no item may be reported as not written for them (its submitter gets the error
+    and the worker sends the item again)."""
     if isinstance(exc, ConnectionError | TimeoutError | ResultCountError):
         return True
-    return type(exc).__name__ in ("OperationalError", "PoolTimeout", "InterfaceError")
+    return type(exc).__name__ in ("OperationalError", "PoolTimeout", "InterfaceError",
+                                  "DeadlockDetected", "SerializationFailure")

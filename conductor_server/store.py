@@ -38,6 +38,7 @@ from .models import (
     WorkerInfo,
 )
 from .payload_filter import NO_FILTER, PayloadFilter
+from .rollbacks import retried
 from .sql import QUERIES, migrations
 from .store_flow import FlowStore
 from .store_history import HistoryStore
@@ -591,6 +592,7 @@ class Store(HistoryStore, FlowStore):
                 results.append(None)
         return results
 
+    @retried
     async def _apply_kind(
         self,
         conn: AsyncConnection[TupleRow],
@@ -761,6 +763,7 @@ class Store(HistoryStore, FlowStore):
             for schedule in schedules:
                 await conn.execute(_q("put_schedule"), _schedule_params(schedule, now))
 
+    @retried
     async def delete_schedule(self, task: str, name: str, now: datetime) -> int | None:
         """Delete a schedule and cancel its pending fires; None when it does not exist."""
         params = {"task": task, "name": name, "now": now}

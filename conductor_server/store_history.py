@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .models import Execution, Retention, State, TaskInfo
 from .payload_filter import NO_FILTER, PayloadFilter
+from .rollbacks import retried
 from .sql import QUERIES
 
 
@@ -112,6 +113,7 @@ class HistoryStore:
             cur = await conn.execute(_q("bulk_page"), params)
             return [row[0] for row in await cur.fetchall()]
 
+    @retried
     async def cancel_many(
         self, ids: Sequence[int], now: datetime, *, again: bool = False
     ) -> list[TupleRow]:
@@ -127,6 +129,7 @@ class HistoryStore:
             await self._notify(conn, "conductor_cancel", flagged)
         return rows
 
+    @retried
     async def delete_many(self, ids: Sequence[int]) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(_q("delete_many"), {"ids": list(ids)})
@@ -158,6 +161,7 @@ class HistoryStore:
             cur = await conn.execute(_q("retention_policies"))
             return [(r[0], Retention(r[1], r[2], r[3], r[4])) for r in await cur.fetchall()]
 
+    @retried
     async def delete_expired(self, task: str, state: State, cutoff: datetime, limit: int) -> int:
         params = {"task": task, "state": state.value, "cutoff": cutoff, "limit": limit}
         async with self.pool.connection() as conn:

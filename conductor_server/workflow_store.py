@@ -19,6 +19,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from .models import FailedPrecondition, InvalidArgument, NewExecutions, TaskDef
+from .rollbacks import retried
 from .sql import QUERIES
 
 
@@ -56,6 +57,7 @@ class WorkflowStore:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[TupleRow]]) -> None:
         self.pool = pool
 
+    @retried
     async def wait(self, request: WaitRequest, now: datetime) -> WaitAnswer:
         """Begin (or look at) a wait in one transaction, under the execution's row lock:
         the first call creates the wait (and the children), any later one answers whether
@@ -135,6 +137,7 @@ class WorkflowStore:
         row = await cur.fetchone()
         return str(row[0]) if row else None
 
+    @retried
     async def signal(
         self, execution_id: int, name: str, payload_json: str, now: datetime
     ) -> str | None:
@@ -146,6 +149,7 @@ class WorkflowStore:
             row = await cur.fetchone()
         return row[0] if row else None
 
+    @retried
     async def emit(
         self, event: str, payload_json: str, dedupe_key: str | None, now: datetime
     ) -> list[int]:

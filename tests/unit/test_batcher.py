@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import psycopg
 import pytest
 
 from conductor_server.batcher import Batcher
@@ -255,6 +256,30 @@ def test_on_item_error_answers_the_bad_item_and_keeps_its_group() -> None:
             results = await asyncio.wait_for(group, timeout=2)
             assert results == [None if n in (7, 9) else f"r{n}" for n in range(1, 12)]
             assert len(flush.batches) < 2 * 11  # halving, not one flush per item
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_rolled_back_for_a_deadlock_fails_its_batch_and_marks_no_item_unwritten(
+) -> None:
+    """A deadlock is no item's fault: splitting the batch would report the item that met it
+    again as not written (a stale lease, to a worker), so every submitter gets the error and
+    sends its items again."""
+    async def scenario() -> None:
+        flush = FakeFlush()
+        flush.fail_with = psycopg.errors.DeadlockDetected("deadlock detected")
+        batcher: Batcher[int, str | None] = Batcher(
+            "t", flush, on_item_error=lambda _item, _exc: None)
+        failing = batcher.submit_many([1, 2, 3])
+        batcher.start()
+        try:
+            for future in failing:
+                with pytest.raises(psycopg.errors.DeadlockDetected):
+                    await asyncio.wait_for(future, timeout=2)
+            assert flush.batches == [[1, 2, 3]]
+            assert await _wait_all(batcher.submit_many([4])) == ["r4"]
         finally:
             await batcher.stop()
 
